@@ -1,0 +1,1 @@
+"""What every part of fluidos-sensors agrees on: API groups, labels, topics, models."""

@@ -1,0 +1,12 @@
+"""The one command-line entry point, `fluidos-sensors`: each part mounts its own commands."""
+
+from __future__ import annotations
+
+import typer
+
+from testbed.cli import app as testbed_app
+
+app = typer.Typer(
+    help="FLUIDOS sensor marketplace: edge BLE boards as Sensor flavors.", no_args_is_help=True
+)
+app.add_typer(testbed_app, name="testbed")

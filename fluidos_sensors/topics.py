@@ -1,0 +1,31 @@
+"""The one topic scheme for sensor data on an edge node's MQTT broker.
+
+KubeEdge's eventbus maps a Rule source `{topic: T}` in namespace N to the broker topic
+`N/T`; we keep that convention so a KubeEdge router and our edge agent read the same topics.
+"""
+
+from __future__ import annotations
+
+import re
+
+_SEGMENT = re.compile(r"^[a-z0-9]([-a-z0-9._]*[a-z0-9])?$")
+TOPIC_ROOT = "fluidos-sensors"
+
+
+def _check(kind: str, value: str) -> str:
+    if not _SEGMENT.match(value):
+        raise ValueError(
+            f"{kind} {value!r} cannot be a topic segment: "
+            "use lowercase letters, digits, '-', '.', '_'"
+        )
+    return value
+
+
+def source_topic(device: str, sensor: str) -> str:
+    """The topic a Rule's eventbus source names (without the namespace prefix)."""
+    return f"{TOPIC_ROOT}/{_check('device', device)}/{_check('sensor', sensor)}"
+
+
+def broker_topic(namespace: str, device: str, sensor: str) -> str:
+    """The MQTT topic the mapper publishes a sensor's readings to."""
+    return f"{_check('namespace', namespace)}/{source_topic(device, sensor)}"

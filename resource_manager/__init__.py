@@ -1,0 +1,1 @@
+"""Provider control plane: Nodes + KubeEdge Devices -> FLUIDOS Sensor Flavors (kopf)."""

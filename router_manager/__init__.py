@@ -1,0 +1,1 @@
+"""Purchases -> multicast data paths, and the edge agent that delivers them (not built yet)."""

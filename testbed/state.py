@@ -1,0 +1,84 @@
+"""The testbed's state folder: `config.json` (what to run, written by `up`) and `status.json`
+(what runs, written by the supervisor). Readers never need the supervisor to answer."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CONFIG_FILE = "config.json"
+STATUS_FILE = "status.json"
+
+
+def write_status(state_dir: Path, status: dict[str, Any]) -> None:
+    tmp = state_dir / f".{STATUS_FILE}.tmp"
+    tmp.write_text(json.dumps(status, indent=2))
+    os.replace(tmp, state_dir / STATUS_FILE)
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is dead for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class ClusterAccess:
+    name: str
+    role: str
+    server: str
+    kubeconfig: Path
+    nodes: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class TestbedState:
+    directory: Path
+    status: dict[str, Any]
+
+    __test__ = False  # not a pytest test class
+
+    @classmethod
+    def read(cls, directory: Path) -> TestbedState | None:
+        try:
+            status = json.loads((directory / STATUS_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        return cls(directory, status)
+
+    @property
+    def phase(self) -> str:
+        return str(self.status.get("phase", "unknown"))
+
+    @property
+    def supervisor_pid(self) -> int | None:
+        return self.status.get("pid")
+
+    @property
+    def running(self) -> bool:
+        return self.phase in ("starting", "ready") and pid_alive(self.supervisor_pid)
+
+    @property
+    def clusters(self) -> dict[str, ClusterAccess]:
+        return {
+            name: ClusterAccess(name, c["role"], c["server"], Path(c["kubeconfig"]), c["nodes"])
+            for name, c in self.status.get("clusters", {}).items()
+        }
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return json.loads((self.directory / CONFIG_FILE).read_text())

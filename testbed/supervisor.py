@@ -1,0 +1,181 @@
+"""The one long-lived testbed process: owns every child, keeps Nodes Ready, restarts the dead.
+
+Started detached by `testbed up` as `python -m testbed.supervisor STATE_DIR`; `testbed down`
+sends it SIGTERM and it stops its children in reverse order. Its children die with it even
+when it is killed outright (PR_SET_PDEATHSIG), so nothing outlives the testbed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from testbed import bootstrap, edge
+from testbed.controlplane import ClusterEndpoints, control_plane_processes, write_kubeconfig
+from testbed.pki import ClusterPKI
+from testbed.processes import ManagedProcess, ProcessFailed
+from testbed.state import write_status
+from testbed.topology import Topology
+
+HEARTBEAT_SECONDS = 10.0
+_RESTART_BACKOFF_MAX = 30.0
+
+log = logging.getLogger("testbed.supervisor")
+
+
+class Supervisor:
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        config = json.loads((state_dir / "config.json").read_text())
+        self.topology = Topology.from_json(config["topology"])
+        self.endpoints = {name: ClusterEndpoints(**ep) for name, ep in config["endpoints"].items()}
+        self.binaries = {name: Path(p) for name, p in config["binaries"].items()}
+        self.processes: list[ManagedProcess] = []
+        self.stopping = threading.Event()
+        self.status: dict[str, Any] = {"pid": os.getpid(), "phase": "starting", "clusters": {}}
+
+    def _publish(self, **changes: Any) -> None:
+        self.status.update(changes)
+        self.status["processes"] = {
+            p.spec.name: {
+                "pid": p.pid,
+                "alive": p.alive,
+                "restarts": p.restarts,
+                "log": str(p.spec.log),
+                "ports": p.spec.ports,
+            }
+            for p in self.processes
+        }
+        write_status(self.state_dir, self.status)
+
+    def _launch(self, proc: ManagedProcess) -> None:
+        self.processes.append(proc)
+        proc.start()
+        self._publish()
+        proc.wait_ready()
+
+    def start(self) -> None:
+        # etcd and kube-apiserver of every cluster first: API servers take the longest.
+        planes = {
+            c.name: control_plane_processes(
+                c.name, self.state_dir / c.name, self.endpoints[c.name], self.binaries
+            )
+            for c in self.topology.clusters
+        }
+        for specs in planes.values():
+            self._launch(ManagedProcess(specs[0]))
+        apiservers = [ManagedProcess(specs[1]) for specs in planes.values()]
+        for proc in apiservers:
+            self.processes.append(proc)
+            proc.start()
+        for proc in apiservers:
+            proc.wait_ready()
+        for cluster in self.topology.clusters:
+            if self.stopping.is_set():
+                return
+            directory = self.state_dir / cluster.name
+            server = self.endpoints[cluster.name].server
+            kubeconfig = write_kubeconfig(
+                directory / "kubeconfig",
+                cluster.name,
+                server,
+                ClusterPKI(directory / "pki", cluster.name),
+            )
+            api = bootstrap.api_client(kubeconfig)
+            crds = bootstrap.install_crds(api)
+            core = client.CoreV1Api(api)
+            for node in cluster.nodes:
+                bootstrap.register_node(core, node)
+            self.status["clusters"][cluster.name] = {
+                "role": cluster.role,
+                "server": server,
+                "kubeconfig": str(kubeconfig),
+                "nodes": [
+                    {"name": n.name, "labels": n.labels, "edge": n.is_edge} for n in cluster.nodes
+                ],
+                "crds": crds,
+            }
+            for node in cluster.nodes:
+                for spec in edge.processes_for(cluster, node, directory, self.binaries):
+                    self._launch(ManagedProcess(spec))
+        self._publish(phase="ready", ready_at=time.time())
+
+    def _heartbeat_all(self) -> None:
+        for cluster in self.topology.clusters:
+            info = self.status["clusters"].get(cluster.name)
+            if not info:
+                continue
+            try:
+                with bootstrap.api_client(Path(info["kubeconfig"])) as api:
+                    core = client.CoreV1Api(api)
+                    for node in cluster.nodes:
+                        try:
+                            bootstrap.heartbeat(core, node.name)
+                        except client.ApiException as exc:
+                            if exc.status == 404:  # deleted by a user or test: not ours to revive
+                                continue
+                            raise
+            except Exception as exc:  # an API hiccup must not end the testbed
+                log.warning("heartbeat for %s failed: %s", cluster.name, exc)
+
+    def _restart_dead(self, backoff: dict[str, float]) -> None:
+        now = time.monotonic()
+        for proc in self.processes:
+            if proc.alive or backoff.get(proc.spec.name, 0) > now:
+                continue
+            log.warning(
+                "%s exited with %s; restarting (restart #%d)",
+                proc.spec.name,
+                proc.exit_code,
+                proc.restarts + 1,
+            )
+            proc.restarts += 1
+            proc.start()
+            backoff[proc.spec.name] = now + min(2.0**proc.restarts, _RESTART_BACKOFF_MAX)
+            self._publish()
+
+    def run(self) -> int:
+        try:
+            self.start()
+        except (ProcessFailed, Exception) as exc:  # report any start failure to `up`
+            log.error("testbed failed to start: %s", exc)
+            self._publish(phase="failed", error=str(exc))
+            self.stop()
+            return 1
+        backoff: dict[str, float] = {}
+        while not self.stopping.wait(HEARTBEAT_SECONDS):
+            self._heartbeat_all()
+            self._restart_dead(backoff)
+        self.stop()
+        return 0
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes):
+            proc.stop()
+        self._publish(phase="stopped")
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    state_dir = Path(argv[1])
+    supervisor = Supervisor(state_dir)
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        supervisor.stopping.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    return supervisor.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,1 @@
+"""Textual terminal UI over flavors, contracts, routes and devices (not built yet)."""
