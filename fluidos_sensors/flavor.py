@@ -1,0 +1,378 @@
+"""A sensor as a FLUIDOS ``Flavor`` (``nodecore.fluidos.eu/v1alpha1``), and back.
+
+The body follows the unmodified FLUIDOS CRD: ``spec.flavorType`` is
+``{typeIdentifier: "Sensor", typeData: {characteristics: {...}}}`` with the FLUIDOS edge
+characteristics (numbers as strings, units in ``properties.unit``), so FLUIDOS's own Go
+types (``SensorFlavor``) read what we write. ``typeData.observed`` (ours, optional) carries
+the latency and rate measured on the data path; FLUIDOS ignores it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from fluidos_sensors.api import (
+    FLAVOR,
+    FLAVOR_TYPE_SENSOR,
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+)
+from fluidos_sensors.sensor import DeviceRef, SensorSpec, parse_sensor_entry, sensor_entry
+from fluidos_sensors.topics import source_topic
+
+# Our label and annotation keys on Flavors (one definition; import them).
+SENSORS_PREFIX = "sensors.fluidos.eu"
+DEVICE_NAMESPACE_LABEL = f"{SENSORS_PREFIX}/device-namespace"
+DEVICE_NAME_LABEL = f"{SENSORS_PREFIX}/device-name"
+SENSOR_KEY_LABEL = f"{SENSORS_PREFIX}/sensor"
+NODE_LABEL = f"{SENSORS_PREFIX}/node"
+CATEGORY_LABEL = f"{SENSORS_PREFIX}/category"
+TYPE_LABEL_PREFIX = f"{SENSORS_PREFIX}/type-"  # + slug of each sensor type, value "true"
+DEVICE_ANNOTATION = f"{SENSORS_PREFIX}/device"  # "namespace/name": labels cap values at 63
+SENSOR_KEY_ANNOTATION = f"{SENSORS_PREFIX}/sensor"
+
+DEFAULT_FLAVOR_NAMESPACE = "fluidos"  # where the FLUIDOS node keeps its Flavors
+NAME_MAX_LENGTH = 63
+_HASH_LENGTH = 8
+_LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_NOT_DNS = re.compile(r"[^a-z0-9-]+")
+
+
+class FlavorError(ValueError):
+    """A Flavor is not a usable Sensor flavor; the message names the Flavor and the field."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Price:
+    """FLUIDOS price model; every field is a string in the CRD."""
+
+    amount: str
+    currency: str
+    period: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Location:
+    """Where the provider's sensors are; FLUIDOS keeps latitude/longitude as strings."""
+
+    city: str | None = None
+    country: str | None = None
+    latitude: str | None = None
+    longitude: str | None = None
+    additional_notes: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProviderConfig:
+    """Who offers the Flavors and on what terms (FLUIDOS ``owner``, ``price``, ``location``)."""
+
+    node_id: str
+    domain: str
+    ip: str
+    price: Price
+    provider_id: str = ""  # empty: the owner's node id, as FLUIDOS does
+    location: Location | None = None
+    namespace: str = DEFAULT_FLAVOR_NAMESPACE
+
+    def __post_init__(self) -> None:
+        for name in ("node_id", "domain", "ip", "namespace"):
+            if not str(getattr(self, name)).strip():
+                raise ValueError(f"provider configuration: {name} must not be empty")
+        for name in ("amount", "currency", "period"):
+            value = getattr(self.price, name)
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"provider configuration: price.{name} must be a non-empty string")
+
+    @property
+    def provider(self) -> str:
+        return self.provider_id or self.node_id
+
+
+@dataclass(frozen=True, kw_only=True)
+class ObservedPerformance:
+    """Latency and rate measured on the data path (not declared by the device)."""
+
+    latency_ms: float | None = None
+    rate_hz: float | None = None
+    updated: str | None = None  # RFC 3339 time of the measurement
+
+
+@dataclass(frozen=True, kw_only=True)
+class SensorFlavor:
+    """What a buyer sees of one Sensor Flavor: where it is, whether it is offered, the sensor."""
+
+    name: str
+    provider_id: str
+    node: str
+    availability: bool
+    sensor: SensorSpec
+    namespace: str | None = None
+    device: str | None = None  # "namespace/name"; only known on the provider's own Flavors
+    price: Price | None = None
+    observed: ObservedPerformance | None = None
+
+    @property
+    def observed_latency_ms(self) -> float | None:
+        return self.observed.latency_ms if self.observed else None
+
+    @property
+    def observed_rate_hz(self) -> float | None:
+        return self.observed.rate_hz if self.observed else None
+
+
+# ---------------------------------------------------------------------------------------
+# Building
+
+
+def flavor_name(device: DeviceRef, sensor_key: str) -> str:
+    """Stable DNS-1123 label ``sensor-<device>-<sensor>-<hash>`` (<= 63 characters).
+
+    The hash covers namespace, device and key, so devices of the same name in different
+    namespaces (and "a-b"+"c" vs "a"+"b-c") never collide; truncation keeps it unique.
+    """
+    identity = f"{device.namespace}/{device.name}/{sensor_key}".encode()
+    digest = hashlib.sha256(identity).hexdigest()[:_HASH_LENGTH]
+    readable = _NOT_DNS.sub("-", f"sensor-{device.name}-{sensor_key}".lower())
+    readable = re.sub("-+", "-", readable)[: NAME_MAX_LENGTH - _HASH_LENGTH - 1].strip("-")
+    return f"{readable}-{digest}"
+
+
+def label_safe(value: str) -> bool:
+    """Whether a string can be a Kubernetes label value."""
+    return len(value) <= NAME_MAX_LENGTH and bool(_LABEL_VALUE.match(value))
+
+
+def _slug(text: str) -> str:
+    return re.sub("-+", "-", _NOT_DNS.sub("-", text.lower())).strip("-")[:40].rstrip("-")
+
+
+def flavor_labels(device: DeviceRef, node: str, sensor: SensorSpec) -> dict[str, str]:
+    """Labels to select Flavors by; a value that cannot be a label value is left out."""
+    labels = {
+        MANAGED_BY_LABEL: MANAGED_BY_VALUE,
+        DEVICE_NAMESPACE_LABEL: device.namespace,
+        DEVICE_NAME_LABEL: device.name,
+        SENSOR_KEY_LABEL: sensor.key,
+        NODE_LABEL: node,
+        CATEGORY_LABEL: _slug(sensor.category),
+    }
+    for kind in sensor.types:
+        if slug := _slug(kind):
+            labels[f"{TYPE_LABEL_PREFIX}{slug}"] = "true"
+    return {key: value for key, value in labels.items() if label_safe(value)}
+
+
+def _location(location: Location) -> dict[str, str]:
+    fields = {
+        "city": location.city,
+        "country": location.country,
+        "latitude": location.latitude,
+        "longitude": location.longitude,
+        "additionalNotes": location.additional_notes,
+    }
+    return {key: str(value) for key, value in fields.items() if value is not None}
+
+
+def _observed(observed: ObservedPerformance) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if observed.latency_ms is not None:
+        body["latencyMs"] = observed.latency_ms
+    if observed.rate_hz is not None:
+        body["samplingRateHz"] = observed.rate_hz
+    if observed.updated:
+        body["updated"] = observed.updated
+    return body
+
+
+def build_flavor(
+    device: DeviceRef,
+    node: str,
+    sensor: SensorSpec,
+    provider: ProviderConfig,
+    *,
+    available: bool,
+    node_uid: str | None = None,
+    observed: ObservedPerformance | None = None,
+) -> dict[str, Any]:
+    """The Flavor body advertising one sensor of ``device`` read on edge node ``node``.
+
+    ``access.resource`` is always our topic scheme and the edge node, whatever the device
+    annotation declared. With ``node_uid`` the Node owns the Flavor (as in FLUIDOS).
+    """
+    metadata: dict[str, Any] = {
+        "name": flavor_name(device, sensor.key),
+        "namespace": provider.namespace,
+        "labels": flavor_labels(device, node, sensor),
+        "annotations": {DEVICE_ANNOTATION: str(device), SENSOR_KEY_ANNOTATION: sensor.key},
+    }
+    if node_uid:
+        metadata["ownerReferences"] = [
+            {"apiVersion": "v1", "kind": "Node", "name": node, "uid": node_uid}
+        ]
+    type_data: dict[str, Any] = {
+        "characteristics": sensor_entry(
+            sensor, node=node, topic=source_topic(device.name, sensor.key)
+        )
+    }
+    if observed is not None and (observed_body := _observed(observed)):
+        type_data["observed"] = observed_body
+    spec: dict[str, Any] = {
+        "availability": available,
+        "flavorType": {"typeIdentifier": FLAVOR_TYPE_SENSOR, "typeData": type_data},
+        "owner": {"domain": provider.domain, "ip": provider.ip, "nodeID": provider.node_id},
+        "price": {
+            "amount": provider.price.amount,
+            "currency": provider.price.currency,
+            "period": provider.price.period,
+        },
+        "providerID": provider.provider,
+    }
+    if provider.location is not None and (location := _location(provider.location)):
+        spec["location"] = location
+    return {
+        "apiVersion": FLAVOR.api_version,
+        "kind": FLAVOR.kind,
+        "metadata": metadata,
+        "spec": spec,
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# Reading back
+
+
+def is_sensor_flavor(obj: Mapping[str, Any]) -> bool:
+    """Whether a Flavor object (or REAR flavor item) offers a sensor."""
+    spec = obj.get("spec")
+    if isinstance(spec, Mapping):
+        flavor_type = spec.get("flavorType") or {}
+        return (
+            isinstance(flavor_type, Mapping)
+            and flavor_type.get("typeIdentifier") == FLAVOR_TYPE_SENSOR
+        )
+    kind = obj.get("type")
+    return isinstance(kind, Mapping) and str(kind.get("name", "")).casefold() == "sensor"
+
+
+def sensor_from_flavor(obj: Mapping[str, Any]) -> SensorFlavor:
+    """The buyer's view of a Sensor Flavor object or of a REAR ``/flavors`` item.
+
+    Raises FlavorError naming the Flavor and the field when it is not a usable Sensor flavor.
+    """
+    if isinstance(obj.get("spec"), Mapping):
+        return _from_kubernetes(obj)
+    if "flavorID" in obj:
+        return _from_rear(obj)
+    raise FlavorError("not a Flavor: neither a Kubernetes object with spec nor a REAR item")
+
+
+def _from_kubernetes(obj: Mapping[str, Any]) -> SensorFlavor:
+    meta = obj.get("metadata") or {}
+    name = str(meta.get("name") or "")
+    namespace = meta.get("namespace")
+    where = f"Flavor {namespace}/{name}" if namespace else f"Flavor {name}"
+    spec = obj["spec"]
+    flavor_type = spec.get("flavorType")
+    if not isinstance(flavor_type, Mapping):
+        raise FlavorError(f"{where}: spec.flavorType is missing")
+    if flavor_type.get("typeIdentifier") != FLAVOR_TYPE_SENSOR:
+        raise FlavorError(
+            f"{where}: spec.flavorType.typeIdentifier is {flavor_type.get('typeIdentifier')!r}, "
+            f"not {FLAVOR_TYPE_SENSOR!r}"
+        )
+    annotations = meta.get("annotations") or {}
+    labels = meta.get("labels") or {}
+    view = _view(
+        where,
+        "spec.flavorType.typeData",
+        flavor_type.get("typeData"),
+        name=name,
+        namespace=namespace,
+        provider_id=str(spec.get("providerID") or ""),
+        availability=spec.get("availability") is True,
+        price=_price(spec.get("price")),
+        device=annotations.get(DEVICE_ANNOTATION) or None,
+    )
+    key = annotations.get(SENSOR_KEY_ANNOTATION) or labels.get(SENSOR_KEY_LABEL)
+    if key and key != view.sensor.key:
+        view = replace(view, sensor=replace(view.sensor, key=key))
+    return view
+
+
+def _from_rear(obj: Mapping[str, Any]) -> SensorFlavor:
+    name = str(obj.get("flavorID") or "")
+    where = f"Flavor {name}"
+    kind = obj.get("type")
+    if not isinstance(kind, Mapping) or str(kind.get("name", "")).casefold() != "sensor":
+        shown = kind.get("name") if isinstance(kind, Mapping) else kind
+        raise FlavorError(f"{where}: type.name is {shown!r}, not 'sensor'")
+    return _view(
+        where,
+        "type.data",
+        kind.get("data"),
+        name=name,
+        namespace=None,
+        provider_id=str(obj.get("providerID") or ""),
+        availability=obj.get("availability") is True,
+        price=_price(obj.get("price")),
+        device=None,
+    )
+
+
+def _view(where: str, path: str, type_data: object, **fields: Any) -> SensorFlavor:
+    if not isinstance(type_data, Mapping) or not isinstance(
+        type_data.get("characteristics"), Mapping
+    ):
+        raise FlavorError(f"{where}: {path}.characteristics is missing")
+    characteristics = type_data["characteristics"]
+    sensor, errors = parse_sensor_entry(characteristics)
+    if sensor is None:
+        details = "; ".join(
+            f'"{error.field}" {error.message}' if error.field else error.message for error in errors
+        )
+        raise FlavorError(f"{where}: {path}.characteristics: {details}")
+    node = characteristics.get("node")
+    if not isinstance(node, str) or not node:
+        node = sensor.access.resource.node
+    return SensorFlavor(
+        node=node,
+        sensor=sensor,
+        observed=_read_observed(type_data.get("observed")),
+        **fields,
+    )
+
+
+def _price(value: object) -> Price | None:
+    if not isinstance(value, Mapping):
+        return None
+    return Price(
+        amount=str(value.get("amount", "")),
+        currency=str(value.get("currency", "")),
+        period=str(value.get("period", "")),
+    )
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _read_observed(value: object) -> ObservedPerformance | None:
+    if not isinstance(value, Mapping):
+        return None
+    updated = value.get("updated")
+    return ObservedPerformance(
+        latency_ms=_number(value.get("latencyMs")),
+        rate_hz=_number(value.get("samplingRateHz")),
+        updated=updated if isinstance(updated, str) else None,
+    )
