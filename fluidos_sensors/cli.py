@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import typer
 
+from resource_manager.cli import app as resource_manager_app
+from resource_manager.cli import flavors_app
 from testbed.cli import app as testbed_app
 
 app = typer.Typer(
     help="FLUIDOS sensor marketplace: edge BLE boards as Sensor flavors.", no_args_is_help=True
 )
 app.add_typer(testbed_app, name="testbed")
+app.add_typer(resource_manager_app, name="resource-manager")
+app.add_typer(flavors_app, name="flavors")

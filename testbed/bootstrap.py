@@ -15,10 +15,13 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from fluidos_sensors.flavor import DEFAULT_FLAVOR_NAMESPACE
 from testbed import upstream
 from testbed.topology import NodeSpec
 
 NOT_READY_ANNOTATION = "testbed.fluidos-sensors.io/simulate-not-ready"
+# Where a FLUIDOS node keeps its Flavors, Contracts and friends.
+FLUIDOS_NAMESPACE = DEFAULT_FLAVOR_NAMESPACE
 
 
 def api_client(kubeconfig: Path) -> client.ApiClient:
@@ -53,6 +56,14 @@ def install_crds(api: client.ApiClient, timeout: float = 60) -> list[str]:
     if pending:
         raise RuntimeError(f"CRDs not established after {timeout:.0f}s: {sorted(pending)}")
     return names
+
+
+def create_namespace(core: client.CoreV1Api, name: str) -> None:
+    try:
+        core.create_namespace({"metadata": {"name": name}})
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
 
 
 def _now() -> str:

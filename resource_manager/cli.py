@@ -1,0 +1,210 @@
+"""`fluidos-sensors resource-manager run` and `fluidos-sensors flavors list`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from kubernetes import client, config
+
+from fluidos_sensors.api import FLAVOR
+from fluidos_sensors.filters import FilterError, SensorFilter
+from fluidos_sensors.flavor import (
+    DEFAULT_FLAVOR_NAMESPACE,
+    Location,
+    Price,
+    ProviderConfig,
+    SensorFlavor,
+    is_sensor_flavor,
+    sensor_from_flavor,
+)
+from fluidos_sensors.sensor import format_number
+
+app = typer.Typer(
+    help="Provider side: Nodes + KubeEdge Devices -> Sensor Flavors.", no_args_is_help=True
+)
+flavors_app = typer.Typer(help="Sensor Flavors published in a cluster.", no_args_is_help=True)
+
+Kubeconfig = Annotated[
+    Path | None, typer.Option("--kubeconfig", envvar="KUBECONFIG", help="Cluster to use.")
+]
+Context = Annotated[str | None, typer.Option("--context", help="kubeconfig context.")]
+
+
+def _api_client(kubeconfig: Path | None, context: str | None) -> client.ApiClient:
+    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config()
+        return client.ApiClient()
+    return config.new_client_from_config(
+        config_file=str(kubeconfig) if kubeconfig else None, context=context
+    )
+
+
+@app.command()
+def run(
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    namespace: Annotated[
+        list[str] | None,
+        typer.Option("--namespace", "-n", help="Serve Devices of these namespaces only (repeat)."),
+    ] = None,
+    flavor_namespace: Annotated[
+        str, typer.Option(help="Namespace of the Flavors (the FLUIDOS node's).")
+    ] = DEFAULT_FLAVOR_NAMESPACE,
+    node_id: Annotated[
+        str, typer.Option(envvar="FLUIDOS_NODE_ID", help="FLUIDOS node id of this provider.")
+    ] = "",
+    domain: Annotated[str, typer.Option(envvar="FLUIDOS_DOMAIN")] = "fluidos.eu",
+    ip: Annotated[
+        str, typer.Option(envvar="FLUIDOS_NODE_IP", help="Address of this provider's REAR gateway.")
+    ] = "",
+    provider_id: Annotated[str, typer.Option(help="Defaults to the node id.")] = "",
+    price_amount: Annotated[str, typer.Option()] = "0",
+    price_currency: Annotated[str, typer.Option()] = "EUR",
+    price_period: Annotated[str, typer.Option()] = "hourly",
+    city: Annotated[str | None, typer.Option()] = None,
+    country: Annotated[str | None, typer.Option()] = None,
+    latitude: Annotated[str | None, typer.Option()] = None,
+    longitude: Annotated[str | None, typer.Option()] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the operator until interrupted."""
+    import kopf
+
+    from resource_manager import operator
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    if not verbose:  # kopf logs every handler run at INFO; a healthy steady state stays quiet
+        logging.getLogger("kopf").setLevel(logging.WARNING)
+    if not node_id or not ip:
+        typer.echo(
+            "error: --node-id and --ip are required (or FLUIDOS_NODE_ID, FLUIDOS_NODE_IP)", err=True
+        )
+        raise typer.Exit(2)
+    location = None
+    if any((city, country, latitude, longitude)):
+        location = Location(city=city, country=country, latitude=latitude, longitude=longitude)
+    try:
+        provider = ProviderConfig(
+            node_id=node_id,
+            domain=domain,
+            ip=ip,
+            provider_id=provider_id,
+            price=Price(amount=price_amount, currency=price_currency, period=price_period),
+            location=location,
+            namespace=flavor_namespace,
+        )
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    api = _api_client(kubeconfig, context)
+    operator.configure(
+        operator.Settings(provider=provider, api=api, device_namespaces=frozenset(namespace or ()))
+    )
+    asyncio.run(kopf.operator(clusterwide=True, standalone=True))
+
+
+def _row(flavor: SensorFlavor) -> dict[str, str]:
+    sensor = flavor.sensor
+    accuracy = (
+        ", ".join(f"±{format_number(a.value)} {a.unit}".strip() for a in sensor.accuracy) or "-"
+    )
+
+    def num(value: float | None, unit: str) -> str:
+        return "-" if value is None else f"{format_number(value)} {unit}"
+
+    return {
+        "NAME": flavor.name,
+        "NODE": flavor.node,
+        "TYPE": ",".join(sensor.types),
+        "MANUFACTURER": sensor.manufacturer,
+        "MODEL": sensor.model,
+        "RATE": num(sensor.sampling_rate_hz, "Hz"),
+        "LATENCY": num(sensor.latency_ms, "ms"),
+        "ACCURACY": accuracy,
+        "AVAILABLE": "yes" if flavor.availability else "no",
+    }
+
+
+def _table(rows: list[dict[str, str]]) -> str:
+    if not rows:
+        return "no sensor flavors match"
+    widths = {k: max(len(k), *(len(r[k]) for r in rows)) for k in rows[0]}
+    lines = ["  ".join(k.ljust(w) for k, w in widths.items())]
+    lines += ["  ".join(r[k].ljust(w) for k, w in widths.items()) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+@flavors_app.command("list")
+def list_flavors(
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    namespace: Annotated[str, typer.Option("--namespace", "-n")] = DEFAULT_FLAVOR_NAMESPACE,
+    sensor_type: Annotated[list[str] | None, typer.Option("--type")] = None,
+    manufacturer: Annotated[list[str] | None, typer.Option()] = None,
+    model: Annotated[list[str] | None, typer.Option()] = None,
+    category: Annotated[list[str] | None, typer.Option()] = None,
+    node: Annotated[list[str] | None, typer.Option()] = None,
+    latency_max: Annotated[str | None, typer.Option(help="ms, or with a unit: '0.1 s'")] = None,
+    sampling_rate_min: Annotated[str | None, typer.Option(help="Hz")] = None,
+    accuracy_max: Annotated[
+        str | None, typer.Option(help="At least this accurate (± in the sensor's unit).")
+    ] = None,
+    query: Annotated[
+        str | None, typer.Option(help="REAR filter query, e.g. 'filter[latency][range][max]=16'.")
+    ] = None,
+    available_only: Annotated[bool, typer.Option("--available-only")] = False,
+    output: Annotated[str, typer.Option("-o", "--output", help="table, json or yaml")] = "table",
+) -> None:
+    """List Sensor Flavors, filtered (all filters must hold)."""
+    try:
+        wanted = SensorFilter.from_options(
+            sensor_type=sensor_type,
+            sensor_manufacturer=manufacturer,
+            sensor_model=model,
+            sensor_category=category,
+            node=node,
+            latency_max=latency_max,
+            sampling_rate_min=sampling_rate_min,
+            accuracy_max=accuracy_max,
+        )
+        if query:
+            extra = SensorFilter.from_query_string(query)
+            wanted = SensorFilter.from_query([*wanted.to_query(), *extra.to_query()])
+    except FilterError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if output not in ("table", "json", "yaml"):
+        typer.echo("error: -o must be table, json or yaml", err=True)
+        raise typer.Exit(2)
+    with _api_client(kubeconfig, context) as api:
+        items = client.CustomObjectsApi(api).list_namespaced_custom_object(
+            FLAVOR.group, FLAVOR.version, namespace, FLAVOR.plural
+        )["items"]
+    chosen: list[tuple[dict[str, Any], SensorFlavor]] = []
+    for item in items:
+        if not is_sensor_flavor(item):
+            continue
+        try:
+            view = sensor_from_flavor(item)
+        except ValueError as exc:  # someone else's malformed Flavor: say so, list the rest
+            typer.echo(f"warning: {exc}", err=True)
+            continue
+        if (not available_only or view.availability) and wanted.matches(view):
+            chosen.append((item, view))
+    chosen.sort(key=lambda pair: pair[1].name)
+    if output == "table":
+        typer.echo(_table([_row(view) for _, view in chosen]))
+    elif output == "json":
+        typer.echo(json.dumps([item for item, _ in chosen], indent=2))
+    else:
+        typer.echo(yaml.safe_dump([item for item, _ in chosen], sort_keys=False), nl=False)

@@ -1,0 +1,132 @@
+"""Turn what a Device declares into the Flavor changes that make the cluster agree (no I/O)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fluidos_sensors.api import MANAGED_BY_LABEL
+from fluidos_sensors.flavor import SENSORS_PREFIX, ProviderConfig
+from fluidos_sensors.sensor import DeviceRef, SensorProblem, SensorSpec
+from resource_manager import discovery
+
+
+@dataclass
+class DeviceOutcome:
+    """Everything the operator must do and say for one Device."""
+
+    device: DeviceRef
+    node: str | None
+    desired: dict[str, dict[str, Any]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def summary(self) -> str:
+        where = f" on node {self.node}" if self.node else ""
+        return f"publishing {len(self.desired)} sensor flavor(s){where}"
+
+
+def bound_node(device: Mapping[str, Any], sensors: list[SensorSpec]) -> str | None:
+    """`spec.nodeName` (v1beta1) or the v1alpha2 node selector; failing both, the node every
+    sensor's `access.resource.node` names. The unmodified KubeEdge CRD stores v1beta1 and
+    prunes a v1alpha2 nodeSelector, so the annotation is what binds such Devices."""
+    node = discovery.device_node(device)
+    if node:
+        return node
+    named = {s.access.resource.node for s in sensors if s.access.resource.node}
+    return named.pop() if len(named) == 1 else None
+
+
+def device_binding(device: Mapping[str, Any]) -> str | None:
+    """The node a Device is bound to, reading its sensor annotation only when needed."""
+    node = discovery.device_node(device)
+    if node:
+        return node
+    sensors, _ = discovery.device_sensors(device, None)
+    return bound_node(device, sensors)
+
+
+def device_outcome(
+    device: Mapping[str, Any],
+    nodes: Mapping[str, Mapping[str, Any]],
+    model: Mapping[str, Any] | None,
+    provider: ProviderConfig,
+) -> DeviceOutcome:
+    """The Flavors a Device should have given the known `nodes`, and the problems to report."""
+    ref = DeviceRef.of(device)
+    sensors, problems = discovery.device_sensors(device, model)
+    messages = [str(p) for p in problems]
+    node_name = bound_node(device, sensors)
+    outcome = DeviceOutcome(ref, node_name, problems=messages)
+    if node_name is None:
+        if sensors:
+            messages.append(
+                str(
+                    SensorProblem(
+                        str(ref), "is bound to no node: set spec.nodeName", source="spec.nodeName"
+                    )
+                )
+            )
+        return outcome
+    node = nodes.get(node_name)
+    if node is None:
+        messages.append(
+            str(
+                SensorProblem(
+                    str(ref), f"is bound to unknown node {node_name!r}", source="spec.nodeName"
+                )
+            )
+        )
+        return outcome
+    outcome.desired = discovery.desired_flavors(device, node, sensors, provider)
+    return outcome
+
+
+def _ours(key: str) -> bool:
+    return key.startswith(f"{SENSORS_PREFIX}/") or key == MANAGED_BY_LABEL
+
+
+def _owned_part(body: Mapping[str, Any]) -> dict[str, Any]:
+    meta = body.get("metadata") or {}
+    return {
+        "labels": {k: v for k, v in (meta.get("labels") or {}).items() if _ours(k)},
+        "annotations": {k: v for k, v in (meta.get("annotations") or {}).items() if _ours(k)},
+        "spec": body.get("spec"),
+    }
+
+
+def needs_update(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+    """Whether `current` differs from `desired` in anything the operator owns."""
+    return _owned_part(current) != _owned_part(desired)
+
+
+def update_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A JSON patch giving `current` the desired spec, labels and annotations: whole values,
+    so fields dropped from the spec go too, while labels others set stay."""
+    ops: list[dict[str, Any]] = [{"op": "replace", "path": "/spec", "value": desired["spec"]}]
+    for part in ("labels", "annotations"):
+        have = (current.get("metadata") or {}).get(part) or {}
+        want = (desired.get("metadata") or {}).get(part) or {}
+        merged = {k: v for k, v in have.items() if not _ours(k)} | dict(want)
+        ops.append({"op": "add", "path": f"/metadata/{part}", "value": merged})
+    return ops
+
+
+@dataclass(frozen=True)
+class FlavorPlan:
+    apply: list[dict[str, Any]]
+    delete: list[str]
+
+
+def plan(
+    current: Mapping[str, Mapping[str, Any]], desired: Mapping[str, dict[str, Any]]
+) -> FlavorPlan:
+    """Create or update what is missing or different; delete what should not exist."""
+    apply = [
+        body
+        for name, body in desired.items()
+        if name not in current or needs_update(current[name], body)
+    ]
+    delete = sorted(name for name in current if name not in desired)
+    return FlavorPlan(apply, delete)

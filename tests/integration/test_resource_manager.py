@@ -1,0 +1,522 @@
+"""The resource manager against the real testbed: Devices and Nodes in, Sensor Flavors out."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from fluidos_sensors import api as fs_api
+from fluidos_sensors.flavor import DEFAULT_FLAVOR_NAMESPACE, DEVICE_NAMESPACE_LABEL
+from testbed.state import ClusterAccess
+
+pytestmark = pytest.mark.integration
+
+WAIT = 30.0
+
+
+def sensor_entry(
+    name: str, kind: str, unit: str, *, latency: Any = "15", node: str = "", rate: Any = "10"
+) -> dict[str, Any]:
+    """One sensor in the FLUIDOS edge format, numbers written as strings as FLUIDOS does."""
+    return {
+        "uid": f"uid-{name}",
+        "name": name,
+        "model": "STTS22H" if kind == "temperature" else "HTS221",
+        "manufacturer": "STMicroelectronics",
+        "market": "industrial",
+        "type": {"sensorCategory": "Environmental", "sensorType": [kind]},
+        "samplingRate": rate,
+        "accuracy": ["0.5"],
+        "consumption": "2",
+        "latency": latency,
+        "properties": {
+            "unit": {
+                "measurement": [unit],
+                "consumption": "mW",
+                "samplingRate": "Hz",
+                "latency": "ms",
+            }
+        },
+        "access": {"type": "MQTT", "source": "mapper", "resource": {"topic": "", "node": node}},
+    }
+
+
+def annotation(entries: Any) -> str:
+    return base64.b64encode(json.dumps(entries).encode()).decode()
+
+
+def device_body(
+    name: str,
+    node: str | None,
+    entries: Any,
+    *,
+    raw: str | None = None,
+    version: fs_api.Resource = fs_api.DEVICE,
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {"deviceModelRef": {"name": "stwin-box"}}
+    if node and version is fs_api.DEVICE:
+        spec["nodeName"] = node
+    return {
+        "apiVersion": version.api_version,
+        "kind": "Device",
+        "metadata": {
+            "name": name,
+            "annotations": {
+                fs_api.SENSORS_ANNOTATION: raw if raw is not None else annotation(entries)
+            },
+        },
+        "spec": spec,
+    }
+
+
+class Cluster:
+    """Thin helpers over the provider's API for these tests."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+        self.namespace = namespace
+
+    def create_device(self, body: dict[str, Any]) -> None:
+        version = body["apiVersion"].split("/")[1]
+        self.custom.create_namespaced_custom_object(
+            fs_api.DEVICE.group, version, self.namespace, fs_api.DEVICE.plural, body
+        )
+
+    def patch_device(self, name: str, patch: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(
+            fs_api.DEVICE.group,
+            fs_api.DEVICE.version,
+            self.namespace,
+            fs_api.DEVICE.plural,
+            name,
+            patch,
+        )
+
+    def delete_device(self, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(
+            fs_api.DEVICE.group, fs_api.DEVICE.version, self.namespace, fs_api.DEVICE.plural, name
+        )
+
+    def flavors(self) -> list[dict[str, Any]]:
+        return self.custom.list_namespaced_custom_object(
+            fs_api.FLAVOR.group,
+            fs_api.FLAVOR.version,
+            DEFAULT_FLAVOR_NAMESPACE,
+            fs_api.FLAVOR.plural,
+            label_selector=f"{DEVICE_NAMESPACE_LABEL}={self.namespace}",
+        )["items"]
+
+    def by_sensor(self) -> dict[str, dict[str, Any]]:
+        return {
+            f["spec"]["flavorType"]["typeData"]["characteristics"]["name"]: f
+            for f in self.flavors()
+        }
+
+    def events(self, device: str) -> list[client.CoreV1Event]:
+        return [
+            e
+            for e in self.core.list_namespaced_event(self.namespace).items
+            if e.involved_object.name == device
+        ]
+
+    def add_node(self, name: str, *, edge: bool = True) -> None:
+        labels = {fs_api.EDGE_WORKER_LABEL: "true"} if edge else {}
+        self.core.create_node({"metadata": {"name": name, "labels": labels}})
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.core.patch_node_status(
+            name,
+            {
+                "status": {
+                    "conditions": [
+                        {
+                            "type": "Ready",
+                            "status": "True",
+                            "reason": "KubeletReady",
+                            "message": "test",
+                            "lastHeartbeatTime": now,
+                            "lastTransitionTime": now,
+                        }
+                    ]
+                }
+            },
+        )
+
+    def set_ready(self, name: str, ready: bool) -> None:
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.core.patch_node_status(
+            name,
+            {
+                "status": {
+                    "conditions": [
+                        {
+                            "type": "Ready",
+                            "status": "True" if ready else "False",
+                            "reason": "Test",
+                            "message": "test",
+                            "lastHeartbeatTime": now,
+                            "lastTransitionTime": now,
+                        }
+                    ]
+                }
+            },
+        )
+
+
+def eventually(check: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+
+
+class Operator:
+    """`fluidos-sensors resource-manager run` as a subprocess against the provider."""
+
+    def __init__(self, provider: ClusterAccess, log: Path) -> None:
+        self.provider = provider
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "fluidos_sensors",
+                    "resource-manager",
+                    "run",
+                    "--kubeconfig",
+                    str(self.provider.kubeconfig),
+                    "--node-id",
+                    "provider-1",
+                    "--ip",
+                    "127.0.0.1",
+                    "--price-amount",
+                    "1",
+                    "--city",
+                    "Turin",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def assert_alive(self) -> None:
+        assert self.proc is not None and self.proc.poll() is None, (
+            f"operator exited:\n{self.log.read_text()[-3000:]}"
+        )
+
+
+@pytest.fixture(scope="module")
+def operator(
+    provider: ClusterAccess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Operator]:
+    op = Operator(provider, tmp_path_factory.mktemp("operator") / "operator.log")
+    op.start()
+    try:
+        yield op
+    finally:
+        op.stop()
+
+
+@pytest.fixture
+def cluster(provider_api: client.ApiClient, namespace: str) -> Cluster:
+    return Cluster(provider_api, namespace)
+
+
+EDGE = "provider-1-edge"
+
+
+def test_devices_become_flavors_and_follow_changes(operator: Operator, cluster: Cluster) -> None:
+    entries = [
+        sensor_entry("temp", "temperature", "°C"),
+        sensor_entry("hum", "humidity", "%RH", latency="12 ms"),
+    ]
+    cluster.create_device(device_body("stwin-01", EDGE, entries))
+    flavors = eventually(lambda: len(cluster.flavors()) == 2 and cluster.by_sensor(), "two flavors")
+    temp = flavors["temp"]
+    chars = temp["spec"]["flavorType"]["typeData"]["characteristics"]
+    assert temp["spec"]["availability"] is True
+    assert temp["spec"]["flavorType"]["typeIdentifier"] == "Sensor"
+    assert temp["spec"]["location"]["city"] == "Turin"
+    assert chars["node"] == EDGE and chars["access"]["resource"]["node"] == EDGE
+    assert chars["access"]["resource"]["topic"].startswith("fluidos-sensors/stwin-01/")
+    assert float(chars["latency"]) == 15
+    assert (
+        float(flavors["hum"]["spec"]["flavorType"]["typeData"]["characteristics"]["latency"]) == 12
+    )
+
+    # Edit: drop humidity, change the temperature latency.
+    cluster.patch_device(
+        "stwin-01",
+        {
+            "metadata": {
+                "annotations": {
+                    fs_api.SENSORS_ANNOTATION: annotation(
+                        [sensor_entry("temp", "temperature", "°C", latency="0.02 s")]
+                    )
+                }
+            }
+        },
+    )
+    eventually(lambda: set(cluster.by_sensor()) == {"temp"}, "humidity flavor removed")
+    eventually(
+        lambda: (
+            float(
+                cluster.by_sensor()["temp"]["spec"]["flavorType"]["typeData"]["characteristics"][
+                    "latency"
+                ]
+            )
+            == 20
+        ),
+        "latency updated to 20 ms",
+    )
+    assert cluster.by_sensor()["temp"]["metadata"]["name"] == temp["metadata"]["name"]
+
+    eventually(
+        lambda: any(e.reason == "FlavorsPublished" for e in cluster.events("stwin-01")),
+        "a FlavorsPublished event",
+    )
+    cluster.delete_device("stwin-01")
+    eventually(lambda: cluster.flavors() == [], "flavors of the deleted device gone")
+    operator.assert_alive()
+
+
+def test_v1alpha2_device_bound_through_the_annotation(operator: Operator, cluster: Cluster) -> None:
+    body = device_body(
+        "tile-01",
+        None,
+        [sensor_entry("hum", "humidity", "%RH", node=EDGE)],
+        version=fs_api.DEVICE_V1ALPHA2,
+    )
+    cluster.create_device(body)
+    flavors = eventually(cluster.by_sensor, "a flavor for the v1alpha2 device")
+    assert flavors["hum"]["spec"]["flavorType"]["typeData"]["characteristics"]["node"] == EDGE
+
+
+def test_node_state_drives_availability(operator: Operator, cluster: Cluster) -> None:
+    node = f"edge-{cluster.namespace[-6:]}"
+    cluster.add_node(node)
+    cluster.create_device(device_body("board", node, [sensor_entry("temp", "temperature", "°C")]))
+
+    def available() -> bool:
+        return cluster.by_sensor()["temp"]["spec"]["availability"]
+
+    eventually(lambda: cluster.flavors() and available(), "available flavor")
+    cluster.core.patch_node(node, {"spec": {"unschedulable": True}})
+    eventually(lambda: not available(), "cordoned node: unavailable")
+    cluster.core.patch_node(node, {"spec": {"unschedulable": False}})
+    eventually(available, "uncordoned node: available")
+    cluster.set_ready(node, False)
+    eventually(lambda: not available(), "NotReady node: unavailable")
+    cluster.set_ready(node, True)
+    eventually(available, "Ready again: available")
+    cluster.core.patch_node(node, {"metadata": {"labels": {fs_api.EDGE_WORKER_LABEL: None}}})
+    eventually(lambda: not available(), "unlabeled node: unavailable")
+    cluster.core.patch_node(node, {"metadata": {"labels": {fs_api.EDGE_WORKER_LABEL: "true"}}})
+    eventually(available, "relabeled node: available")
+    cluster.core.delete_node(node)
+    eventually(lambda: cluster.flavors() == [], "deleted node: flavors removed")
+    operator.assert_alive()
+
+
+def _warnings(cluster: Cluster, device: str) -> list[str]:
+    return [e.message for e in cluster.events(device) if e.type == "Warning"]
+
+
+def test_bad_input_is_reported_and_costs_nothing_else(operator: Operator, cluster: Cluster) -> None:
+    good = [sensor_entry("temp", "temperature", "°C")]
+    cluster.create_device(device_body("bad-b64", EDGE, None, raw="%%%not-base64%%%"))
+    cluster.create_device(device_body("bad-json", EDGE, None, raw=base64.b64encode(b"[{").decode()))
+    cluster.create_device(device_body("not-array", EDGE, {"uid": "x"}))
+    cluster.create_device(
+        device_body(
+            "mixed",
+            EDGE,
+            [
+                sensor_entry("temp", "temperature", "°C"),
+                sensor_entry("fast", "humidity", "%RH", latency="fast"),
+                {"name": "incomplete"},
+            ],
+        )
+    )
+    cluster.create_device(device_body("lost", "no-such-node", good))
+    cluster.create_device(device_body("fine", EDGE, good))
+
+    eventually(
+        lambda: (
+            {f["metadata"]["annotations"]["sensors.fluidos.eu/device"] for f in cluster.flavors()}
+            == {f"{cluster.namespace}/mixed", f"{cluster.namespace}/fine"}
+        ),
+        "flavors for the good sensors only",
+    )
+    assert {
+        f["spec"]["flavorType"]["typeData"]["characteristics"]["name"] for f in cluster.flavors()
+    } == {"temp"}
+
+    latency = eventually(
+        lambda: [m for m in _warnings(cluster, "mixed") if "latency" in m],
+        "a warning naming the latency field",
+    )
+    assert "entry 1" in latency[0] and '"fast"' in latency[0], latency
+    assert eventually(
+        lambda: [m for m in _warnings(cluster, "mixed") if "entry 2" in m],
+        "a warning for the incomplete entry",
+    )
+    assert "base64" in eventually(lambda: _warnings(cluster, "bad-b64"), "base64 warning")[0]
+    assert "JSON" in eventually(lambda: _warnings(cluster, "bad-json"), "JSON warning")[0]
+    assert "array" in eventually(lambda: _warnings(cluster, "not-array"), "array warning")[0]
+    assert (
+        "no-such-node" in eventually(lambda: _warnings(cluster, "lost"), "unknown node warning")[0]
+    )
+
+    # Reported once, not in a hot loop: a while later the count has not grown.
+    count = len(cluster.events("bad-b64"))
+    time.sleep(3)
+    assert sum(e.count or 1 for e in cluster.events("bad-b64")) <= count + 1
+    operator.assert_alive()
+
+
+def test_restart_leaves_no_duplicates_and_no_orphans(operator: Operator, cluster: Cluster) -> None:
+    entries = [sensor_entry("temp", "temperature", "°C"), sensor_entry("hum", "humidity", "%RH")]
+    for name in ("keep", "edit", "gone"):
+        cluster.create_device(device_body(name, EDGE, entries))
+    eventually(lambda: len(cluster.flavors()) == 6, "six flavors")
+    before = {f["metadata"]["name"] for f in cluster.flavors()}
+
+    operator.stop()
+    cluster.delete_device("gone")
+    cluster.patch_device(
+        "edit", {"metadata": {"annotations": {fs_api.SENSORS_ANNOTATION: annotation(entries[:1])}}}
+    )
+    operator.start()
+
+    eventually(lambda: len(cluster.flavors()) == 3, "orphans and removed sensors gone")
+    after = {f["metadata"]["name"] for f in cluster.flavors()}
+    assert after < before  # same deterministic names, nothing new
+    time.sleep(2)
+    assert len(cluster.flavors()) == 3
+    operator.assert_alive()
+
+
+def test_flavors_list_cli_filters(
+    operator: Operator, cluster: Cluster, provider: ClusterAccess
+) -> None:
+    entries = [
+        sensor_entry("temp", "temperature", "°C", latency="20"),
+        sensor_entry("hum", "humidity", "%RH", latency="12"),
+    ]
+    cluster.create_device(device_body("cli-board", EDGE, entries))
+    eventually(lambda: len(cluster.flavors()) == 2, "two flavors")
+
+    def run(*args: str) -> str:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "fluidos_sensors",
+                "flavors",
+                "list",
+                "--kubeconfig",
+                str(provider.kubeconfig),
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    listed = json.loads(
+        run(
+            "--type",
+            "HUMIDITY",
+            "--latency-max",
+            "16",
+            "--manufacturer",
+            "stmicroelectronics",
+            "-o",
+            "json",
+        )
+    )
+    names = {
+        f["spec"]["flavorType"]["typeData"]["characteristics"]["name"]
+        for f in listed
+        if f["metadata"]["labels"][DEVICE_NAMESPACE_LABEL] == cluster.namespace
+    }
+    assert names == {"hum"}
+    table = run("--query", "filter[latency][range][min]=19")
+    assert "temperature" in table and "humidity" not in table
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fluidos_sensors",
+            "flavors",
+            "list",
+            "--kubeconfig",
+            str(provider.kubeconfig),
+            "--latency-max",
+            "fast",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 2 and "latency" in bad.stderr
+
+
+def test_flavors_validate_against_the_upstream_crd(operator: Operator, cluster: Cluster) -> None:
+    """What the operator wrote reads back unchanged: nothing was pruned by the CRD schema."""
+    cluster.create_device(device_body("prune", EDGE, [sensor_entry("t", "temperature", "°C")]))
+    flavor = eventually(cluster.flavors, "a flavor")[0]
+    chars = flavor["spec"]["flavorType"]["typeData"]["characteristics"]
+    assert {
+        "uid",
+        "node",
+        "name",
+        "model",
+        "manufacturer",
+        "market",
+        "type",
+        "samplingRate",
+        "accuracy",
+        "consumption",
+        "latency",
+        "properties",
+        "access",
+    } <= set(chars)
+    with pytest.raises(ApiException):
+        cluster.custom.patch_namespaced_custom_object(
+            fs_api.FLAVOR.group,
+            fs_api.FLAVOR.version,
+            DEFAULT_FLAVOR_NAMESPACE,
+            fs_api.FLAVOR.plural,
+            flavor["metadata"]["name"],
+            {"spec": {"availability": "maybe"}},
+        )
