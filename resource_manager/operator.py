@@ -248,7 +248,9 @@ def remove_device(device_key: str, flavors: kopf.Index[str, dict[str, Any]]) -> 
 def _login(**_: Any) -> kopf.ConnectionInfo:
     """kopf talks to the cluster with the same credentials as our API client."""
     conf = _rt().settings.api.configuration
-    token = (conf.api_key or {}).get("authorization", "")
+    keys = conf.api_key or {}
+    # The client names the header value "BearerToken" (newer) or "authorization" (older).
+    token = keys.get("BearerToken") or keys.get("authorization") or ""
     scheme, _, value = token.partition(" ")
     return kopf.ConnectionInfo(
         server=conf.host,

@@ -17,6 +17,7 @@ from kubernetes.client.exceptions import ApiException
 
 from fluidos_sensors import api as fs_api
 from fluidos_sensors.flavor import DEFAULT_FLAVOR_NAMESPACE, DEVICE_NAMESPACE_LABEL
+from testbed import bootstrap, credentials
 from testbed.state import ClusterAccess
 
 pytestmark = pytest.mark.integration
@@ -187,8 +188,8 @@ def eventually(check: Callable[[], Any], what: str, timeout: float = WAIT) -> An
 class Operator:
     """`fluidos-sensors resource-manager run` as a subprocess against the provider."""
 
-    def __init__(self, provider: ClusterAccess, log: Path) -> None:
-        self.provider = provider
+    def __init__(self, kubeconfig: Path, log: Path) -> None:
+        self.kubeconfig = kubeconfig
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -202,7 +203,7 @@ class Operator:
                     "resource-manager",
                     "run",
                     "--kubeconfig",
-                    str(self.provider.kubeconfig),
+                    str(self.kubeconfig),
                     "--node-id",
                     "provider-1",
                     "--ip",
@@ -231,11 +232,31 @@ class Operator:
         )
 
 
+RBAC = Path(__file__).resolve().parents[2] / "deploy" / "resource-manager" / "rbac.yaml"
+ACCOUNT = "fluidos-sensors-resource-manager"
+
+
+@pytest.fixture(scope="module")
+def operator_kubeconfig(
+    provider: ClusterAccess,
+    provider_api: client.ApiClient,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    """The operator runs as its own ServiceAccount with the shipped least-privilege RBAC."""
+    credentials.apply_manifest(provider_api, RBAC)
+    return credentials.service_account_kubeconfig(
+        provider.kubeconfig,
+        DEFAULT_FLAVOR_NAMESPACE,
+        ACCOUNT,
+        tmp_path_factory.mktemp("rm") / "kubeconfig",
+    )
+
+
 @pytest.fixture(scope="module")
 def operator(
-    provider: ClusterAccess, tmp_path_factory: pytest.TempPathFactory
+    operator_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Operator]:
-    op = Operator(provider, tmp_path_factory.mktemp("operator") / "operator.log")
+    op = Operator(operator_kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log")
     op.start()
     try:
         yield op
@@ -520,3 +541,79 @@ def test_flavors_validate_against_the_upstream_crd(operator: Operator, cluster: 
             flavor["metadata"]["name"],
             {"spec": {"availability": "maybe"}},
         )
+
+
+def test_operator_account_cannot_write_devices_or_nodes(
+    operator_kubeconfig: Path, cluster: Cluster
+) -> None:
+    cluster.create_device(device_body("ro", EDGE, [sensor_entry("t", "temperature", "°C")]))
+    with bootstrap.api_client(operator_kubeconfig) as api:
+        custom = client.CustomObjectsApi(api)
+        with pytest.raises(ApiException) as denied:
+            custom.patch_namespaced_custom_object(
+                fs_api.DEVICE.group,
+                fs_api.DEVICE.version,
+                cluster.namespace,
+                fs_api.DEVICE.plural,
+                "ro",
+                {"metadata": {"labels": {"x": "y"}}},
+            )
+        assert denied.value.status == 403
+        with pytest.raises(ApiException) as denied:
+            client.CoreV1Api(api).patch_node(EDGE, {"metadata": {"labels": {"x": "y"}}})
+        assert denied.value.status == 403
+        with pytest.raises(ApiException) as denied:  # Flavors only in the FLUIDOS namespace
+            custom.create_namespaced_custom_object(
+                fs_api.FLAVOR.group,
+                fs_api.FLAVOR.version,
+                cluster.namespace,
+                fs_api.FLAVOR.plural,
+                {
+                    "apiVersion": fs_api.FLAVOR.api_version,
+                    "kind": "Flavor",
+                    "metadata": {"name": "x"},
+                },
+            )
+        assert denied.value.status == 403
+
+
+def test_device_without_annotation_uses_its_device_model(
+    operator: Operator, cluster: Cluster
+) -> None:
+    model = {
+        "apiVersion": fs_api.DEVICE_MODEL.api_version,
+        "kind": "DeviceModel",
+        "metadata": {"name": "env-probe"},
+        "spec": {
+            "protocol": "bluetooth",
+            "properties": [
+                {"name": "temperature", "type": "FLOAT", "unit": "°C", "accessMode": "ReadOnly"},
+                {"name": "label", "type": "STRING", "accessMode": "ReadOnly"},
+            ],
+        },
+    }
+    cluster.custom.create_namespaced_custom_object(
+        fs_api.DEVICE_MODEL.group,
+        fs_api.DEVICE_MODEL.version,
+        cluster.namespace,
+        fs_api.DEVICE_MODEL.plural,
+        model,
+    )
+    body = device_body("probe", EDGE, None)
+    body["metadata"] = {"name": "probe", "labels": {"manufacturer": "Acme"}}
+    body["spec"]["deviceModelRef"] = {"name": "env-probe"}
+    cluster.create_device(body)
+    flavors = eventually(cluster.by_sensor, "a flavor derived from the DeviceModel")
+    chars = flavors["temperature"]["spec"]["flavorType"]["typeData"]["characteristics"]
+    assert chars["manufacturer"] == "Acme" and chars["model"] == "env-probe"
+    skipped = eventually(lambda: _warnings(cluster, "probe"), "a warning for the skipped property")
+    assert any("label" in m and "STRING" in m for m in skipped), skipped
+
+    # No annotation and no DeviceModel: nothing published, and the Device says why.
+    orphan = device_body("no-model", EDGE, None)
+    orphan["metadata"] = {"name": "no-model"}
+    orphan["spec"]["deviceModelRef"] = {"name": "missing"}
+    cluster.create_device(orphan)
+    why = eventually(lambda: _warnings(cluster, "no-model"), "a warning for the missing model")
+    assert "missing" in why[0]
+    assert set(cluster.by_sensor()) == {"temperature"}

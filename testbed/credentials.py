@@ -1,0 +1,55 @@
+"""Kubeconfigs for service accounts, so each part runs with its own least-privilege RBAC."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from kubernetes import client, utils
+
+from testbed import bootstrap
+
+
+def apply_manifest(api: client.ApiClient, manifest: Path) -> None:
+    """Create every object of a YAML manifest that does not exist yet."""
+    for doc in yaml.safe_load_all(manifest.read_text()):
+        if not doc:
+            continue
+        try:
+            utils.create_from_dict(api, doc)
+        except utils.FailToCreateError as exc:
+            if any(getattr(e, "status", None) != 409 for e in exc.api_exceptions):
+                raise
+
+
+def service_account_kubeconfig(
+    admin_kubeconfig: Path, namespace: str, account: str, path: Path, *, hours: int = 24
+) -> Path:
+    """A kubeconfig that authenticates as `namespace/account` with a bound token."""
+    with bootstrap.api_client(admin_kubeconfig) as api:
+        token = (
+            client.CoreV1Api(api)
+            .create_namespaced_service_account_token(
+                account, namespace, {"spec": {"expirationSeconds": hours * 3600}}
+            )
+            .status.token
+        )
+        server = api.configuration.host
+        ca = api.configuration.ssl_ca_cert
+    user = f"{namespace}-{account}"
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "cluster", "cluster": {"server": server, "certificate-authority": ca}}
+        ],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [
+            {"name": user, "context": {"cluster": "cluster", "user": user, "namespace": namespace}}
+        ],
+        "current-context": user,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
