@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
+import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -34,6 +36,8 @@ log = logging.getLogger("resource_manager")
 
 _EVENT_MESSAGE_MAX = 1000  # the API server caps Event messages at 1 KiB
 _MAX_WARNINGS_PER_DEVICE = 10
+_RETRY_FIRST_S = 1.0
+_RETRY_MAX_S = 60.0
 
 
 @dataclass
@@ -47,6 +51,14 @@ class Settings:
     edge_label_value: str = ROLE_LABEL_VALUE
 
 
+@dataclass(frozen=True)
+class _Indexes:
+    nodes: kopf.Index[str, dict[str, Any]]
+    models: kopf.Index[str, dict[str, Any]]
+    flavors: kopf.Index[str, dict[str, Any]]
+    devices: kopf.Index[str, dict[str, Any]]
+
+
 @dataclass
 class _Runtime:
     settings: Settings
@@ -55,6 +67,10 @@ class _Runtime:
     reported: dict[str, tuple[str, ...]] = field(default_factory=dict)
     locks: dict[str, threading.Lock] = field(default_factory=dict)
     guard: threading.Lock = field(default_factory=threading.Lock)
+    indexes: _Indexes | None = None
+    # Device key -> (failed attempts, monotonic time of the next try).
+    retry: dict[str, tuple[int, float]] = field(default_factory=dict)
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     def lock_for(self, key: str) -> threading.Lock:
         with self.guard:
@@ -191,26 +207,46 @@ def _current_flavors(
     return {f["metadata"]["name"]: f for f in found}
 
 
-def reconcile_device(
-    device: Mapping[str, Any],
-    nodes: kopf.Index[str, dict[str, Any]],
-    models: kopf.Index[str, dict[str, Any]],
-    flavors: kopf.Index[str, dict[str, Any]],
-) -> None:
-    """Make the Flavors of one Device match what it declares; report what was wrong."""
+def reconcile_device(device: Mapping[str, Any], indexes: _Indexes) -> None:
+    """Make the Flavors of one Device match what it declares; report what was wrong.
+
+    API failures that may pass (5xx, 429, connection errors) are retried with capped
+    exponential backoff; a 4xx answer to our own request is logged and not retried.
+    """
     rt = _rt()
+    rt.indexes = indexes
     ref = DeviceRef.of(device)
     key = str(ref)
     with rt.lock_for(key):
         model_name = discovery.device_model_name(device)
-        model = _FirstOf(models).get(f"{ref.namespace}/{model_name}") if model_name else None
-        outcome = device_outcome(device, _FirstOf(nodes), model, rt.settings.provider)
-        current = _current_flavors(flavors, key)
+        model = (
+            _FirstOf(indexes.models).get(f"{ref.namespace}/{model_name}") if model_name else None
+        )
+        outcome = device_outcome(device, _FirstOf(indexes.nodes), model, rt.settings.provider)
+        current = _current_flavors(indexes.flavors, key)
         changes = plan(current, outcome.desired)
-        for body in changes.apply:
-            _apply(rt.custom, current.get(body["metadata"]["name"]), body)
-        for name in changes.delete:
-            _delete(rt.custom, current[name]["metadata"]["namespace"], name)
+        try:
+            for body in changes.apply:
+                _apply(rt.custom, current.get(body["metadata"]["name"]), body)
+            for name in changes.delete:
+                _delete(rt.custom, current[name]["metadata"]["namespace"], name)
+        except ApiException as exc:
+            if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
+                rt.retry.pop(key, None)
+                log.error(
+                    "Device %s: the API server refused a Flavor (%s %s): %s",
+                    key,
+                    exc.status,
+                    exc.reason,
+                    (exc.body or "")[:300],
+                )
+                return
+            _schedule_retry(rt, key, f"{exc.status} {exc.reason}")
+            return
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            _schedule_retry(rt, key, str(exc))
+            return
+        rt.retry.pop(key, None)
         report = (outcome.summary, *outcome.problems)
         if rt.reported.get(key) != report:  # say it once, not at every resync
             rt.reported[key] = report
@@ -231,6 +267,31 @@ def reconcile_device(
                 len(changes.apply),
                 len(changes.delete),
             )
+
+
+def _schedule_retry(rt: _Runtime, key: str, why: str) -> None:
+    attempt = rt.retry.get(key, (0, 0.0))[0] + 1
+    delay = min(_RETRY_FIRST_S * 2 ** (attempt - 1), _RETRY_MAX_S)
+    rt.retry[key] = (attempt, time.monotonic() + delay)
+    log.warning("Device %s: API error (%s); retry %d in %.0fs", key, why, attempt, delay)
+
+
+def _retry_loop(rt: _Runtime, stop: threading.Event) -> None:
+    while not stop.wait(0.5):
+        if rt.indexes is None:
+            continue
+        now = time.monotonic()
+        for key, (_, due) in list(rt.retry.items()):
+            if due > now:
+                continue
+            device = _FirstOf(rt.indexes.devices).get(key)
+            if device is None:  # deleted meanwhile: its own event cleans up
+                rt.retry.pop(key, None)
+                continue
+            try:
+                reconcile_device(device, rt.indexes)
+            except Exception:  # never let the retry thread die
+                log.exception("Device %s: retry failed", key)
 
 
 def remove_device(device_key: str, flavors: kopf.Index[str, dict[str, Any]]) -> None:
@@ -270,36 +331,40 @@ def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.execution.max_workers = 8
+    rt = _rt()
+    threading.Thread(
+        target=_retry_loop, args=(rt, rt.stopping), daemon=True, name="flavor-retry"
+    ).start()
+
+
+@kopf.on.cleanup()
+def _cleanup(**_: Any) -> None:
+    _rt().stopping.set()
+
+
+def _indexes(
+    nodes_index: kopf.Index,
+    models_index: kopf.Index,
+    flavors_index: kopf.Index,
+    devices_index: kopf.Index,
+    **_: Any,
+) -> _Indexes:
+    return _Indexes(nodes_index, models_index, flavors_index, devices_index)
 
 
 @kopf.on.event(DEVICE.group, DEVICE.version, DEVICE.plural, when=_device_in_scope)
 def device_event(
-    event: kopf.RawEvent,
-    body: kopf.Body,
-    namespace: str,
-    name: str,
-    nodes_index: kopf.Index,
-    models_index: kopf.Index,
-    flavors_index: kopf.Index,
-    **_: Any,
+    event: kopf.RawEvent, body: kopf.Body, namespace: str, name: str, **kwargs: Any
 ) -> None:
     if event.get("type") == "DELETED":
-        remove_device(f"{namespace}/{name}", flavors_index)
+        remove_device(f"{namespace}/{name}", kwargs["flavors_index"])
         return
-    reconcile_device(_snapshot(body), nodes_index, models_index, flavors_index)
+    reconcile_device(_snapshot(body), _indexes(**kwargs))
 
 
 @kopf.on.event("", "v1", "nodes")
 def node_event(
-    event: kopf.RawEvent,
-    name: str,
-    body: kopf.Body,
-    nodes_index: kopf.Index,
-    devices_index: kopf.Index,
-    devices_by_node: kopf.Index,
-    models_index: kopf.Index,
-    flavors_index: kopf.Index,
-    **_: Any,
+    event: kopf.RawEvent, name: str, body: kopf.Body, devices_by_node: kopf.Index, **kwargs: Any
 ) -> None:
     rt = _rt()
     deleted = event.get("type") == "DELETED"
@@ -317,27 +382,21 @@ def node_event(
         if rt.node_available.get(name) == state and not deleted:
             return  # a heartbeat: nothing a Flavor shows has changed
         rt.node_available[name] = state  # type: ignore[assignment]
-    devices = _FirstOf(devices_index)
+    indexes = _indexes(**kwargs)
+    devices = _FirstOf(indexes.devices)
     for device_key in list(devices_by_node.get(name, [])):
         device = devices.get(device_key)
         if device is not None:
-            reconcile_device(device, nodes_index, models_index, flavors_index)
+            reconcile_device(device, indexes)
 
 
 @kopf.on.event(DEVICE_MODEL.group, DEVICE_MODEL.version, DEVICE_MODEL.plural)
-def model_event(
-    namespace: str,
-    name: str,
-    devices_index: kopf.Index,
-    nodes_index: kopf.Index,
-    models_index: kopf.Index,
-    flavors_index: kopf.Index,
-    **_: Any,
-) -> None:
-    for device in list(_FirstOf(devices_index).values()):
+def model_event(namespace: str, name: str, **kwargs: Any) -> None:
+    indexes = _indexes(**kwargs)
+    for device in list(_FirstOf(indexes.devices).values()):
         meta = device["metadata"]
         if meta.get("namespace") == namespace and discovery.device_model_name(device) == name:
-            reconcile_device(device, nodes_index, models_index, flavors_index)
+            reconcile_device(device, indexes)
 
 
 @kopf.on.event(

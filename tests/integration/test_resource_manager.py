@@ -617,3 +617,22 @@ def test_device_without_annotation_uses_its_device_model(
     why = eventually(lambda: _warnings(cluster, "no-model"), "a warning for the missing model")
     assert "missing" in why[0]
     assert set(cluster.by_sensor()) == {"temperature"}
+
+
+def test_flavors_follow_a_device_to_another_node(operator: Operator, cluster: Cluster) -> None:
+    other = f"edge-b-{cluster.namespace[-6:]}"
+    cluster.add_node(other)
+    cluster.create_device(device_body("mover", EDGE, [sensor_entry("t", "temperature", "°C")]))
+    first = eventually(cluster.flavors, "a flavor on the first node")[0]
+
+    def node_of() -> str:
+        flavors = cluster.flavors()
+        return flavors[0]["spec"]["flavorType"]["typeData"]["characteristics"]["node"]
+
+    assert node_of() == EDGE
+    cluster.patch_device("mover", {"spec": {"nodeName": other}})
+    eventually(lambda: node_of() == other, "the flavor on the new node")
+    moved = cluster.flavors()
+    assert len(moved) == 1 and moved[0]["metadata"]["name"] == first["metadata"]["name"]
+    topic = moved[0]["spec"]["flavorType"]["typeData"]["characteristics"]["access"]["resource"]
+    assert topic["node"] == other
