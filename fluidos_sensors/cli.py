@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from mapper.cli import app as mapper_app
 from resource_manager.cli import app as resource_manager_app
 from resource_manager.cli import flavors_app
 from testbed.cli import app as testbed_app
@@ -14,3 +15,4 @@ app = typer.Typer(
 app.add_typer(testbed_app, name="testbed")
 app.add_typer(resource_manager_app, name="resource-manager")
 app.add_typer(flavors_app, name="flavors")
+app.add_typer(mapper_app, name="mapper")

@@ -174,21 +174,22 @@ def _property_type(prop: Mapping[str, Any]) -> tuple[str, str, str]:
 
 
 def _collect_rate_hz(device: Mapping[str, Any], prop_name: str) -> float | None:
-    # v1beta1 Device properties count collectCycle in ms; v1alpha2 propertyVisitors in ns.
+    # KubeEdge mappers read collectCycle as a Go time.Duration (ns) in v1beta1 properties and
+    # v1alpha2 propertyVisitors alike (its samples write 10000000000 for 10 s).
     spec = device.get("spec") or {}
     alpha = device.get("apiVersion") == DEVICE_V1ALPHA2.api_version or (
         "propertyVisitors" in spec and "properties" not in spec
     )
-    items, name_key, per_second = (
-        (spec.get("propertyVisitors"), "propertyName", 1e9)
+    items, name_key = (
+        (spec.get("propertyVisitors"), "propertyName")
         if alpha
-        else (spec.get("properties"), "name", 1e3)
+        else (spec.get("properties"), "name")
     )
     for item in items or []:
         if item.get(name_key) == prop_name:
             cycle = item.get("collectCycle")
             if isinstance(cycle, int | float) and not isinstance(cycle, bool) and cycle > 0:
-                return float(f"{per_second / cycle:.12g}")
+                return float(f"{1e9 / cycle:.12g}")
     return None
 
 

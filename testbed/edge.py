@@ -1,28 +1,160 @@
 """Processes that run on each edge worker of a provider (broker, mapper, agent).
 
-Each entry of `EDGE_PROCESSES` turns (cluster, node, folder, binaries) into a `ProcessSpec`;
-adding an edge process to the testbed is adding one function here.
+Each entry of `EDGE_PROCESSES` turns an `EdgeNode` into a `ProcessSpec`; adding an edge
+process to the testbed is adding one function here. Ports are chosen once, at `up`
+(`allocate_ports`, kept in config.json), so a restarted process listens where it did.
 """
 
 from __future__ import annotations
 
+import getpass
+import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from testbed.processes import ProcessSpec
-from testbed.topology import ClusterSpec, NodeSpec
+from mapper.broker import BrokerAccess, mosquitto_config, write_password_file
+from testbed.processes import ProcessSpec, free_port, port_open
+from testbed.topology import ClusterSpec, NodeSpec, Topology
 
-EdgeProcessFactory = Callable[[ClusterSpec, NodeSpec, Path, dict[str, Path]], ProcessSpec]
+MQTT_PORT = "mqtt"
+# Named ports every edge node gets; add a name here when an edge process needs one.
+EDGE_PORTS: list[str] = [MQTT_PORT]
+MQTT_USERNAME = "fluidos-sensors"
+SIMULATED_BOARDS = 2
+DEVICE_NAMESPACE = "default"
+_REPO = Path(__file__).resolve().parent.parent
 
-EDGE_PROCESSES: list[EdgeProcessFactory] = []
+
+@dataclass(frozen=True)
+class EdgeNode:
+    """Everything an edge process factory needs to know about its node."""
+
+    cluster: ClusterSpec
+    node: NodeSpec
+    directory: Path
+    """The node's state folder: <state>/<cluster>/nodes/<node>."""
+    cluster_directory: Path
+    binaries: dict[str, Path]
+    ports: dict[str, int]
+
+    @property
+    def kubeconfig(self) -> Path:
+        """The cluster's admin kubeconfig."""
+        return self.cluster_directory / "kubeconfig"
+
+    @property
+    def broker_credentials(self) -> Path:
+        """The node broker's address and credentials (JSON, 0600) for its clients."""
+        return broker_credentials(self.directory)
+
+    def process_name(self, what: str) -> str:
+        return f"{self.cluster.name}/{self.node.name}/{what}"
+
+
+EdgeProcessFactory = Callable[[EdgeNode], ProcessSpec]
+
+
+def broker_credentials(node_directory: Path) -> Path:
+    """Where an edge node's broker credentials live (for tests and the edge agent)."""
+    return node_directory / "mqtt" / "credentials.json"
+
+
+def allocate_ports(topology: Topology) -> dict[str, dict[str, int]]:
+    """Free loopback ports for every edge node, by node name, then port name."""
+    return {
+        node.name: {name: free_port() for name in EDGE_PORTS}
+        for cluster in topology.clusters
+        for node in cluster.nodes
+        if node.is_edge
+    }
+
+
+def mosquitto(edge: EdgeNode) -> ProcessSpec:
+    """The node's MQTT broker: loopback only, password required, no persistence."""
+    port = edge.ports[MQTT_PORT]
+    folder = edge.directory / "mosquitto"
+    folder.mkdir(parents=True, exist_ok=True)
+    credentials = edge.broker_credentials
+    if credentials.exists():
+        access = BrokerAccess.load(credentials)
+    else:
+        access = BrokerAccess.generate("127.0.0.1", port, MQTT_USERNAME)
+        access.save(credentials)
+    password_file = folder / "passwords"
+    write_password_file(password_file, access)
+    config = folder / "mosquitto.conf"
+    config.write_text(mosquitto_config(port, password_file, run_as=getpass.getuser()))
+    return ProcessSpec(
+        name=edge.process_name("mosquitto"),
+        argv=[str(edge.binaries["mosquitto"]), "-c", str(config)],
+        log=folder / "mosquitto.log",
+        ready=lambda: port_open(port),
+        ready_timeout=20.0,
+        ports=[port],
+    )
+
+
+def mapper(edge: EdgeNode) -> ProcessSpec:
+    """The node's mapper with simulated boards, whose Devices it registers."""
+    folder = edge.directory / "mapper"
+    folder.mkdir(parents=True, exist_ok=True)
+    status = folder / "status.json"
+    status.unlink(missing_ok=True)
+    argv = [
+        sys.executable,
+        "-m",
+        "fluidos_sensors",
+        "mapper",
+        "run",
+        "--node",
+        edge.node.name,
+        "--kubeconfig",
+        str(edge.kubeconfig),
+        "--namespace",
+        DEVICE_NAMESPACE,
+        "--simulate",
+        str(SIMULATED_BOARDS),
+        "--mqtt-credentials",
+        str(edge.broker_credentials),
+        "--provider",
+        edge.cluster.name,
+        "--status-file",
+        str(status),
+    ]
+    return ProcessSpec(
+        name=edge.process_name("mapper"),
+        argv=argv,
+        log=folder / "mapper.log",
+        # Written once its Devices are registered and it has looked at them: cannot hang,
+        # the mapper retries the API on its own and the supervisor's timeout bounds the wait.
+        ready=status.exists,
+        ready_timeout=60.0,
+        cwd=_REPO,
+    )
+
+
+EDGE_PROCESSES: list[EdgeProcessFactory] = [mosquitto, mapper]
 # Binaries those processes need, resolved by `testbed up` before anything starts.
-EDGE_BINARIES: list[str] = []
+EDGE_BINARIES: list[str] = ["mosquitto"]
 
 
 def processes_for(
-    cluster: ClusterSpec, node: NodeSpec, directory: Path, binaries: dict[str, Path]
+    cluster: ClusterSpec,
+    node: NodeSpec,
+    directory: Path,
+    binaries: dict[str, Path],
+    ports: dict[str, int] | None = None,
 ) -> list[ProcessSpec]:
+    """The edge processes of `node` (none for other nodes); `directory` is the cluster's."""
     if not node.is_edge:
         return []
-    node_dir = directory / "nodes" / node.name
-    return [factory(cluster, node, node_dir, binaries) for factory in EDGE_PROCESSES]
+    edge = EdgeNode(
+        cluster=cluster,
+        node=node,
+        directory=directory / "nodes" / node.name,
+        cluster_directory=directory,
+        binaries=binaries,
+        ports=dict(ports or {}),
+    )
+    return [factory(edge) for factory in EDGE_PROCESSES]

@@ -60,6 +60,8 @@ def up(
         "topology": topology.to_json(),
         "endpoints": {c.name: ClusterEndpoints.allocate().__dict__ for c in topology.clusters},
         "binaries": {name: str(path) for name, path in resolved.items()},
+        # Edge processes' ports, chosen once so a restarted broker listens where it did.
+        "edge": edge.allocate_ports(topology),
     }
     (state_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2))
     with open(state_dir / "supervisor.log", "ab") as out:

@@ -39,6 +39,7 @@ class Supervisor:
         self.topology = Topology.from_json(config["topology"])
         self.endpoints = {name: ClusterEndpoints(**ep) for name, ep in config["endpoints"].items()}
         self.binaries = {name: Path(p) for name, p in config["binaries"].items()}
+        self.edge_ports: dict[str, dict[str, int]] = config.get("edge", {})
         self.processes: list[ManagedProcess] = []
         self.stopping = threading.Event()
         self.status: dict[str, Any] = {"pid": os.getpid(), "phase": "starting", "clusters": {}}
@@ -106,7 +107,8 @@ class Supervisor:
                 "crds": crds,
             }
             for node in cluster.nodes:
-                for spec in edge.processes_for(cluster, node, directory, self.binaries):
+                ports = self.edge_ports.get(node.name, {})
+                for spec in edge.processes_for(cluster, node, directory, self.binaries, ports):
                     self._launch(ManagedProcess(spec))
         self._publish(phase="ready", ready_at=time.time())
 

@@ -636,3 +636,5 @@ def test_flavors_follow_a_device_to_another_node(operator: Operator, cluster: Cl
     assert len(moved) == 1 and moved[0]["metadata"]["name"] == first["metadata"]["name"]
     topic = moved[0]["spec"]["flavorType"]["typeData"]["characteristics"]["access"]["resource"]
     assert topic["node"] == other
+    cluster.delete_device("mover")
+    cluster.core.delete_node(other)  # leave the shared testbed's nodes as they were

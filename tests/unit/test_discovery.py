@@ -224,7 +224,7 @@ def test_sensors_from_v1beta1_model_with_labels() -> None:
         labels={"manufacturer": "STMicroelectronics", "model": "STEVAL-STWINBX1", "market": "x"},
         spec={
             "nodeName": "edge-1",
-            "properties": [{"name": "temperature", "collectCycle": 500}],
+            "properties": [{"name": "temperature", "collectCycle": 500_000_000}],
         },
     )
     sensors, problems = sensors_from_device_model(dev, model_v1beta1())
@@ -236,7 +236,7 @@ def test_sensors_from_v1beta1_model_with_labels() -> None:
     assert temperature.category == "Environmental"
     assert temperature.types == ("temperature",)
     assert temperature.units.measurement == ("°C",)
-    assert temperature.sampling_rate_hz == 2.0  # collectCycle 500 ms
+    assert temperature.sampling_rate_hz == 2.0  # collectCycle 500 ms, in ns
     assert temperature.uid == "dev-uid/temperature"
     assert humidity.sampling_rate_hz is None
     assert [str(p) for p in problems] == [

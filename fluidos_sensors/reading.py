@@ -1,0 +1,183 @@
+"""The one reading format: what the mapper publishes on the edge broker, what the router parses.
+
+One MQTT message per sensor per notification, on ``broker_topic(namespace, device, sensor)``,
+its payload compact JSON (no spaces), self-describing::
+
+    {"v":1,"ns":"default","device":"stwin-1","sensor":"acceleration",
+     "quantity":"acceleration","unit":"mg","values":{"x":-3.0,"y":12.0,"z":1001.0},
+     "node":"provider-1-edge","seq":41,"deviceTime":12.34,"receivedAt":1767225600.123456}
+
+- ``v``: schema version; readers accept every payload with ``v`` <= ``SCHEMA_VERSION`` and
+  ignore keys they do not know (later versions only add keys).
+- ``sensor``: the topic segment (``sensor_key`` of the sensor's name); ``quantity``: the
+  physical quantity measured (two temperature sensors share ``quantity`` "temperature").
+- ``values``: every field of one notification together (x/y/z; battery level/voltage/...),
+  numbers or null for "the board does not know"; ``unit`` is the unit of every field unless
+  ``units`` (optional) gives a unit per field.
+- ``seq``: per (device, sensor), +1 per message, kept across BLE reconnects; it restarts at 0
+  only when the mapper restarts.
+- ``deviceTime``: seconds on the board's own clock, unwrapped from its 10 ms tick counter
+  (monotonic within one BLE connection; null when unknown); ``receivedAt``: Unix seconds when
+  the mapper received the notification.
+- ``provider`` (optional): the provider cluster, when the mapper is told.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from fluidos_sensors.topics import broker_topic
+
+SCHEMA_VERSION = 1
+Value = float | int | None
+
+
+class ReadingError(ValueError):
+    """A payload that is not a reading; the message names the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One sensor's values from one notification, as published on the edge broker."""
+
+    namespace: str
+    device: str
+    sensor: str
+    quantity: str
+    unit: str
+    values: Mapping[str, Value] = field(hash=False)
+    node: str
+    seq: int
+    received_at: float
+    device_time: float | None = None
+    provider: str = ""
+    units: Mapping[str, str] | None = field(default=None, hash=False)
+    """Per-field units, only when the fields do not all share ``unit``."""
+
+    @property
+    def topic(self) -> str:
+        """The broker topic this reading is published on."""
+        return broker_topic(self.namespace, self.device, self.sensor)
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "v": SCHEMA_VERSION,
+            "ns": self.namespace,
+            "device": self.device,
+            "sensor": self.sensor,
+            "quantity": self.quantity,
+            "unit": self.unit,
+            "values": dict(self.values),
+        }
+        if self.units:
+            body["units"] = dict(self.units)
+        body["node"] = self.node
+        if self.provider:
+            body["provider"] = self.provider
+        body["seq"] = self.seq
+        body["deviceTime"] = None if self.device_time is None else round(self.device_time, 3)
+        body["receivedAt"] = round(self.received_at, 6)
+        return body
+
+    def encode(self) -> bytes:
+        """The MQTT payload: compact JSON, UTF-8."""
+        return json.dumps(
+            self.to_json(), separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode("utf-8")
+
+    @classmethod
+    def decode(cls, payload: bytes | bytearray | str) -> Reading:
+        """Parse a payload; ReadingError says which field is wrong."""
+        try:
+            body = json.loads(payload)
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ReadingError(f"reading is not JSON: {err}") from None
+        if not isinstance(body, dict):
+            raise ReadingError("reading must be a JSON object")
+        return cls.from_json(body)
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Reading:
+        version = body.get("v")
+        if not _is_int(version) or version < 1:
+            raise ReadingError(f'"v" must be a schema version (1..), got {version!r}')
+        if version > SCHEMA_VERSION:
+            raise ReadingError(
+                f"reading schema v{version} is newer than this reader (v{SCHEMA_VERSION})"
+            )
+        seq = body.get("seq")
+        if not _is_int(seq) or seq < 0:
+            raise ReadingError(f'"seq" must be an integer >= 0, got {seq!r}')
+        received_at = body.get("receivedAt")
+        if not _is_number(received_at):
+            raise ReadingError(
+                f'"receivedAt" must be a number of Unix seconds, got {received_at!r}'
+            )
+        device_time = body.get("deviceTime")
+        if device_time is not None and not _is_number(device_time):
+            raise ReadingError(f'"deviceTime" must be a number of seconds, got {device_time!r}')
+        return cls(
+            namespace=_text(body, "ns"),
+            device=_text(body, "device"),
+            sensor=_text(body, "sensor"),
+            quantity=_text(body, "quantity"),
+            unit=_text(body, "unit", allow_empty=True),
+            values=_values(body.get("values")),
+            node=_text(body, "node", allow_empty=True),
+            seq=seq,
+            received_at=float(received_at),
+            device_time=None if device_time is None else float(device_time),
+            provider=_text(body, "provider", allow_empty=True, required=False),
+            units=_units(body.get("units")),
+        )
+
+    def unit_of(self, field_name: str) -> str:
+        """The unit of one field of ``values``."""
+        if self.units and field_name in self.units:
+            return self.units[field_name]
+        return self.unit
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(float(value))
+    )
+
+
+def _text(
+    body: Mapping[str, Any], key: str, *, allow_empty: bool = False, required: bool = True
+) -> str:
+    value = body.get(key)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (not allow_empty and not value):
+        raise ReadingError(f'"{key}" must be a non-empty string, got {value!r}')
+    return value
+
+
+def _values(value: object) -> Mapping[str, Value]:
+    if not isinstance(value, dict) or not value:
+        raise ReadingError(f'"values" must be a non-empty object of numbers, got {value!r}')
+    for key, item in value.items():
+        if item is not None and not _is_number(item):
+            raise ReadingError(f'"values.{key}" must be a number or null, got {item!r}')
+    return MappingProxyType(dict(value))
+
+
+def _units(value: object) -> Mapping[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(isinstance(u, str) for u in value.values()):
+        raise ReadingError(f'"units" must be an object of unit strings, got {value!r}')
+    return MappingProxyType(dict(value))

@@ -1,0 +1,147 @@
+"""How to reach an edge node's MQTT broker, and the mosquitto files that protect it.
+
+The credentials file is JSON `{"host", "port", "username", "password"}`, mode 0600, in the
+node's folder; the mapper and the edge agent read it, the broker gets a hashed password file.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import secrets
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 1883
+USERNAME_ENV = "FLUIDOS_SENSORS_MQTT_USERNAME"
+PASSWORD_ENV = "FLUIDOS_SENSORS_MQTT_PASSWORD"
+# mosquitto_passwd's default since mosquitto 2.0: PBKDF2-SHA512, 101 rounds, 12-byte salt.
+_PBKDF2_ITERATIONS = 101
+_SALT_BYTES = 12
+
+
+class BrokerConfigError(ValueError):
+    """A credentials file that cannot be used; the message names the file and field."""
+
+
+@dataclass(frozen=True)
+class BrokerAccess:
+    """Address and credentials of an MQTT broker. The password never appears in repr."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    def __str__(self) -> str:
+        who = f"{self.username}@" if self.username else ""
+        return f"mqtt://{who}{self.host}:{self.port}"
+
+    @classmethod
+    def load(cls, path: Path) -> BrokerAccess:
+        """Read a credentials file (host and port are optional in it)."""
+        try:
+            data = json.loads(path.read_text())
+        except OSError as err:
+            raise BrokerConfigError(f"{path}: cannot read: {err.strerror}") from None
+        except ValueError as err:
+            raise BrokerConfigError(f"{path}: not JSON: {err}") from None
+        if not isinstance(data, dict):
+            raise BrokerConfigError(f"{path}: must hold a JSON object")
+        for key in ("host", "username", "password"):
+            if key in data and not isinstance(data[key], str):
+                raise BrokerConfigError(f'{path}: "{key}" must be a string')
+        port = data.get("port", DEFAULT_PORT)
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise BrokerConfigError(f'{path}: "port" must be a TCP port number, got {port!r}')
+        return cls(
+            host=data.get("host", DEFAULT_HOST),
+            port=port,
+            username=data.get("username"),
+            password=data.get("password"),
+        )
+
+    def save(self, path: Path) -> None:
+        """Write the credentials file, readable by its owner only."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        body = {
+            "host": self.host,
+            "port": self.port,
+            "username": self.username,
+            "password": self.password,
+        }
+        tmp = path.with_name(f".{path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(body, out)
+        os.replace(tmp, path)
+
+    def with_overrides(
+        self,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> BrokerAccess:
+        """A copy with the given (non-None) fields replaced."""
+        changes: dict[str, object] = {
+            k: v
+            for k, v in {
+                "host": host,
+                "port": port,
+                "username": username,
+                "password": password,
+            }.items()
+            if v is not None
+        }
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def generate(cls, host: str, port: int, username: str) -> BrokerAccess:
+        """Fresh credentials with a random password."""
+        return cls(host, port, username, secrets.token_urlsafe(24))
+
+
+def mosquitto_password_entry(username: str, password: str, salt: bytes | None = None) -> str:
+    """One line of a mosquitto password file, hashed as `mosquitto_passwd` does."""
+    if ":" in username:
+        raise ValueError("an MQTT username for mosquitto cannot contain ':'")
+    salt = salt if salt is not None else secrets.token_bytes(_SALT_BYTES)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, _PBKDF2_ITERATIONS)
+    encoded = base64.b64encode(salt).decode(), base64.b64encode(digest).decode()
+    return f"{username}:$7${_PBKDF2_ITERATIONS}${encoded[0]}${encoded[1]}"
+
+
+def mosquitto_config(port: int, password_file: Path, run_as: str, host: str = DEFAULT_HOST) -> str:
+    """A mosquitto.conf: one authenticated listener on `host` only, no persistence."""
+    return "\n".join(
+        [
+            f"listener {port} {host}",
+            "allow_anonymous false",
+            f"password_file {password_file}",
+            # Started as root, mosquitto would switch to its own user and lose access to the
+            # 0600 password file; run as whoever starts it.
+            f"user {run_as}",
+            "persistence false",
+            "log_dest stdout",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "connection_messages false",
+            "",
+        ]
+    )
+
+
+def write_password_file(path: Path, access: BrokerAccess) -> None:
+    """The broker side of `access`: a 0600 password file with its hashed password."""
+    if not access.username or access.password is None:
+        raise ValueError("a password file needs a username and a password")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(mosquitto_password_entry(access.username, access.password) + "\n")

@@ -1,0 +1,79 @@
+"""Broker credentials: hashed like mosquitto_passwd, stored 0600, never printed."""
+
+from __future__ import annotations
+
+import base64
+import stat
+from pathlib import Path
+
+import pytest
+
+from mapper.broker import (
+    BrokerAccess,
+    BrokerConfigError,
+    mosquitto_config,
+    mosquitto_password_entry,
+    write_password_file,
+)
+from mapper.cli import broker_access
+
+
+def test_password_entry_matches_mosquitto_passwd() -> None:
+    # Produced by `mosquitto_passwd -U` (mosquitto 2.0.11) for u:secret.
+    salt = base64.b64decode("5a0ZqR+Ft+JClVaE")
+    expected = (
+        "u:$7$101$5a0ZqR+Ft+JClVaE$BVPijG4QwYzqJuYvX/KPRdpghJkvxuWtKj2ukiDx4hqdp7e0vDnryKlkHwf"
+        "y/MR0Fdzn/pWgcw+BdGmPJoA5XA=="
+    )
+    assert mosquitto_password_entry("u", "secret", salt) == expected
+
+
+def test_credentials_round_trip_owner_only_and_hidden(tmp_path: Path) -> None:
+    access = BrokerAccess.generate("127.0.0.1", 18830, "fluidos-sensors")
+    path = tmp_path / "mqtt" / "credentials.json"
+    access.save(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert BrokerAccess.load(path) == access
+    assert access.password and access.password not in repr(access)
+    assert access.password not in str(access)
+    write_password_file(tmp_path / "pw", access)
+    assert stat.S_IMODE((tmp_path / "pw").stat().st_mode) == 0o600
+    assert access.password not in (tmp_path / "pw").read_text()
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("[]", "JSON object"),
+        ("{", "not JSON"),
+        ('{"port": "x"}', '"port"'),
+        ('{"password": 1}', '"password"'),
+    ],
+)
+def test_bad_credentials_files_say_why(tmp_path: Path, text: str, says: str) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(text)
+    with pytest.raises(BrokerConfigError, match=says):
+        BrokerAccess.load(path)
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(BrokerConfigError, match="cannot read"):
+        BrokerAccess.load(tmp_path / "none.json")
+
+
+def test_options_and_environment_override_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "c.json"
+    BrokerAccess("10.0.0.1", 1884, "a", "b").save(path)
+    monkeypatch.setenv("FLUIDOS_SENSORS_MQTT_PASSWORD", "from-env")
+    access = broker_access(path, None, 1999)
+    assert access == BrokerAccess("10.0.0.1", 1999, "a", "from-env")
+
+
+def test_config_listens_on_loopback_and_requires_a_password(tmp_path: Path) -> None:
+    text = mosquitto_config(18830, tmp_path / "pw", run_as="me")
+    assert "listener 18830 127.0.0.1" in text.splitlines()
+    assert "allow_anonymous false" in text.splitlines()
+    assert f"password_file {tmp_path / 'pw'}" in text.splitlines()

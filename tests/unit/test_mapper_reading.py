@@ -1,0 +1,107 @@
+"""The reading format: one definition, round trip, and errors that name the field."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fluidos_sensors.reading import SCHEMA_VERSION, Reading, ReadingError
+
+
+def reading(**changes: object) -> Reading:
+    fields: dict[str, object] = {
+        "namespace": "default",
+        "device": "stwin-1",
+        "sensor": "acceleration",
+        "quantity": "acceleration",
+        "unit": "mg",
+        "values": {"x": -3.0, "y": 12.0, "z": 1001.0},
+        "node": "provider-1-edge",
+        "seq": 41,
+        "received_at": 1767225600.1234567,
+        "device_time": 12.345,
+    }
+    fields.update(changes)
+    return Reading(**fields)  # type: ignore[arg-type]
+
+
+def test_round_trip_keeps_every_field() -> None:
+    original = reading(provider="provider-1", units={"level": "%", "voltage": "mV"})
+    decoded = Reading.decode(original.encode())
+    assert decoded.device == "stwin-1" and decoded.sensor == "acceleration"
+    assert dict(decoded.values) == {"x": -3.0, "y": 12.0, "z": 1001.0}
+    assert decoded.seq == 41 and decoded.provider == "provider-1"
+    assert decoded.received_at == pytest.approx(1767225600.123457, abs=1e-6)
+    assert decoded.device_time == pytest.approx(12.345)
+    assert decoded.unit_of("voltage") == "mV" and decoded.unit_of("x") == "mg"
+
+
+def test_payload_is_compact_self_describing_json() -> None:
+    payload = reading().encode()
+    assert b" " not in payload
+    body = json.loads(payload)
+    assert body["v"] == SCHEMA_VERSION
+    assert {
+        "ns",
+        "device",
+        "sensor",
+        "quantity",
+        "unit",
+        "values",
+        "node",
+        "seq",
+        "deviceTime",
+        "receivedAt",
+    } <= set(body)
+    assert "provider" not in body and "units" not in body  # optional keys only when set
+    assert len(payload) < 260
+
+
+def test_topic_uses_the_shared_scheme() -> None:
+    assert reading().topic == "default/fluidos-sensors/stwin-1/acceleration"
+
+
+def test_unknown_battery_current_is_null() -> None:
+    decoded = Reading.decode(reading(values={"level": 87.0, "current": None}).encode())
+    assert decoded.values["current"] is None
+
+
+def test_unknown_keys_are_ignored_for_forward_compatibility() -> None:
+    body = json.loads(reading().encode())
+    body["rssi"] = -60
+    assert Reading.decode(json.dumps(body)).seq == 41
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"v": 99}, "newer"),
+        ({"v": "1"}, '"v"'),
+        ({"seq": -1}, '"seq"'),
+        ({"seq": 1.5}, '"seq"'),
+        ({"device": ""}, '"device"'),
+        ({"values": {}}, '"values"'),
+        ({"values": {"x": "1"}}, '"values.x"'),
+        ({"receivedAt": "now"}, '"receivedAt"'),
+        ({"deviceTime": "soon"}, '"deviceTime"'),
+        ({"units": {"x": 1}}, '"units"'),
+    ],
+)
+def test_bad_payloads_name_the_field(change: dict[str, object], field: str) -> None:
+    body = json.loads(reading().encode())
+    body.update(change)
+    with pytest.raises(ReadingError, match=field):
+        Reading.decode(json.dumps(body))
+
+
+def test_not_json_is_a_reading_error() -> None:
+    with pytest.raises(ReadingError):
+        Reading.decode(b"\xff not json")
+    with pytest.raises(ReadingError):
+        Reading.decode(b"[1, 2]")
+
+
+def test_nan_cannot_be_encoded() -> None:
+    with pytest.raises(ValueError):
+        reading(values={"value": float("nan")}).encode()
