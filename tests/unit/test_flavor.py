@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +30,7 @@ from fluidos_sensors.flavor import (
 )
 from fluidos_sensors.sensor import DeviceRef, SensorSpec, SensorUnits, parse_sensor_entry
 from fluidos_sensors.topics import source_topic
+from testbed import upstream
 
 CRD_FILE = "fluidos/nodecore.fluidos.eu_flavors.yaml"
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -70,19 +70,11 @@ def hts221(**overrides: Any) -> SensorSpec:
 # would prune (fields a schema does not declare, unless it preserves unknown fields).
 
 
-def _upstream() -> Path | None:
-    for root in (Path(__file__).resolve().parents[3] / "shared", Path("/work/shared")):
-        if (root / "upstream" / CRD_FILE).is_file():
-            return root / "upstream"
-    return None
-
-
 @pytest.fixture(scope="module")
 def flavor_schema() -> dict[str, Any]:
-    upstream = _upstream()
-    if upstream is None:
-        pytest.skip("FLUIDOS CRD mirror (shared/upstream) not present")
-    crd = yaml.safe_load((upstream / CRD_FILE).read_text())
+    # The pinned, checksum-verified upstream CRD (local mirror, cache or its origin): no skip.
+    [file] = [f for f in upstream.CRDS if f.mirror_path.endswith(CRD_FILE)]
+    crd = yaml.safe_load(upstream.read(file))
     [version] = [v for v in crd["spec"]["versions"] if v["name"] == FLAVOR.version]
     return version["schema"]["openAPIV3Schema"]
 
