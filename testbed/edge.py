@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mapper.broker import BrokerAccess, mosquitto_config, write_password_file
+from testbed import bootstrap, credentials
 from testbed.processes import ProcessSpec, free_port, port_open
 from testbed.topology import ClusterSpec, NodeSpec, Topology
 
@@ -24,6 +25,7 @@ MQTT_USERNAME = "fluidos-sensors"
 SIMULATED_BOARDS = 2
 DEVICE_NAMESPACE = "default"
 _REPO = Path(__file__).resolve().parent.parent
+MAPPER_RBAC = _REPO / "deploy" / "mapper" / "rbac.yaml"
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,18 @@ class EdgeNode:
     def kubeconfig(self) -> Path:
         """The cluster's admin kubeconfig."""
         return self.cluster_directory / "kubeconfig"
+
+    def service_account_kubeconfig(self, manifest: Path, account: str) -> Path:
+        """A kubeconfig for `account` (namespace fluidos) after applying its RBAC manifest."""
+        with bootstrap.api_client(self.kubeconfig) as api:
+            credentials.apply_manifest(api, manifest)
+        return credentials.service_account_kubeconfig(
+            self.kubeconfig,
+            bootstrap.FLUIDOS_NAMESPACE,
+            account,
+            self.directory / f"{account}.kubeconfig",
+            hours=24 * 30,
+        )
 
     @property
     def broker_credentials(self) -> Path:
@@ -110,7 +124,8 @@ def mapper(edge: EdgeNode) -> ProcessSpec:
         "--node",
         edge.node.name,
         "--kubeconfig",
-        str(edge.kubeconfig),
+        # Its own ServiceAccount with the shipped least-privilege RBAC, not the admin.
+        str(edge.service_account_kubeconfig(MAPPER_RBAC, "fluidos-sensors-mapper")),
         "--namespace",
         DEVICE_NAMESPACE,
         "--simulate",
