@@ -134,24 +134,7 @@ class Cluster:
     def add_node(self, name: str, *, edge: bool = True) -> None:
         labels = {fs_api.EDGE_WORKER_LABEL: "true"} if edge else {}
         self.core.create_node({"metadata": {"name": name, "labels": labels}})
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        self.core.patch_node_status(
-            name,
-            {
-                "status": {
-                    "conditions": [
-                        {
-                            "type": "Ready",
-                            "status": "True",
-                            "reason": "KubeletReady",
-                            "message": "test",
-                            "lastHeartbeatTime": now,
-                            "lastTransitionTime": now,
-                        }
-                    ]
-                }
-            },
-        )
+        self.set_ready(name, True)
 
     def set_ready(self, name: str, ready: bool) -> None:
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
