@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fluidos_sensors.backoff import Backoff
 from fluidos_sensors.reading import Reading
-from mapper.backoff import Backoff
 from mapper.ble import BleBackends, LinkSettings
 from mapper.bluest import decode_notification
 from mapper.broker import BrokerAccess, mosquitto_config, write_password_file

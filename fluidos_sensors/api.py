@@ -43,6 +43,20 @@ RESERVATION = Resource("reservation.fluidos.eu", "v1alpha1", "reservations", "Re
 TRANSACTION = Resource("reservation.fluidos.eu", "v1alpha1", "transactions", "Transaction")
 CONTRACT = Resource("reservation.fluidos.eu", "v1alpha1", "contracts", "Contract")
 
+# This project's own CRDs (deploy/crds/), one group for all of them.
+SENSORS_GROUP = "sensors.fluidos.eu"
+SENSOR_ROUTE = Resource(SENSORS_GROUP, "v1alpha1", "sensorroutes", "SensorRoute")
+SENSOR_REQUEST = Resource(SENSORS_GROUP, "v1alpha1", "sensorrequests", "SensorRequest")
+SENSOR_PROVIDER = Resource(SENSORS_GROUP, "v1alpha1", "sensorproviders", "SensorProvider")
+OWN_RESOURCES = (SENSOR_ROUTE, SENSOR_REQUEST, SENSOR_PROVIDER)
+
+# Where a provider keeps things (namespaces). Flavors, Transactions, Contracts and Allocations
+# live in the FLUIDOS node's namespace; SensorRoutes and the Secrets holding consumers'
+# delivery credentials live in their own, so edge agents can read those credentials without
+# reading anything else of the FLUIDOS node.
+FLUIDOS_NAMESPACE = "fluidos"
+ROUTE_NAMESPACE = "fluidos-routes"
+
 # Node roles, as FLUIDOS labels them.
 EDGE_WORKER_LABEL = "node-role.fluidos.eu/sensors"
 RESOURCE_WORKER_LABEL = "node-role.fluidos.eu/resources"

@@ -19,6 +19,7 @@ from typing import Any
 from fluidos_sensors.api import (
     FLAVOR,
     FLAVOR_TYPE_SENSOR,
+    FLUIDOS_NAMESPACE,
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
 )
@@ -36,7 +37,7 @@ TYPE_LABEL_PREFIX = f"{SENSORS_PREFIX}/type-"  # + slug of each sensor type, val
 DEVICE_ANNOTATION = f"{SENSORS_PREFIX}/device"  # "namespace/name": labels cap values at 63
 SENSOR_KEY_ANNOTATION = f"{SENSORS_PREFIX}/sensor"
 
-DEFAULT_FLAVOR_NAMESPACE = "fluidos"  # where the FLUIDOS node keeps its Flavors
+DEFAULT_FLAVOR_NAMESPACE = FLUIDOS_NAMESPACE  # where the FLUIDOS node keeps its Flavors
 NAME_MAX_LENGTH = 63
 _HASH_LENGTH = 8
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")

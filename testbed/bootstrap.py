@@ -15,13 +15,14 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from fluidos_sensors.flavor import DEFAULT_FLAVOR_NAMESPACE
+from fluidos_sensors.api import FLUIDOS_NAMESPACE, ROUTE_NAMESPACE
 from testbed import upstream
 from testbed.topology import NodeSpec
 
 NOT_READY_ANNOTATION = "testbed.fluidos-sensors.io/simulate-not-ready"
-# Where a FLUIDOS node keeps its Flavors, Contracts and friends.
-FLUIDOS_NAMESPACE = DEFAULT_FLAVOR_NAMESPACE
+# Namespaces every cluster of the testbed gets.
+NAMESPACES = (FLUIDOS_NAMESPACE, ROUTE_NAMESPACE)
+OWN_CRDS = Path(__file__).resolve().parent.parent / "deploy" / "crds"
 
 
 def api_client(kubeconfig: Path) -> client.ApiClient:
@@ -30,7 +31,8 @@ def api_client(kubeconfig: Path) -> client.ApiClient:
 
 def install_crds(api: client.ApiClient, timeout: float = 60) -> list[str]:
     """Create every pinned upstream CRD that the cluster lacks; never overwrite an existing one
-    (a real KubeEdge or FLUIDOS deployment may own it). Returns the CRD names, established."""
+    (a real KubeEdge or FLUIDOS deployment may own it). This project's own CRDs
+    (`deploy/crds`) are created or updated. Returns the CRD names, established."""
     ext = client.ApiextensionsV1Api(api)
     names = []
     for file in upstream.CRDS:
@@ -43,6 +45,10 @@ def install_crds(api: client.ApiClient, timeout: float = 60) -> list[str]:
             except ApiException as exc:
                 if exc.status != 409:
                     raise
+    for path in sorted(OWN_CRDS.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                names.append(apply_own_crd(ext, doc))
     deadline = time.monotonic() + timeout
     pending = set(names)
     while pending and time.monotonic() < deadline:
@@ -56,6 +62,21 @@ def install_crds(api: client.ApiClient, timeout: float = 60) -> list[str]:
     if pending:
         raise RuntimeError(f"CRDs not established after {timeout:.0f}s: {sorted(pending)}")
     return names
+
+
+def apply_own_crd(ext: client.ApiextensionsV1Api, doc: dict) -> str:
+    """Create one of our CRDs, or replace it with this version of its definition."""
+    name = doc["metadata"]["name"]
+    try:
+        ext.create_custom_resource_definition(doc)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        current = ext.read_custom_resource_definition(name)
+        doc = {**doc, "metadata": {**doc["metadata"]}}
+        doc["metadata"]["resourceVersion"] = current.metadata.resource_version
+        ext.replace_custom_resource_definition(name, doc)
+    return name
 
 
 def create_namespace(core: client.CoreV1Api, name: str) -> None:

@@ -94,7 +94,8 @@ class Supervisor:
             api = bootstrap.api_client(kubeconfig)
             crds = bootstrap.install_crds(api)
             core = client.CoreV1Api(api)
-            bootstrap.create_namespace(core, bootstrap.FLUIDOS_NAMESPACE)
+            for namespace in bootstrap.NAMESPACES:
+                bootstrap.create_namespace(core, namespace)
             for node in cluster.nodes:
                 bootstrap.register_node(core, node)
             self.status["clusters"][cluster.name] = {

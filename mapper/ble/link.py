@@ -16,7 +16,7 @@ from bleak.backends.client import BaseBleakClient
 from bleak.backends.scanner import BaseBleakScanner
 from bleak.exc import BleakError
 
-from mapper.backoff import Backoff
+from fluidos_sensors.backoff import Backoff
 from mapper.ble.scanner import BoardScanner, Sighting
 from mapper.bluest import (
     CONSOLE_TERMINAL_UUID,

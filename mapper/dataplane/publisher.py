@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import aiomqtt
 
-from mapper.backoff import Backoff
+from fluidos_sensors.backoff import Backoff
 from mapper.broker import BrokerAccess
 from mapper.dataplane.buffer import BoundedBuffer
 

@@ -18,8 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from fluidos_sensors.backoff import Backoff
 from fluidos_sensors.reading import Reading
-from mapper.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

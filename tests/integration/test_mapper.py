@@ -16,10 +16,10 @@ import pytest
 from kubernetes import client
 
 from fluidos_sensors import api as fs_api
+from fluidos_sensors.backoff import Backoff
 from fluidos_sensors.reading import Reading
 from fluidos_sensors.sensor import parse_sensors_annotation
 from fluidos_sensors.topics import broker_topic
-from mapper.backoff import Backoff
 from mapper.ble import BleBackends, LinkSettings
 from mapper.broker import BrokerAccess
 from mapper.dataplane.publisher import MqttPublisher, settle_disconnect

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from fluidos_sensors.backoff import Backoff
 from fluidos_sensors.reading import Reading
-from mapper.backoff import Backoff
 from mapper.ble import BleBackends, LinkSettings
 from mapper.dataplane.publisher import PublisherStats
 from mapper.dataplane.twins import OFFLINE, ONLINE, DeviceKey, TwinReporter
@@ -83,7 +83,7 @@ def fast_links() -> LinkSettings:
     return LinkSettings(scan_timeout=1.0, backoff=lambda: Backoff(0.05, 0.2))
 
 
-async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+async def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.02)

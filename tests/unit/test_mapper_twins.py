@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from fluidos_sensors.backoff import Backoff
 from fluidos_sensors.reading import Reading
-from mapper.backoff import Backoff
 from mapper.dataplane.twins import (
     EXTENSIONS_KEY,
     OFFLINE,

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from mapper.backoff import Backoff, backoff_schedule
+from fluidos_sensors.backoff import Backoff, backoff_schedule
 from mapper.dataplane.buffer import BoundedBuffer
 
 

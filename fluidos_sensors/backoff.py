@@ -1,4 +1,4 @@
-"""Capped exponential backoff, for BLE reconnects and broker reconnects alike."""
+"""Capped exponential backoff with jitter: BLE, broker and API reconnects, delivery retries."""
 
 from __future__ import annotations
 
