@@ -7,6 +7,8 @@ import typer
 from mapper.cli import app as mapper_app
 from resource_manager.cli import app as resource_manager_app
 from resource_manager.cli import flavors_app
+from router_manager.cli import app as router_manager_app
+from router_manager.cli import routes_app
 from testbed.cli import app as testbed_app
 
 app = typer.Typer(
@@ -16,3 +18,5 @@ app.add_typer(testbed_app, name="testbed")
 app.add_typer(resource_manager_app, name="resource-manager")
 app.add_typer(flavors_app, name="flavors")
 app.add_typer(mapper_app, name="mapper")
+app.add_typer(router_manager_app, name="router-manager")
+app.add_typer(routes_app, name="routes")

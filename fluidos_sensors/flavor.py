@@ -24,7 +24,7 @@ from fluidos_sensors.api import (
     MANAGED_BY_VALUE,
 )
 from fluidos_sensors.sensor import DeviceRef, SensorSpec, parse_sensor_entry, sensor_entry
-from fluidos_sensors.topics import source_topic
+from fluidos_sensors.topics import broker_topic, source_topic
 
 # Our label and annotation keys on Flavors (one definition; import them).
 SENSORS_PREFIX = "sensors.fluidos.eu"
@@ -125,22 +125,46 @@ class SensorFlavor:
     def observed_rate_hz(self) -> float | None:
         return self.observed.rate_hz if self.observed else None
 
+    @property
+    def reference(self) -> str:
+        """ "namespace/name" of the Flavor object (what Routes and Contracts point at)."""
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
+
+    @property
+    def broker_topic(self) -> str | None:
+        """The edge broker topic the sensor's readings are published on; known only on the
+        provider's own Flavors (they name the Device)."""
+        if not self.device or "/" not in self.device:
+            return None
+        namespace, name = self.device.split("/", 1)
+        try:
+            return broker_topic(namespace, name, self.sensor.key)
+        except ValueError:
+            return None
+
 
 # ---------------------------------------------------------------------------------------
 # Building
 
 
-def flavor_name(device: DeviceRef, sensor_key: str) -> str:
-    """Stable DNS-1123 label ``sensor-<device>-<sensor>-<hash>`` (<= 63 characters).
+def stable_name(readable: str, identity: str) -> str:
+    """A DNS-1123 label ``<readable>-<hash of identity>`` of at most 63 characters.
 
-    The hash covers namespace, device and key, so devices of the same name in different
-    namespaces (and "a-b"+"c" vs "a"+"b-c") never collide; truncation keeps it unique.
+    The hash keeps names unique when the readable part is truncated or when different
+    identities read alike ("a-b"+"c" vs "a"+"b-c").
     """
-    identity = f"{device.namespace}/{device.name}/{sensor_key}".encode()
-    digest = hashlib.sha256(identity).hexdigest()[:_HASH_LENGTH]
-    readable = _NOT_DNS.sub("-", f"sensor-{device.name}-{sensor_key}".lower())
-    readable = re.sub("-+", "-", readable)[: NAME_MAX_LENGTH - _HASH_LENGTH - 1].strip("-")
-    return f"{readable}-{digest}"
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:_HASH_LENGTH]
+    readable = re.sub("-+", "-", _NOT_DNS.sub("-", readable.lower()))
+    readable = readable[: NAME_MAX_LENGTH - _HASH_LENGTH - 1].strip("-")
+    return f"{readable}-{digest}" if readable else digest
+
+
+def flavor_name(device: DeviceRef, sensor_key: str) -> str:
+    """Stable ``sensor-<device>-<sensor>-<hash>``; the hash covers namespace, device and key,
+    so devices of the same name in different namespaces never collide."""
+    return stable_name(
+        f"sensor-{device.name}-{sensor_key}", f"{device.namespace}/{device.name}/{sensor_key}"
+    )
 
 
 def label_safe(value: str) -> bool:
@@ -179,7 +203,8 @@ def _location(location: Location) -> dict[str, str]:
     return {key: str(value) for key, value in fields.items() if value is not None}
 
 
-def _observed(observed: ObservedPerformance) -> dict[str, Any]:
+def observed_body(observed: ObservedPerformance) -> dict[str, Any]:
+    """``typeData.observed`` of a Flavor (keys only for what is known)."""
     body: dict[str, Any] = {}
     if observed.latency_ms is not None:
         body["latencyMs"] = observed.latency_ms
@@ -220,8 +245,8 @@ def build_flavor(
             sensor, node=node, topic=source_topic(device.name, sensor.key)
         )
     }
-    if observed is not None and (observed_body := _observed(observed)):
-        type_data["observed"] = observed_body
+    if observed is not None and (body := observed_body(observed)):
+        type_data["observed"] = body
     spec: dict[str, Any] = {
         "availability": available,
         "flavorType": {"typeIdentifier": FLAVOR_TYPE_SENSOR, "typeData": type_data},

@@ -116,8 +116,29 @@ def mosquitto_password_entry(username: str, password: str, salt: bytes | None = 
     return f"{username}:$7${_PBKDF2_ITERATIONS}${encoded[0]}${encoded[1]}"
 
 
-def mosquitto_config(port: int, password_file: Path, run_as: str, host: str = DEFAULT_HOST) -> str:
-    """A mosquitto.conf: one authenticated listener on `host` only, no persistence."""
+# Readings a persistent-session subscriber (the edge agent) may have waiting at the broker
+# while it is away; at 1000 readings/s that is over a minute and a half.
+QUEUED_MESSAGES_MAX = 100_000
+INFLIGHT_MESSAGES_MAX = 1000
+
+
+def mosquitto_config(
+    port: int,
+    password_file: Path,
+    run_as: str,
+    host: str = DEFAULT_HOST,
+    persistence_dir: Path | None = None,
+) -> str:
+    """A mosquitto.conf: one authenticated listener on `host` only.
+
+    With `persistence_dir`, queued QoS 1 readings and persistent sessions survive a broker
+    restart (saved at shutdown and every few seconds).
+    """
+    persistence = (
+        ["persistence true", f"persistence_location {persistence_dir}/", "autosave_interval 5"]
+        if persistence_dir is not None
+        else ["persistence false"]
+    )
     return "\n".join(
         [
             f"listener {port} {host}",
@@ -126,7 +147,11 @@ def mosquitto_config(port: int, password_file: Path, run_as: str, host: str = DE
             # Started as root, mosquitto would switch to its own user and lose access to the
             # 0600 password file; run as whoever starts it.
             f"user {run_as}",
-            "persistence false",
+            *persistence,
+            f"max_queued_messages {QUEUED_MESSAGES_MAX}",
+            # Unacknowledged readings in flight to one client: the agent acknowledges a batch
+            # once stored, so a window of one is far too small.
+            f"max_inflight_messages {INFLIGHT_MESSAGES_MAX}",
             "log_dest stdout",
             "log_type error",
             "log_type warning",

@@ -72,6 +72,9 @@ def run(
     country: Annotated[str | None, typer.Option()] = None,
     latitude: Annotated[str | None, typer.Option()] = None,
     longitude: Annotated[str | None, typer.Option()] = None,
+    ready_file: Annotated[
+        Path | None, typer.Option(help="Touched once the operator has started.")
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the operator until interrupted."""
@@ -108,7 +111,12 @@ def run(
         raise typer.Exit(2) from exc
     api = _api_client(kubeconfig, context)
     operator.configure(
-        operator.Settings(provider=provider, api=api, device_namespaces=frozenset(namespace or ()))
+        operator.Settings(
+            provider=provider,
+            api=api,
+            device_namespaces=frozenset(namespace or ()),
+            ready_file=ready_file,
+        )
     )
     asyncio.run(kopf.operator(clusterwide=True, standalone=True))
 

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -30,7 +31,13 @@ from fluidos_sensors.api import (
 from fluidos_sensors.flavor import DEVICE_ANNOTATION, ProviderConfig
 from fluidos_sensors.sensor import DeviceRef
 from resource_manager import discovery
-from resource_manager.reconcile import device_binding, device_outcome, plan, update_patch
+from resource_manager.reconcile import (
+    device_binding,
+    device_outcome,
+    keep_observed,
+    plan,
+    update_patch,
+)
 
 log = logging.getLogger("resource_manager")
 
@@ -49,6 +56,7 @@ class Settings:
     device_namespaces: frozenset[str] = frozenset()  # empty: all namespaces
     edge_label_key: str = EDGE_WORKER_LABEL
     edge_label_value: str = ROLE_LABEL_VALUE
+    ready_file: Path | None = None  # touched once the operator has started
 
 
 @dataclass(frozen=True)
@@ -224,6 +232,7 @@ def reconcile_device(device: Mapping[str, Any], indexes: _Indexes) -> None:
         )
         outcome = device_outcome(device, _FirstOf(indexes.nodes), model, rt.settings.provider)
         current = _current_flavors(indexes.flavors, key)
+        keep_observed(current, outcome.desired)
         changes = plan(current, outcome.desired)
         try:
             for body in changes.apply:
@@ -335,6 +344,8 @@ def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     threading.Thread(
         target=_retry_loop, args=(rt, rt.stopping), daemon=True, name="flavor-retry"
     ).start()
+    if rt.settings.ready_file is not None:
+        rt.settings.ready_file.touch()
 
 
 @kopf.on.cleanup()

@@ -113,6 +113,20 @@ def update_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> list
     return ops
 
 
+def keep_observed(
+    current: Mapping[str, Mapping[str, Any]], desired: Mapping[str, dict[str, Any]]
+) -> None:
+    """Carry ``typeData.observed`` (written by the router manager) into the desired bodies,
+    so that rewriting a Flavor's spec never erases what the data path measured."""
+    for name, body in desired.items():
+        type_data = (((current.get(name) or {}).get("spec") or {}).get("flavorType") or {}).get(
+            "typeData"
+        ) or {}
+        observed = type_data.get("observed") if isinstance(type_data, Mapping) else None
+        if observed:
+            body["spec"]["flavorType"]["typeData"]["observed"] = observed
+
+
 @dataclass(frozen=True)
 class FlavorPlan:
     apply: list[dict[str, Any]]

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import yaml
 from kubernetes import client, utils
 
 from testbed import bootstrap
+
+
+def write_secret_file(path: Path, content: str) -> None:
+    """Write a credential file readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(content)
 
 
 def apply_manifest(api: client.ApiClient, manifest: Path) -> None:

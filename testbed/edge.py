@@ -8,6 +8,7 @@ process to the testbed is adding one function here. Ports are chosen once, at `u
 from __future__ import annotations
 
 import getpass
+import secrets
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,13 +20,15 @@ from testbed.processes import ProcessSpec, free_port, port_open
 from testbed.topology import ClusterSpec, NodeSpec, Topology
 
 MQTT_PORT = "mqtt"
+AGENT_METRICS_PORT = "agent-metrics"
 # Named ports every edge node gets; add a name here when an edge process needs one.
-EDGE_PORTS: list[str] = [MQTT_PORT]
+EDGE_PORTS: list[str] = [MQTT_PORT, AGENT_METRICS_PORT]
 MQTT_USERNAME = "fluidos-sensors"
 SIMULATED_BOARDS = 2
 DEVICE_NAMESPACE = "default"
 _REPO = Path(__file__).resolve().parent.parent
 MAPPER_RBAC = _REPO / "deploy" / "mapper" / "rbac.yaml"
+AGENT_RBAC = _REPO / "deploy" / "edge-agent" / "rbac.yaml"
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,11 @@ def mosquitto(edge: EdgeNode) -> ProcessSpec:
     password_file = folder / "passwords"
     write_password_file(password_file, access)
     config = folder / "mosquitto.conf"
-    config.write_text(mosquitto_config(port, password_file, run_as=getpass.getuser()))
+    data = folder / "data"
+    data.mkdir(exist_ok=True)
+    config.write_text(
+        mosquitto_config(port, password_file, run_as=getpass.getuser(), persistence_dir=data)
+    )
     return ProcessSpec(
         name=edge.process_name("mosquitto"),
         argv=[str(edge.binaries["mosquitto"]), "-c", str(config)],
@@ -132,6 +139,9 @@ def mapper(edge: EdgeNode) -> ProcessSpec:
         str(SIMULATED_BOARDS),
         "--mqtt-credentials",
         str(edge.broker_credentials),
+        # QoS 1 end to end: the broker keeps readings for the agent while it is away.
+        "--qos",
+        "1",
         "--provider",
         edge.cluster.name,
         "--status-file",
@@ -149,7 +159,55 @@ def mapper(edge: EdgeNode) -> ProcessSpec:
     )
 
 
-EDGE_PROCESSES: list[EdgeProcessFactory] = [mosquitto, mapper]
+def agent_metrics_token(node_directory: Path) -> Path:
+    """The bearer token file of a node agent's metrics endpoint (0600)."""
+    return node_directory / "agent" / "metrics-token"
+
+
+def agent(edge: EdgeNode) -> ProcessSpec:
+    """The node's edge router agent: executes the node's SensorRoutes."""
+    folder = edge.directory / "agent"
+    folder.mkdir(parents=True, exist_ok=True)
+    status = folder / "status.json"
+    status.unlink(missing_ok=True)
+    token = agent_metrics_token(edge.directory)
+    if not token.exists():
+        credentials.write_secret_file(token, secrets.token_urlsafe(24))
+    argv = [
+        sys.executable,
+        "-m",
+        "fluidos_sensors",
+        "router-manager",
+        "agent",
+        "--node",
+        edge.node.name,
+        "--kubeconfig",
+        str(edge.service_account_kubeconfig(AGENT_RBAC, "fluidos-sensors-edge-agent")),
+        "--mqtt-credentials",
+        str(edge.broker_credentials),
+        "--state-dir",
+        str(folder / "queue"),
+        "--status-file",
+        str(status),
+        "--status-interval",
+        "2",
+        "--metrics-listen",
+        f"127.0.0.1:{edge.ports[AGENT_METRICS_PORT]}",
+        "--metrics-token-file",
+        str(token),
+    ]
+    return ProcessSpec(
+        name=edge.process_name("agent"),
+        argv=argv,
+        log=folder / "agent.log",
+        ready=status.exists,  # written once it has seen the node's routes
+        ready_timeout=60.0,
+        cwd=_REPO,
+        ports=[edge.ports[AGENT_METRICS_PORT]],
+    )
+
+
+EDGE_PROCESSES: list[EdgeProcessFactory] = [mosquitto, mapper, agent]
 # Binaries those processes need, resolved by `testbed up` before anything starts.
 EDGE_BINARIES: list[str] = ["mosquitto"]
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from testbed import binaries, edge, paths
+from testbed import binaries, edge, paths, services
 from testbed.controlplane import ClusterEndpoints
 from testbed.processes import port_open
 from testbed.state import CONFIG_FILE, TestbedState, pid_alive
@@ -27,9 +27,8 @@ class TestbedError(RuntimeError):
 
 
 def required_binaries() -> list[str]:
-    return CONTROL_PLANE_BINARIES + [
-        b for b in edge.EDGE_BINARIES if b not in CONTROL_PLANE_BINARIES
-    ]
+    names = CONTROL_PLANE_BINARIES + edge.EDGE_BINARIES + services.SERVICE_BINARIES
+    return list(dict.fromkeys(names))
 
 
 def up(
@@ -62,6 +61,7 @@ def up(
         "binaries": {name: str(path) for name, path in resolved.items()},
         # Edge processes' ports, chosen once so a restarted broker listens where it did.
         "edge": edge.allocate_ports(topology),
+        "services": services.allocate_ports(topology),
     }
     (state_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2))
     with open(state_dir / "supervisor.log", "ab") as out:

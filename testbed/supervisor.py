@@ -19,7 +19,7 @@ from typing import Any
 
 from kubernetes import client
 
-from testbed import bootstrap, edge
+from testbed import bootstrap, edge, services
 from testbed.controlplane import ClusterEndpoints, control_plane_processes, write_kubeconfig
 from testbed.pki import ClusterPKI
 from testbed.processes import ManagedProcess, ProcessFailed
@@ -40,6 +40,7 @@ class Supervisor:
         self.endpoints = {name: ClusterEndpoints(**ep) for name, ep in config["endpoints"].items()}
         self.binaries = {name: Path(p) for name, p in config["binaries"].items()}
         self.edge_ports: dict[str, dict[str, int]] = config.get("edge", {})
+        self.service_ports: dict[str, dict[str, int]] = config.get("services", {})
         self.processes: list[ManagedProcess] = []
         self.stopping = threading.Event()
         self.status: dict[str, Any] = {"pid": os.getpid(), "phase": "starting", "clusters": {}}
@@ -107,6 +108,9 @@ class Supervisor:
                 ],
                 "crds": crds,
             }
+            ports = self.service_ports.get(cluster.name, {})
+            for spec in services.processes_for(cluster, directory, self.binaries, ports):
+                self._launch(ManagedProcess(spec))
             for node in cluster.nodes:
                 ports = self.edge_ports.get(node.name, {})
                 for spec in edge.processes_for(cluster, node, directory, self.binaries, ports):

@@ -1,0 +1,235 @@
+"""Delivery of one target's queue: batches over HTTP, in order, retried until answered.
+
+A batch counts as delivered only on a 2xx answer. A 4xx other than 408 and 429 will not get
+better by retrying: the batch is rejected (counted, the error kept visible) and the next one
+goes. Anything else (5xx, 408, 429, timeouts, refused connections) is retried with capped
+exponential backoff and jitter, honouring Retry-After; meanwhile readings wait in the durable
+queue, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import enum
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+from fluidos_sensors.backoff import Backoff
+from fluidos_sensors.endpoints import redact_url
+from router_manager.agent.store import DurableLog, Queued
+from router_manager.agent.window import LatencyWindow
+from router_manager.encoding import batch_body
+from router_manager.route import RouteTarget
+
+log = logging.getLogger(__name__)
+
+ERROR_TEXT_MAX = 300
+RETRY_AFTER_MAX_S = 60.0
+
+
+class Verdict(enum.Enum):
+    DELIVERED = "delivered"
+    REJECTED = "rejected"
+    RETRY = "retry"
+
+
+def classify(status: int) -> Verdict:
+    """What an HTTP answer means for the batch."""
+    if 200 <= status < 300:
+        return Verdict.DELIVERED
+    if 400 <= status < 500 and status not in (408, 429):
+        return Verdict.REJECTED
+    return Verdict.RETRY
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header in seconds form (dates are rare; ignored)."""
+    if not value:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX_S) if math.isfinite(seconds) else None
+
+
+def authorization(kind: str, secret: dict[str, str]) -> str:
+    """The Authorization header for a target's auth type and its Secret's (decoded) data."""
+    if kind == "basic":
+        pair = f"{secret['username']}:{secret['password']}".encode()
+        return "Basic " + base64.b64encode(pair).decode()
+    scheme = "Token" if kind == "token" else "Bearer"
+    return f"{scheme} {secret['token']}"
+
+
+def _printable(text: str) -> str:
+    cleaned = "".join(ch if ch.isprintable() else " " for ch in text).strip()
+    return cleaned[:ERROR_TEXT_MAX] + ("…" if len(cleaned) > ERROR_TEXT_MAX else "")
+
+
+class DeliveryState(enum.Enum):
+    IDLE = "Idle"
+    DELIVERING = "Delivering"
+    RETRYING = "Retrying"
+    REJECTING = "Rejecting"
+    WAITING = "WaitingForCredentials"
+
+
+@dataclass
+class TargetHealth:
+    """What the status and metrics show of a target besides its queue counters."""
+
+    state: DeliveryState = DeliveryState.IDLE
+    last_error: str = ""
+    last_error_time: float | None = None
+    last_success: float | None = None
+    window: LatencyWindow = field(default_factory=LatencyWindow)
+
+    def error(self, message: str, state: DeliveryState) -> None:
+        self.state = state
+        self.last_error = message
+        self.last_error_time = time.time()
+
+
+class TargetWorker:
+    """Sends one target's queue, batch by batch, until stopped."""
+
+    def __init__(
+        self,
+        key: str,
+        target: RouteTarget,
+        store: DurableLog,
+        http: httpx.AsyncClient,
+        *,
+        credentials: Callable[[], str | None] | None = None,
+        backoff: Callable[[], Backoff] = lambda: Backoff(0.2, 30.0),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.key = key
+        self.target = target
+        self.store = store
+        self.http = http
+        self.health = TargetHealth()
+        self._credentials = credentials
+        self._backoff = backoff()
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"deliver {self.key}")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def update(self, target: RouteTarget) -> None:
+        """New settings (same id): they apply from the next batch."""
+        self.target = target
+        self._wake.set()
+
+    def notify(self) -> None:
+        """New readings were queued for this target."""
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                batch = await self._next_batch()
+                await self._deliver(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug must not stop the data path for good
+                log.exception("target %s: unexpected error", self.key)
+                self.health.error(f"internal error: {type(exc).__name__}", DeliveryState.RETRYING)
+                await asyncio.sleep(self._backoff.next())
+
+    async def _next_batch(self) -> list[Queued]:
+        while True:
+            state = self.store.target(self.key)
+            size, delay = self.target.batch_size, self.target.batch_delay_ms / 1000.0
+            self._wake.clear()
+            if state is not None and state.queued >= size:
+                batch = self.store.peek(self.key, size)
+                if batch:
+                    return batch
+                log.error("target %s: queue counters out of step; recounting", self.key)
+                self.store.recount(self.key)
+                continue
+            timeout: float | None = None
+            if state is not None and state.queued > 0:
+                oldest = self.store.oldest_received(self.key)
+                waited = self._clock() - oldest if oldest is not None else 0.0
+                if oldest is None:  # counters out of step with the disk
+                    log.error("target %s: queue counters out of step; recounting", self.key)
+                    self.store.recount(self.key)
+                    continue
+                if waited >= delay:
+                    return self.store.peek(self.key, size)
+                timeout = delay - waited
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+
+    async def _deliver(self, batch: list[Queued]) -> None:
+        """Send the oldest batch until it is delivered or rejected."""
+        while True:
+            if not batch:
+                return
+            headers = {}
+            if self.target.auth is not None:
+                value = self._credentials() if self._credentials else None
+                if value is None:
+                    self.health.error(
+                        f"Secret {self.target.auth.secret_name} is missing or lacks the keys "
+                        f"auth type {self.target.auth.type} needs; readings wait in the queue",
+                        DeliveryState.WAITING,
+                    )
+                    await asyncio.sleep(self._backoff.next())
+                    batch = self.store.peek(self.key, self.target.batch_size)
+                    continue
+                headers["Authorization"] = value
+            body, content_type = batch_body(self.target.format, (item.payload for item in batch))
+            headers["Content-Type"] = content_type
+            wait: float | None = None
+            try:
+                response = await self.http.post(self.target.url, content=body, headers=headers)
+            except httpx.HTTPError as exc:
+                verdict = Verdict.RETRY
+                message = f"{type(exc).__name__} posting to {redact_url(self.target.url)}"
+            else:
+                verdict = classify(response.status_code)
+                message = f"HTTP {response.status_code}: {_printable(response.text)}"
+                wait = retry_after(response.headers.get("Retry-After"))
+            if verdict is Verdict.DELIVERED:
+                now = self._clock()
+                self.store.ack(self.key, batch)
+                self.health.window.add([now - item.received for item in batch])
+                self.health.state = DeliveryState.DELIVERING
+                self.health.last_success = now
+                self._backoff.reset()
+                return
+            if verdict is Verdict.REJECTED:
+                self.store.reject(self.key, batch)
+                self.health.error(message, DeliveryState.REJECTING)
+                log.warning(
+                    "target %s refused %d reading(s): %s", self.key, len(batch), message[:120]
+                )
+                return
+            self.store.count_failure(self.key)
+            if self.health.state is not DeliveryState.RETRYING:
+                log.warning("target %s failing, retrying: %s", self.key, message[:120])
+            self.health.error(message, DeliveryState.RETRYING)
+            await asyncio.sleep(max(self._backoff.next(), wait or 0.0))
+            # Re-read: readings dropped at the bound meanwhile are not sent, and the batch may
+            # have grown to its full size.
+            batch = self.store.peek(self.key, self.target.batch_size)

@@ -1,0 +1,105 @@
+"""The agent's Prometheus metrics, read from its live state at scrape time (no double books).
+
+Served over HTTP with a bearer token: every network API of the project is authenticated.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, make_asgi_app
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from router_manager.agent.service import Agent
+
+PREFIX = "fluidos_sensors_agent"
+_COUNTERS = (
+    ("delivered", "Readings delivered (2xx)"),
+    ("failed", "Delivery attempts that failed and were retried"),
+    ("rejected", "Readings refused for good by the target (4xx other than 408/429)"),
+    ("dropped", "Readings dropped at the queue bound"),
+)
+
+
+class AgentCollector(Collector):
+    """Per-target counters and queue gauges, per-topic ingest counters."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+
+    def collect(self) -> Iterator[Any]:
+        labels = ["route", "target"]
+        counters = {
+            name: CounterMetricFamily(f"{PREFIX}_{name}_readings", text, labels=labels)
+            for name, text in _COUNTERS
+        }
+        queued = GaugeMetricFamily(f"{PREFIX}_queued_readings", "Readings waiting", labels=labels)
+        queued_bytes = GaugeMetricFamily(
+            f"{PREFIX}_queued_bytes", "Bytes waiting in the durable queue", labels=labels
+        )
+        latency = GaugeMetricFamily(
+            f"{PREFIX}_delivery_latency_seconds",
+            "Mapper receive to 2xx answer, last minute",
+            labels=[*labels, "quantile"],
+        )
+        for key, worker in list(self.agent.workers.items()):
+            state = self.agent.store.target(key)
+            if state is None:
+                continue
+            route, target = key.split("/", 1)
+            for name, family in counters.items():
+                family.add_metric([route, target], getattr(state, name))
+            queued.add_metric([route, target], state.queued)
+            queued_bytes.add_metric([route, target], state.queued_bytes)
+            summary = worker.health.window.summary()
+            if summary.p50_ms is not None and summary.p99_ms is not None:
+                latency.add_metric([route, target, "0.5"], summary.p50_ms / 1000)
+                latency.add_metric([route, target, "0.99"], summary.p99_ms / 1000)
+        yield from counters.values()
+        yield from (queued, queued_bytes, latency)
+        received = CounterMetricFamily(
+            f"{PREFIX}_received_messages", "MQTT messages received", labels=[]
+        )
+        received.add_metric([], self.agent.subscriber.received)
+        invalid = CounterMetricFamily(
+            f"{PREFIX}_invalid_readings", "Unreadable payloads skipped", labels=["topic"]
+        )
+        for topic, stats in list(self.agent.topics.items()):
+            invalid.add_metric([topic], stats.invalid)
+        connected = GaugeMetricFamily(f"{PREFIX}_broker_connected", "1 when connected")
+        connected.add_metric([], 1.0 if self.agent.subscriber.connected else 0.0)
+        yield from (received, invalid, connected)
+
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def metrics_app(agent: Agent, token: str) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    """An ASGI app serving the agent's metrics to requests bearing `token`."""
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(AgentCollector(agent))
+    inner = make_asgi_app(registry)
+    expected = f"Bearer {token}".encode()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            given = dict(scope.get("headers") or []).get(b"authorization", b"")
+            if not hmac.compare_digest(given, expected):
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 401,
+                        "headers": [(b"www-authenticate", b"Bearer"), (b"content-length", b"0")],
+                    }
+                )
+                await send({"type": "http.response.body", "body": b""})
+                return
+        await inner(scope, receive, send)
+
+    return app

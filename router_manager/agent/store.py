@@ -1,0 +1,317 @@
+"""The edge agent's durable queue: one on-disk log of readings, one cursor per target.
+
+Each reading is written once, whatever the number of targets of its topic (fan-out costs a
+cursor, not a copy). A target's queue is every reading of its topic after its cursor; its
+bound is in bytes of its own format. Beyond the bound the oldest readings are skipped for
+that target only, and counted as dropped. A cursor moves only when a batch was answered 2xx
+(delivered) or refused for good (rejected), so delivery is at-least-once and in order.
+
+SQLite in WAL mode with synchronous=NORMAL: a committed append or cursor move survives the
+agent being killed (not a power cut, which the edge broker would not survive either). The
+store is used from one thread (the agent's event loop); every call is short.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS readings (
+    -- AUTOINCREMENT: ids never come back after deletes, or cursors would skip new readings.
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    received REAL NOT NULL,
+    line BLOB NOT NULL,
+    json BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS readings_by_topic ON readings (topic, id);
+CREATE TABLE IF NOT EXISTS cursors (
+    target TEXT PRIMARY KEY,
+    topic TEXT NOT NULL,
+    format TEXT NOT NULL,
+    acked INTEGER NOT NULL,
+    delivered INTEGER NOT NULL DEFAULT 0,
+    rejected INTEGER NOT NULL DEFAULT 0,
+    dropped INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0
+);
+"""
+# Separator overhead per reading in a batch body ("\n" or ",").
+_SEPARATOR = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One reading to store: its topic, mapper receive time and both encodings."""
+
+    topic: str
+    received: float
+    line: bytes
+    json: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """A stored reading as a target's batch sees it."""
+
+    id: int
+    received: float
+    payload: bytes
+
+
+@dataclass
+class TargetState:
+    """A target's cursor and counters (persisted) and its backlog (kept in memory)."""
+
+    target: str
+    topic: str
+    format: str
+    acked: int
+    bound: int
+    delivered: int = 0
+    rejected: int = 0
+    dropped: int = 0
+    failed: int = 0
+    queued: int = 0
+    queued_bytes: int = 0
+
+
+class DurableLog:
+    """Readings on disk, fanned out to targets by cursor."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        self._targets: dict[str, TargetState] = {}
+        self._by_topic: dict[str, list[TargetState]] = {}
+
+    def close(self) -> None:
+        self._db.close()
+
+    # ------------------------------------------------------------------ targets
+
+    def _size_column(self, format_name: str) -> str:
+        return "json" if format_name == "json" else "line"
+
+    def register(self, target: str, topic: str, format_name: str, bound: int) -> TargetState:
+        """Start (or resume) a target. A new target starts after the newest stored reading;
+        a known one resumes at its cursor. Changing its topic or format starts it afresh."""
+        existing = self._targets.get(target)
+        if existing and (existing.topic, existing.format) == (topic, format_name):
+            existing.bound = bound
+            self._enforce_bound(existing)
+            return existing
+        row = self._db.execute(
+            "SELECT topic, format, acked, delivered, rejected, dropped, failed "
+            "FROM cursors WHERE target = ?",
+            (target,),
+        ).fetchone()
+        if row is None or (row[0], row[1]) != (topic, format_name):
+            newest = self._newest_id()
+            counters = row[3:] if row else (0, 0, 0, 0)
+            self._db.execute(
+                "INSERT OR REPLACE INTO cursors "
+                "(target, topic, format, acked, delivered, rejected, dropped, failed) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (target, topic, format_name, newest, *counters),
+            )
+            row = (topic, format_name, newest, *counters)
+        if existing:
+            self._forget(existing)
+        state = TargetState(target, topic, format_name, row[2], bound, *row[3:])
+        self._targets[target] = state
+        self._by_topic.setdefault(topic, []).append(state)
+        self.recount(target)
+        self._enforce_bound(state)
+        return state
+
+    def _newest_id(self) -> int:
+        row = self._db.execute(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'readings'"
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def _forget(self, state: TargetState) -> None:
+        self._targets.pop(state.target, None)
+        siblings = self._by_topic.get(state.topic, [])
+        if state in siblings:
+            siblings.remove(state)
+        if not siblings:
+            self._by_topic.pop(state.topic, None)
+
+    def remove(self, target: str) -> None:
+        """Stop a target for good: its cursor and whatever only it still needed go."""
+        state = self._targets.get(target)
+        if state:
+            self._forget(state)
+        self._db.execute("DELETE FROM cursors WHERE target = ?", (target,))
+        if state:
+            self.compact([state.topic])
+
+    def target(self, target: str) -> TargetState | None:
+        return self._targets.get(target)
+
+    def targets(self) -> list[TargetState]:
+        return list(self._targets.values())
+
+    def known_targets(self) -> list[tuple[str, str]]:
+        """(target, topic) of every stored cursor, registered now or not (to find leftovers)."""
+        return [(row[0], row[1]) for row in self._db.execute("SELECT target, topic FROM cursors")]
+
+    def topics(self) -> list[str]:
+        return list(self._by_topic)
+
+    # ------------------------------------------------------------------ data
+
+    def append(self, entries: Sequence[Entry]) -> None:
+        """Store readings (one transaction) for every target of their topics; readings of a
+        topic without targets are not stored."""
+        kept = [e for e in entries if e.topic in self._by_topic]
+        if not kept:
+            return
+        self._db.execute("BEGIN")
+        try:
+            self._db.executemany(
+                "INSERT INTO readings (topic, received, line, json) VALUES (?, ?, ?, ?)",
+                [(e.topic, e.received, e.line, e.json) for e in kept],
+            )
+            over: list[TargetState] = []
+            for entry in kept:
+                for state in self._by_topic[entry.topic]:
+                    state.queued += 1
+                    payload = entry.json if state.format == "json" else entry.line
+                    state.queued_bytes += len(payload) + _SEPARATOR
+                    if state.queued_bytes > state.bound and state not in over:
+                        over.append(state)
+            for state in over:
+                self._enforce_bound(state)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def _enforce_bound(self, state: TargetState) -> None:
+        """Skip the oldest readings of a target over its bound, counting them as dropped."""
+        if state.queued_bytes <= state.bound:
+            return
+        column = self._size_column(state.format)
+        excess = state.queued_bytes - state.bound
+        freed = skipped = 0
+        last = state.acked
+        for row_id, size in self._db.execute(
+            f"SELECT id, LENGTH({column}) FROM readings WHERE topic = ? AND id > ? ORDER BY id",
+            (state.topic, state.acked),
+        ):
+            if freed >= excess:
+                break
+            freed += size + _SEPARATOR
+            skipped += 1
+            last = row_id
+        self._advance(state, last, skipped, freed, "dropped")
+
+    def recount(self, target: str) -> TargetState:
+        """Recompute a target's backlog from the disk (after an inconsistency was noticed)."""
+        state = self._targets[target]
+        column = self._size_column(state.format)
+        count, size = self._db.execute(
+            f"SELECT COUNT(*), COALESCE(SUM(LENGTH({column})), 0) FROM readings "
+            "WHERE topic = ? AND id > ?",
+            (state.topic, state.acked),
+        ).fetchone()
+        state.queued, state.queued_bytes = count, size + count * _SEPARATOR
+        return state
+
+    def peek(self, target: str, limit: int) -> list[Queued]:
+        """The oldest readings a target has not had yet, in order."""
+        state = self._targets[target]
+        column = self._size_column(state.format)
+        return [
+            Queued(*row)
+            for row in self._db.execute(
+                f"SELECT id, received, {column} FROM readings WHERE topic = ? AND id > ? "
+                "ORDER BY id LIMIT ?",
+                (state.topic, state.acked, limit),
+            )
+        ]
+
+    def oldest_received(self, target: str) -> float | None:
+        """Receive time of the oldest reading waiting for the target."""
+        state = self._targets[target]
+        row = self._db.execute(
+            "SELECT received FROM readings WHERE topic = ? AND id > ? ORDER BY id LIMIT 1",
+            (state.topic, state.acked),
+        ).fetchone()
+        return None if row is None else float(row[0])
+
+    def ack(self, target: str, batch: Sequence[Queued]) -> None:
+        """The target answered 2xx for `batch`: it is delivered."""
+        self._settle(target, batch, "delivered")
+
+    def reject(self, target: str, batch: Sequence[Queued]) -> None:
+        """The target refused `batch` for good (4xx): not retried, counted."""
+        self._settle(target, batch, "rejected")
+
+    def count_failure(self, target: str) -> None:
+        """An attempt failed and will be retried (persisted with the next cursor move)."""
+        self._targets[target].failed += 1
+
+    def _settle(self, target: str, batch: Sequence[Queued], counter: str) -> None:
+        state = self._targets.get(target)
+        if state is None or not batch:
+            return
+        batch = [item for item in batch if item.id > state.acked]  # dropped meanwhile
+        if not batch:
+            return
+        size = sum(len(item.payload) + _SEPARATOR for item in batch)
+        self._advance(state, batch[-1].id, len(batch), size, counter)
+
+    def _advance(
+        self, state: TargetState, last_id: int, count: int, size: int, counter: str
+    ) -> None:
+        if count == 0:
+            return
+        state.acked = last_id
+        state.queued = max(0, state.queued - count)
+        state.queued_bytes = max(0, state.queued_bytes - size)
+        setattr(state, counter, getattr(state, counter) + count)
+        statement = (
+            "UPDATE cursors SET acked = ?, delivered = ?, rejected = ?, dropped = ?, failed = ? "
+            "WHERE target = ?"
+        )
+        values = (
+            state.acked,
+            state.delivered,
+            state.rejected,
+            state.dropped,
+            state.failed,
+            state.target,
+        )
+        self._db.execute(statement, values)  # autocommits, or joins append's transaction
+
+    def compact(self, topics: Iterable[str] | None = None) -> int:
+        """Delete readings every target of their topic is past; returns how many."""
+        removed = 0
+        wanted = list(self._by_topic) if topics is None else list(topics)
+        for topic in wanted:
+            states = self._by_topic.get(topic)
+            floor = min(s.acked for s in states) if states else None
+            if floor is None:
+                cursor = self._db.execute("DELETE FROM readings WHERE topic = ?", (topic,))
+            else:
+                cursor = self._db.execute(
+                    "DELETE FROM readings WHERE topic = ? AND id <= ?", (topic, floor)
+                )
+            removed += cursor.rowcount
+        # Topics nobody wants any more (targets removed while the agent was down).
+        if topics is None:
+            cursor = self._db.execute(
+                "DELETE FROM readings WHERE topic NOT IN (SELECT DISTINCT topic FROM cursors)"
+            )
+            removed += cursor.rowcount
+        return removed

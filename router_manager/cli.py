@@ -1,0 +1,367 @@
+"""`fluidos-sensors router-manager ...` (operator, edge agent) and `fluidos-sensors routes ...`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from fluidos_sensors.api import FLAVOR, ROUTE_NAMESPACE
+from fluidos_sensors.endpoints import EndpointError, check_endpoint_url, redact_url
+from fluidos_sensors.flavor import (
+    DEFAULT_FLAVOR_NAMESPACE,
+    NODE_LABEL,
+    FlavorError,
+    sensor_from_flavor,
+)
+from fluidos_sensors.kube import api_client
+from mapper.broker import BrokerConfigError
+from mapper.cli import broker_access
+from router_manager.route import (
+    AUTH_TYPES,
+    BATCH_DELAY_MS_MAX,
+    BATCH_SIZE_MAX,
+    DEFAULT_BATCH_DELAY_MS,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_FORMAT,
+    DEFAULT_QUEUE_BYTES,
+    FORMATS,
+    QUEUE_BYTES_MIN,
+    RouteTarget,
+    TargetAuth,
+    manual_target_id,
+    parse_route,
+    route_name,
+)
+from router_manager.routes_api import RouteApi, RouteConflict
+
+app = typer.Typer(
+    help="Purchases -> multicast data paths: the operator and the edge agent.",
+    no_args_is_help=True,
+)
+routes_app = typer.Typer(
+    help="SensorRoutes: delivery targets of each sensor, added and removed by hand.",
+    no_args_is_help=True,
+)
+
+Kubeconfig = Annotated[
+    Path | None, typer.Option("--kubeconfig", envvar="KUBECONFIG", help="Provider cluster.")
+]
+Context = Annotated[str | None, typer.Option("--context", help="kubeconfig context.")]
+RouteNamespace = Annotated[
+    str, typer.Option("--route-namespace", help="Namespace of the SensorRoutes.")
+]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per POST otherwise
+
+
+# ------------------------------------------------------------------------------ agent
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise _fail(f"--metrics-listen must be HOST:PORT, got {value!r}")
+    return host, int(port)
+
+
+@app.command()
+def agent(
+    node: Annotated[str, typer.Option(help="The edge node this agent serves.")],
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    mqtt_credentials: Annotated[
+        Path | None,
+        typer.Option(help='Broker JSON {"host","port","username","password"} (mode 0600).'),
+    ] = None,
+    mqtt_host: Annotated[str | None, typer.Option(help="Broker host.")] = None,
+    mqtt_port: Annotated[int | None, typer.Option(help="Broker port.")] = None,
+    state_dir: Annotated[
+        Path, typer.Option(help="Where the durable queue lives (survives restarts).")
+    ] = Path("/var/lib/fluidos-sensors/agent"),
+    route_namespace: RouteNamespace = ROUTE_NAMESPACE,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(help="Deliver only to these hosts (exact, *.suffix or CIDR; repeat)."),
+    ] = None,
+    status_interval: Annotated[
+        float, typer.Option(min=0.5, help="Seconds between route status writes (at most).")
+    ] = 5.0,
+    status_file: Annotated[
+        Path | None, typer.Option(help="Write local status here (JSON).")
+    ] = None,
+    metrics_listen: Annotated[
+        str | None, typer.Option(help="Serve Prometheus metrics on HOST:PORT.")
+    ] = None,
+    metrics_token_file: Annotated[
+        Path | None, typer.Option(help="File holding the bearer token metrics scrapers use.")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING.")] = "INFO",
+) -> None:
+    """Run the edge agent of one node until SIGTERM or Ctrl-C."""
+    from router_manager.agent.service import Agent, AgentSettings
+
+    _logging(log_level)
+    try:
+        access = broker_access(mqtt_credentials, mqtt_host, mqtt_port)
+    except BrokerConfigError as exc:
+        raise _fail(str(exc)) from exc
+    metrics_address = _listen(metrics_listen) if metrics_listen else None
+    token = ""
+    if metrics_address is not None:
+        if metrics_token_file is None:
+            raise _fail("--metrics-listen needs --metrics-token-file (metrics need a token)")
+        token = metrics_token_file.read_text().strip()
+        if len(token) < 16:
+            raise _fail(f"{metrics_token_file}: the token must have at least 16 characters")
+    settings = AgentSettings(
+        node=node,
+        state_dir=state_dir,
+        namespace=route_namespace,
+        allowed_hosts=tuple(allow_host or ()),
+        status_interval=status_interval,
+        status_file=status_file,
+        metrics_address=metrics_address,
+        metrics_token=token,
+    )
+    api = api_client(kubeconfig, context)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await Agent(settings, access, api).run(stop)
+
+    try:
+        asyncio.run(serve())
+    finally:
+        api.close()
+
+
+@app.command()
+def run(
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    route_namespace: RouteNamespace = ROUTE_NAMESPACE,
+    kubeedge_rules: Annotated[
+        bool,
+        typer.Option(
+            "--kubeedge-rules/--no-kubeedge-rules",
+            help="Also keep KubeEdge Rule/RuleEndpoint objects for every route.",
+        ),
+    ] = True,
+    ready_file: Annotated[
+        Path | None, typer.Option(help="Touched once the operator has started.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the router manager (kopf operator) until interrupted."""
+    import kopf
+
+    from router_manager import operator
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    if not verbose:
+        logging.getLogger("kopf").setLevel(logging.WARNING)
+    api = api_client(kubeconfig, context)
+    operator.configure(
+        operator.Settings(
+            api=api,
+            route_namespace=route_namespace,
+            kubeedge_rules=kubeedge_rules,
+            ready_file=ready_file,
+        )
+    )
+    asyncio.run(kopf.operator(clusterwide=True, standalone=True))
+
+
+# ------------------------------------------------------------------------------ routes
+
+
+def _flavor_source(api: client.ApiClient, namespace: str, name: str) -> tuple[str, str, str]:
+    """(node, broker topic, "namespace/name") of one of this provider's Sensor Flavors."""
+    try:
+        obj = client.CustomObjectsApi(api).get_namespaced_custom_object(
+            FLAVOR.group, FLAVOR.version, namespace, FLAVOR.plural, name
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            raise _fail(f"Flavor {namespace}/{name} not found", 1) from exc
+        raise
+    try:
+        flavor = sensor_from_flavor(obj)
+    except FlavorError as exc:
+        raise _fail(str(exc), 1) from exc
+    topic = flavor.broker_topic
+    if topic is None or not flavor.node:
+        raise _fail(
+            f"Flavor {namespace}/{name} names no Device and node of this provider "
+            "(annotation sensors.fluidos.eu/device, characteristics.node)",
+            1,
+        )
+    if not flavor.availability:
+        typer.echo(f"warning: Flavor {namespace}/{name} is not available now", err=True)
+    return flavor.node, topic, flavor.reference
+
+
+@routes_app.command("add")
+def add(
+    flavor: Annotated[str, typer.Option(help="The Sensor Flavor whose readings to deliver.")],
+    target: Annotated[str, typer.Option(help="Where to POST them (http or https URL).")],
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    flavor_namespace: Annotated[str, typer.Option()] = DEFAULT_FLAVOR_NAMESPACE,
+    route_namespace: RouteNamespace = ROUTE_NAMESPACE,
+    target_id: Annotated[
+        str | None, typer.Option("--id", help="Target id (default: derived from the URL).")
+    ] = None,
+    format_name: Annotated[
+        str, typer.Option("--format", help=f"{' or '.join(FORMATS)}.")
+    ] = DEFAULT_FORMAT,
+    auth_type: Annotated[str | None, typer.Option(help=f"{', '.join(AUTH_TYPES)}.")] = None,
+    auth_secret: Annotated[
+        str | None, typer.Option(help="Secret (route namespace) with the credentials.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=BATCH_SIZE_MAX)] = DEFAULT_BATCH_SIZE,
+    batch_delay_ms: Annotated[
+        int, typer.Option(min=0, max=BATCH_DELAY_MS_MAX)
+    ] = DEFAULT_BATCH_DELAY_MS,
+    queue_bytes: Annotated[int, typer.Option(min=QUEUE_BYTES_MIN)] = DEFAULT_QUEUE_BYTES,
+) -> None:
+    """Deliver a sensor's readings to one more target (the same Route: one subscription)."""
+    try:
+        url = check_endpoint_url(target)
+    except EndpointError as exc:
+        raise _fail(f"--target {exc}") from exc
+    if format_name not in FORMATS:
+        raise _fail(f"--format must be one of {', '.join(FORMATS)}")
+    if (auth_type is None) != (auth_secret is None):
+        raise _fail("--auth-type and --auth-secret go together")
+    if auth_type is not None and auth_type not in AUTH_TYPES:
+        raise _fail(f"--auth-type must be one of {', '.join(AUTH_TYPES)}")
+    new = RouteTarget(
+        id=target_id or manual_target_id(url),
+        url=url,
+        format=format_name,
+        batch_size=batch_size,
+        batch_delay_ms=batch_delay_ms,
+        queue_bytes=queue_bytes,
+        auth=TargetAuth(auth_type, auth_secret) if auth_type and auth_secret else None,
+    )
+    with api_client(kubeconfig, context) as api:
+        node, topic, reference = _flavor_source(api, flavor_namespace, flavor)
+        try:
+            route = RouteApi(api, route_namespace).add_target(node, topic, reference, new)
+        except RouteConflict as exc:
+            raise _fail(str(exc), 1) from exc
+        except ApiException as exc:
+            raise _fail(f"the API server refused the route: {exc.status} {exc.reason}", 1) from exc
+    typer.echo(
+        f"SensorRoute {route_namespace}/{route.name}: target {new.id} -> {redact_url(url)} "
+        f"({len(route.targets)} target(s) on {topic} at {node})"
+    )
+
+
+@routes_app.command("remove")
+def remove(
+    flavor: Annotated[str, typer.Option(help="The Sensor Flavor of the route.")],
+    target: Annotated[str | None, typer.Option(help="The target URL to remove.")] = None,
+    target_id: Annotated[str | None, typer.Option("--id", help="The target id to remove.")] = None,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    flavor_namespace: Annotated[str, typer.Option()] = DEFAULT_FLAVOR_NAMESPACE,
+    route_namespace: RouteNamespace = ROUTE_NAMESPACE,
+) -> None:
+    """Stop delivering a sensor to one target (the route goes when its last target does)."""
+    if (target is None) == (target_id is None):
+        raise _fail("give either --target URL or --id ID")
+    wanted = target_id or manual_target_id(target or "")
+    with api_client(kubeconfig, context) as api:
+        node, topic, _ = _flavor_source(api, flavor_namespace, flavor)
+        routes = RouteApi(api, route_namespace)
+        before, _ = parse_route(routes.get(route_name(node, topic)) or {"spec": None})
+        if before is None or before.target(wanted) is None:
+            raise _fail(f"no target {wanted} delivers Flavor {flavor_namespace}/{flavor}", 1)
+        try:
+            after = routes.remove_target(node, topic, wanted)
+        except RouteConflict as exc:
+            raise _fail(str(exc), 1) from exc
+    left = len(after.targets) if after else 0
+    typer.echo(f"target {wanted} removed ({left} target(s) left on {topic} at {node})")
+
+
+def _rows(items: list[dict[str, Any]]) -> list[dict[str, str]]:
+    rows = []
+    for item in items:
+        spec, status = item.get("spec") or {}, item.get("status") or {}
+        states = {t.get("id"): t for t in status.get("targets") or []}
+        for target in spec.get("targets") or [{"id": "-", "url": ""}]:
+            seen = states.get(target.get("id"), {})
+            rows.append(
+                {
+                    "NODE": str(spec.get("node", "")),
+                    "TOPIC": str(spec.get("topic", "")),
+                    "TARGET": str(target.get("id", "")),
+                    "URL": redact_url(str(target.get("url", ""))) if target.get("url") else "-",
+                    "FORMAT": str(target.get("format", DEFAULT_FORMAT)),
+                    "STATE": str(seen.get("state", "-")),
+                    "DELIVERED": str(seen.get("delivered", 0)),
+                    "QUEUED": str(seen.get("queued", 0)),
+                    "DROPPED": str(seen.get("dropped", 0)),
+                    "REJECTED": str(seen.get("rejected", 0)),
+                    "LAST ERROR": str(seen.get("lastError", ""))[:60],
+                }
+            )
+    return rows
+
+
+@routes_app.command("list")
+def list_routes(
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    route_namespace: RouteNamespace = ROUTE_NAMESPACE,
+    node: Annotated[str | None, typer.Option(help="Only this edge node's routes.")] = None,
+    output: Annotated[str, typer.Option("-o", "--output", help="table, json or yaml")] = "table",
+) -> None:
+    """Every route target with its delivery state."""
+    if output not in ("table", "json", "yaml"):
+        raise _fail("-o must be table, json or yaml")
+    with api_client(kubeconfig, context) as api:
+        items = RouteApi(api, route_namespace).list(f"{NODE_LABEL}={node}" if node else None)
+    items.sort(key=lambda i: (i["spec"].get("node", ""), i["spec"].get("topic", "")))
+    if output == "json":
+        typer.echo(json.dumps(items, indent=2))
+        return
+    if output == "yaml":
+        typer.echo(yaml.safe_dump(items, sort_keys=False), nl=False)
+        return
+    rows = _rows(items)
+    if not rows:
+        typer.echo("no routes")
+        return
+    widths = {k: max(len(k), *(len(r[k]) for r in rows)) for k in rows[0]}
+    typer.echo("  ".join(k.ljust(w) for k, w in widths.items()).rstrip())
+    for row in rows:
+        typer.echo("  ".join(row[k].ljust(w) for k, w in widths.items()).rstrip())

@@ -1,0 +1,375 @@
+"""The data path on the testbed: routes, the edge agent, the router manager.
+
+The testbed's edge node runs a real mosquitto, a mapper with simulated boards, and the edge
+agent; its provider runs the resource manager and the router manager. Targets here are real
+HTTP endpoints on loopback (see test_consumers.py for Telegraf and InfluxDB).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from kubernetes import client
+from routing import (
+    EDGE,
+    Endpoint,
+    agent_log,
+    agent_status,
+    cli,
+    eventually,
+    flavor_topic,
+    route_of,
+    target_status,
+    wait_for_flavor,
+)
+
+from fluidos_sensors import api as fs_api
+from fluidos_sensors.flavor import sensor_from_flavor
+from router_manager.kubeedge import EVENTBUS_ENDPOINT, REST_ENDPOINT, ROUTE_LABEL
+from router_manager.route import RouteTarget, manual_target_id, route_body, route_name
+from testbed import edge
+from testbed.state import ClusterAccess, TestbedState
+
+pytestmark = pytest.mark.integration
+
+
+def rules_of(api: client.ApiClient, route: str) -> list[dict[str, Any]]:
+    return client.CustomObjectsApi(api).list_cluster_custom_object(
+        fs_api.RULE.group,
+        fs_api.RULE.version,
+        fs_api.RULE.plural,
+        label_selector=f"{ROUTE_LABEL}={route}",
+    )["items"]
+
+
+def test_one_subscription_many_targets_in_order(
+    provider: ClusterAccess, provider_api: client.ApiClient, testbed: TestbedState
+) -> None:
+    flavor = wait_for_flavor(provider_api, "stwin-box", "acceleration")
+    name = flavor["metadata"]["name"]
+    topic = flavor_topic(flavor)
+    route = route_name(EDGE, topic)
+    view = sensor_from_flavor(flavor)
+    device = view.device.split("/", 1)[1]  # type: ignore[union-attr]
+    with Endpoint() as a, Endpoint() as b, Endpoint() as c:
+        try:
+            for endpoint in (a, b, c):
+                out = cli(
+                    "routes",
+                    "add",
+                    "--flavor",
+                    name,
+                    "--target",
+                    endpoint.url,
+                    "--batch-delay-ms",
+                    "50",
+                    kubeconfig=provider.kubeconfig,
+                )
+                assert f"SensorRoute {fs_api.ROUTE_NAMESPACE}/{route}" in out.stdout
+            # The same URL again is the same target, not a fourth.
+            cli(
+                "routes", "add", "--flavor", name, "--target", a.url, kubeconfig=provider.kubeconfig
+            )
+            obj = route_of(provider_api, route)
+            assert obj is not None and len(obj["spec"]["targets"]) == 3
+            eventually(
+                lambda: all(len(e.seqs(device, "acceleration")) >= 30 for e in (a, b, c)),
+                "30 readings at each of three targets",
+                timeout=60,
+            )
+            status = agent_status(testbed, provider)
+            assert status["topics"].count(topic) == 1  # one subscription, whatever the targets
+
+            # Each target got the same readings, in order, without gaps.
+            for endpoint in (a, b, c):
+                seqs = endpoint.seqs(device, "acceleration")
+                assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs[:20]
+            common = set(a.seqs(device, "acceleration")) & set(b.seqs(device, "acceleration"))
+            assert len(common) >= 20
+
+            # Status tells what was delivered, per target.
+            eventually(
+                lambda: (
+                    target_status(provider_api, route, manual_target_id(a.url)).get("delivered", 0)
+                    >= 30
+                ),
+                "delivered counts in the route status",
+            )
+            listing = cli("routes", "list", "--node", EDGE, kubeconfig=provider.kubeconfig).stdout
+            assert topic in listing and "Delivering" in listing
+
+            # Removing one target stops its deliveries; the others go on.
+            cli(
+                "routes",
+                "remove",
+                "--flavor",
+                name,
+                "--target",
+                c.url,
+                kubeconfig=provider.kubeconfig,
+            )
+            eventually(
+                lambda: (
+                    manual_target_id(c.url)
+                    not in agent_status(testbed, provider).get("targets", {}).__repr__()
+                ),
+                "the agent dropping the removed target",
+            )
+            stopped_at = len(c.requests)
+            before_a = len(a.seqs(device, "acceleration"))
+            eventually(lambda: len(a.seqs(device, "acceleration")) > before_a + 10, "more at a")
+            assert len(c.requests) == stopped_at
+
+            for endpoint in (a, b):
+                cli(
+                    "routes",
+                    "remove",
+                    "--flavor",
+                    name,
+                    "--target",
+                    endpoint.url,
+                    kubeconfig=provider.kubeconfig,
+                )
+            eventually(lambda: route_of(provider_api, route) is None, "the empty route deleted")
+            eventually(
+                lambda: topic not in agent_status(testbed, provider).get("topics", []),
+                "the agent unsubscribing",
+            )
+        finally:
+            custom = client.CustomObjectsApi(provider_api)
+            if route_of(provider_api, route) is not None:
+                custom.delete_namespaced_custom_object(
+                    fs_api.SENSOR_ROUTE.group,
+                    fs_api.SENSOR_ROUTE.version,
+                    fs_api.ROUTE_NAMESPACE,
+                    fs_api.SENSOR_ROUTE.plural,
+                    route,
+                )
+
+
+def test_bad_targets_cost_only_themselves(
+    provider: ClusterAccess, provider_api: client.ApiClient, testbed: TestbedState
+) -> None:
+    flavor = wait_for_flavor(provider_api, "stwin-box", "pressure")
+    topic = flavor_topic(flavor)
+    device = sensor_from_flavor(flavor).device.split("/", 1)[1]  # type: ignore[union-attr]
+    custom = client.CustomObjectsApi(provider_api)
+    with Endpoint() as good, Endpoint(status=400) as refusing:
+        body = route_body(
+            EDGE,
+            topic,
+            [
+                RouteTarget(id="good", url=good.url, batch_delay_ms=50),
+                RouteTarget(id="refusing", url=refusing.url, batch_delay_ms=50),
+            ],
+        )
+        # Passes the CRD's pattern, fails the agent's check: credentials in the URL.
+        body["spec"]["targets"].append(
+            {"id": "leaky", "url": "http://user:hunter2@127.0.0.1:9/telegraf"}
+        )
+        name = body["metadata"]["name"]
+        custom.create_namespaced_custom_object(
+            fs_api.SENSOR_ROUTE.group,
+            fs_api.SENSOR_ROUTE.version,
+            fs_api.ROUTE_NAMESPACE,
+            fs_api.SENSOR_ROUTE.plural,
+            body,
+        )
+        try:
+            eventually(
+                lambda: target_status(provider_api, name, "refusing").get("rejected", 0) >= 3,
+                "rejections counted",
+            )
+            refused = target_status(provider_api, name, "refusing")
+            assert refused["state"] == "Rejecting"
+            assert refused["lastError"].startswith("HTTP 400: ")
+            assert refused.get("delivered", 0) == 0
+            leaky = target_status(provider_api, name, "leaky")
+            assert leaky["state"] == "Invalid"
+            assert "spec.targets[2].url" in leaky["lastError"]
+            # The password in the bad URL is echoed neither in status nor in the log.
+            assert "hunter2" not in str((route_of(provider_api, name) or {})["status"])
+            assert "hunter2" not in agent_log(testbed, provider)
+            # A refused batch is not retried: each reading reached it once.
+            assert len(refusing.seqs(device, "pressure")) == len(
+                set(refusing.seqs(device, "pressure"))
+            )
+            # The good target keeps delivering, in order.
+            eventually(lambda: len(good.seqs(device, "pressure")) >= 5, "the good target")
+            seqs = good.seqs(device, "pressure")
+            assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+            assert target_status(provider_api, name, "good")["state"] == "Delivering"
+        finally:
+            custom.delete_namespaced_custom_object(
+                fs_api.SENSOR_ROUTE.group,
+                fs_api.SENSOR_ROUTE.version,
+                fs_api.ROUTE_NAMESPACE,
+                fs_api.SENSOR_ROUTE.plural,
+                name,
+            )
+
+
+def test_cli_refuses_bad_targets_naming_the_option(
+    provider: ClusterAccess, provider_api: client.ApiClient
+) -> None:
+    flavor = wait_for_flavor(provider_api, "stwin-box", "temperature")
+    name = flavor["metadata"]["name"]
+    for url, why in (("ftp://127.0.0.1/x", "scheme"), ("http://u:p@127.0.0.1/x", "credentials")):
+        out = cli(
+            "routes",
+            "add",
+            "--flavor",
+            name,
+            "--target",
+            url,
+            kubeconfig=provider.kubeconfig,
+            check=False,
+        )
+        assert out.returncode == 2
+        assert out.stderr.startswith("error: --target ") and why in out.stderr
+    out = cli(
+        "routes",
+        "add",
+        "--flavor",
+        "no-such-flavor",
+        "--target",
+        "http://127.0.0.1:9/x",
+        kubeconfig=provider.kubeconfig,
+        check=False,
+    )
+    assert out.returncode == 1 and "Flavor fluidos/no-such-flavor not found" in out.stderr
+    assert route_of(provider_api, route_name(EDGE, flavor_topic(flavor))) is None
+
+
+def test_kubeedge_rules_follow_the_route(
+    provider: ClusterAccess, provider_api: client.ApiClient
+) -> None:
+    flavor = wait_for_flavor(provider_api, "sensortile", "humidity")
+    name = flavor["metadata"]["name"]
+    topic = flavor_topic(flavor)
+    route = route_name(EDGE, topic)
+    first, second = "http://127.0.0.1:18001/a", "http://127.0.0.1:18002/b"
+    cli(
+        "routes",
+        "add",
+        "--flavor",
+        name,
+        "--target",
+        second,
+        "--id",
+        "b-second",
+        kubeconfig=provider.kubeconfig,
+    )
+    rule = eventually(lambda: rules_of(provider_api, route), "the KubeEdge Rule")[0]
+    namespace, source = topic.split("/", 1)
+    assert rule["metadata"]["namespace"] == namespace
+    assert rule["spec"] == {
+        "source": EVENTBUS_ENDPOINT,
+        "sourceResource": {"topic": source, "node_name": EDGE},
+        "target": REST_ENDPOINT,
+        "targetResource": {"resource": second},
+    }
+    endpoints = client.CustomObjectsApi(provider_api).list_namespaced_custom_object(
+        fs_api.RULE_ENDPOINT.group,
+        fs_api.RULE_ENDPOINT.version,
+        namespace,
+        fs_api.RULE_ENDPOINT.plural,
+    )["items"]
+    kinds = {e["metadata"]["name"]: e["spec"]["ruleEndpointType"] for e in endpoints}
+    assert kinds[EVENTBUS_ENDPOINT] == "eventbus" and kinds[REST_ENDPOINT] == "rest"
+
+    # A change KubeEdge must see: the Rule is deleted and created again (new uid).
+    cli(
+        "routes",
+        "add",
+        "--flavor",
+        name,
+        "--target",
+        first,
+        "--id",
+        "a-first",
+        kubeconfig=provider.kubeconfig,
+    )
+
+    def recreated() -> dict[str, Any] | None:
+        rules = rules_of(provider_api, route)
+        if len(rules) == 1 and rules[0]["metadata"]["uid"] != rule["metadata"]["uid"]:
+            return rules[0]
+        return None
+
+    again = eventually(recreated, "the Rule recreated")
+    assert again["spec"]["targetResource"] == {"resource": first}
+    assert again["metadata"]["annotations"]["sensors.fluidos.eu/targets"] == "2"
+
+    for target in ("a-first", "b-second"):
+        cli("routes", "remove", "--flavor", name, "--id", target, kubeconfig=provider.kubeconfig)
+    eventually(lambda: not rules_of(provider_api, route), "the Rule removed with the route")
+
+
+def test_observed_latency_reaches_the_flavor_and_filters(
+    provider: ClusterAccess, provider_api: client.ApiClient
+) -> None:
+    flavor = wait_for_flavor(provider_api, "sensortile", "temperature")
+    name = flavor["metadata"]["name"]
+    with Endpoint() as endpoint:
+        cli(
+            "routes",
+            "add",
+            "--flavor",
+            name,
+            "--target",
+            endpoint.url,
+            "--batch-delay-ms",
+            "20",
+            kubeconfig=provider.kubeconfig,
+        )
+        try:
+
+            def observed() -> Any:
+                obj = client.CustomObjectsApi(provider_api).get_namespaced_custom_object(
+                    fs_api.FLAVOR.group,
+                    fs_api.FLAVOR.version,
+                    fs_api.FLUIDOS_NAMESPACE,
+                    fs_api.FLAVOR.plural,
+                    name,
+                )
+                return sensor_from_flavor(obj).observed
+
+            seen = eventually(observed, "observed latency on the Flavor", timeout=60)
+            assert seen.latency_ms is not None and 0 < seen.latency_ms < 5000
+            assert seen.rate_hz is not None and seen.rate_hz > 0
+            # The declared values are untouched, and buyers can filter on the measured one.
+            assert sensor_from_flavor(flavor).sensor.latency_ms is not None
+            query = f"filter[observed_latency][range][max]={seen.latency_ms + 1}"
+            out = cli(
+                "flavors", "list", "--query", query, "-o", "json", kubeconfig=provider.kubeconfig
+            ).stdout
+            assert name in out
+            query = f"filter[observed_latency][range][max]={seen.latency_ms / 100}"
+            out = cli(
+                "flavors", "list", "--query", query, "-o", "json", kubeconfig=provider.kubeconfig
+            ).stdout
+            assert name not in out
+        finally:
+            cli(
+                "routes",
+                "remove",
+                "--flavor",
+                name,
+                "--target",
+                endpoint.url,
+                kubeconfig=provider.kubeconfig,
+            )
+
+
+def test_agent_metrics_need_the_token(provider: ClusterAccess, testbed: TestbedState) -> None:
+    ports = testbed.config["edge"][EDGE]
+    url = f"http://127.0.0.1:{ports[edge.AGENT_METRICS_PORT]}/metrics"
+    token = edge.agent_metrics_token(testbed.directory / provider.name / "nodes" / EDGE)
+    assert httpx.get(url).status_code == 401
+    assert httpx.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    answer = httpx.get(url, headers={"Authorization": f"Bearer {token.read_text().strip()}"})
+    assert answer.status_code == 200
+    assert "fluidos_sensors_agent_broker_connected 1.0" in answer.text
