@@ -132,9 +132,7 @@ class DurableLog:
         return state
 
     def _newest_id(self) -> int:
-        row = self._db.execute(
-            "SELECT seq FROM sqlite_sequence WHERE name = 'readings'"
-        ).fetchone()
+        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'readings'").fetchone()
         return int(row[0]) if row else 0
 
     def _forget(self, state: TargetState) -> None:
