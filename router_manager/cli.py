@@ -114,6 +114,13 @@ def agent(
     metrics_token_file: Annotated[
         Path | None, typer.Option(help="File holding the bearer token metrics scrapers use.")
     ] = None,
+    routes_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run without a cluster: SensorRoute objects from this YAML/JSON file "
+            "(a list, or a List's items); no status is written back."
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING.")] = "INFO",
 ) -> None:
     """Run the edge agent of one node until SIGTERM or Ctrl-C."""
@@ -142,19 +149,32 @@ def agent(
         metrics_address=metrics_address,
         metrics_token=token,
     )
-    api = api_client(kubeconfig, context)
+    static = _static_routes(routes_file) if routes_file else None
+    api = None if routes_file else api_client(kubeconfig, context)
 
     async def serve() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        await Agent(settings, access, api).run(stop)
+        await Agent(settings, access, api, static_routes=static).run(stop)
 
     try:
         asyncio.run(serve())
     finally:
-        api.close()
+        if api is not None:
+            api.close()
+
+
+def _static_routes(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise _fail(f"--routes-file {path}: {exc}") from exc
+    items = loaded.get("items") if isinstance(loaded, dict) else loaded
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise _fail(f"--routes-file {path}: expected a list of SensorRoute objects")
+    return {f"{i.get('metadata', {}).get('name')}": i for i in items}
 
 
 @app.command()

@@ -31,6 +31,19 @@ KUBERNETES_STAGING_VERSION = "v0" + KUBERNETES_VERSION[2:]
 ETCD_VERSION = "v3.6.16"
 # kubectl supports one minor version of skew against the API server.
 KUBECTL_PYPI_VERSION = "1.36.4"
+# InfluxDB 1.8 serves both its own API and the v2 write/query compatibility API.
+INFLUXDB_VERSION = "v1.8.10"
+TELEGRAF_VERSION = "v1.37.2"
+# Only the plugins the testbed and the router benchmark use ("custom" drops the rest).
+TELEGRAF_PLUGINS = (
+    "inputs.http_listener_v2",
+    "inputs.mqtt_consumer",
+    "outputs.influxdb",
+    "outputs.http",
+    "parsers.influx",
+    "parsers.json_v2",
+    "serializers.influx",
+)
 
 
 class MissingBinary(RuntimeError):
@@ -47,6 +60,10 @@ class GoRecipe:
     ldflags: tuple[str, ...] = ()
     # module path -> version, for modules the upstream go.mod replaces with local folders.
     replace: Callable[[Path], dict[str, str]] | None = None
+    tags: tuple[str, ...] = ()
+    # Build against the module's own go.mod (its exact dependency pins, its godebug lines):
+    # only the packages the build needs are downloaded, not every plugin's dependencies.
+    upstream_gomod: bool = False
 
 
 @dataclass(frozen=True)
@@ -220,7 +237,43 @@ MOSQUITTO = Binary(
     installer=_install_debian_package("mosquitto", "mosquitto"),
 )
 
-ALL = {b.name: b for b in (KUBE_APISERVER, ETCD, KUBECTL, MOSQUITTO)}
+INFLUXD = Binary(
+    name="influxd",
+    version=INFLUXDB_VERSION,
+    version_args=("version",),
+    version_pattern=r"InfluxDB v(\d+\.\d+\.\d+)",
+    accepts=_same_minor(INFLUXDB_VERSION),
+    go=GoRecipe(
+        module="github.com/influxdata/influxdb",
+        version=INFLUXDB_VERSION,
+        package="github.com/influxdata/influxdb/cmd/influxd",
+        ldflags=(
+            f"-X main.version={INFLUXDB_VERSION[1:]}",
+            "-X main.branch=1.8",
+            f"-X main.commit={INFLUXDB_VERSION}",
+        ),
+    ),
+)
+TELEGRAF = Binary(
+    name="telegraf",
+    version=TELEGRAF_VERSION,
+    version_args=("--version",),
+    version_pattern=r"Telegraf v?(\d+\.\d+\.\d+)",
+    accepts=lambda v: _minor(v) >= (1, 30),
+    go=GoRecipe(
+        module="github.com/influxdata/telegraf",
+        version=TELEGRAF_VERSION,
+        package="github.com/influxdata/telegraf/cmd/telegraf",
+        ldflags=(
+            f"-X github.com/influxdata/telegraf/internal.Version={TELEGRAF_VERSION[1:]}",
+            f"-X github.com/influxdata/telegraf/internal.Commit={TELEGRAF_VERSION}",
+        ),
+        tags=("custom", *TELEGRAF_PLUGINS),
+        upstream_gomod=True,
+    ),
+)
+
+ALL = {b.name: b for b in (KUBE_APISERVER, ETCD, KUBECTL, MOSQUITTO, INFLUXD, TELEGRAF)}
 
 
 def _run(
@@ -264,7 +317,7 @@ def _build_with_go(binary: Binary, target: Path, log: Callable[[str], None]) -> 
         work = Path(tmp)
         gomod_text = f"module build/{binary.name}\n\ngo 1.26.0\n"
         (work / "go.mod").write_text(gomod_text)
-        if recipe.replace:
+        if recipe.replace or recipe.upstream_gomod:
             info = _run(
                 [go, "mod", "download", "-json", f"{recipe.module}@{recipe.version}"],
                 what=f"go mod download {recipe.module}",
@@ -272,18 +325,35 @@ def _build_with_go(binary: Binary, target: Path, log: Callable[[str], None]) -> 
                 env=env,
             )
             gomod = Path(re.search(r'"GoMod":\s*"([^"]+)"', info).group(1))  # type: ignore[union-attr]
-            lines = [f"\t{m} => {m} {v}" for m, v in recipe.replace(gomod).items()]
-            (work / "go.mod").write_text(gomod_text + "\nreplace (\n" + "\n".join(lines) + "\n)\n")
-        _run(
-            [go, "get", f"{recipe.package}@{recipe.version}"],
-            what=f"go get {recipe.package}@{recipe.version}",
-            cwd=work,
-            env=env,
-        )
+            if recipe.upstream_gomod:
+                upstream = re.sub(
+                    r"^module\s+\S+",
+                    f"module build/{binary.name}",
+                    gomod.read_text(),
+                    count=1,
+                    flags=re.M,
+                )
+                (work / "go.mod").write_text(
+                    f"{upstream}\nrequire {recipe.module} {recipe.version}\n"
+                )
+            if recipe.replace:
+                lines = [f"\t{m} => {m} {v}" for m, v in recipe.replace(gomod).items()]
+                (work / "go.mod").write_text(
+                    gomod_text + "\nreplace (\n" + "\n".join(lines) + "\n)\n"
+                )
+        if not recipe.upstream_gomod:
+            _run(
+                [go, "get", f"{recipe.package}@{recipe.version}"],
+                what=f"go get {recipe.package}@{recipe.version}",
+                cwd=work,
+                env=env,
+            )
         target.parent.mkdir(parents=True, exist_ok=True)
         ldflags = " ".join(("-s", "-w", *recipe.ldflags))
+        tags = ["-tags", ",".join(recipe.tags)] if recipe.tags else []
+        build = [go, "build", "-trimpath", *tags, "-ldflags", ldflags, "-o", str(target)]
         _run(
-            [go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(target), recipe.package],
+            [*build, recipe.package],
             what=f"go build {recipe.package}",
             cwd=work,
             env=env,

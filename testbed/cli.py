@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from testbed import binaries, manager, paths
-from testbed.state import TestbedState
+from testbed import binaries, manager, paths, supervisor
+from testbed.state import TestbedState, pid_alive
 from testbed.topology import default_topology
 
 app = typer.Typer(
@@ -37,7 +38,7 @@ def _echo_access(state: TestbedState) -> None:
 @app.command()
 def up(
     providers: Annotated[int, typer.Option(min=1, help="Provider clusters.")] = 1,
-    consumers: Annotated[int, typer.Option(min=0, help="Consumer clusters.")] = 1,
+    consumers: Annotated[int, typer.Option(min=0, help="Consumer clusters.")] = 2,
     edge_workers: Annotated[int, typer.Option(min=1, help="Edge workers per provider.")] = 1,
     state_dir: StateDir = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.")] = 300,
@@ -102,3 +103,101 @@ def install_binaries() -> None:
     except binaries.MissingBinary as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
+
+
+def _running_state(state_dir: Path | None) -> TestbedState:
+    state = TestbedState.read(state_dir or paths.state_dir())
+    if state is None or not state.running:
+        typer.echo("no testbed running", err=True)
+        raise typer.Exit(1)
+    return state
+
+
+def _process(state: TestbedState, name: str) -> str:
+    """The full name of a process from its name or an unambiguous part of it."""
+    names = list(state.status.get("processes", {}))
+    if name in names:
+        return name
+    found = [n for n in names if n.endswith(f"/{name}") or name in n]
+    if len(found) != 1:
+        choice = ", ".join(found or names)
+        typer.echo(f"error: {name!r} names {len(found)} processes; one of: {choice}", err=True)
+        raise typer.Exit(2)
+    return found[0]
+
+
+def _wait_alive(state_dir: Path, name: str, alive: bool, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = TestbedState.read(state_dir)
+        proc = (current.status.get("processes", {}) if current else {}).get(name, {})
+        if proc and proc.get("alive") == alive and pid_alive(proc.get("pid")) == alive:
+            return True
+        time.sleep(0.3)
+    return False
+
+
+@app.command("stop")
+def stop_process(
+    process: Annotated[str, typer.Argument(help="e.g. consumer-1/telegraf, or telegraf")],
+    state_dir: StateDir = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 60,
+) -> None:
+    """Stop one process and keep it stopped (the supervisor does not restart it)."""
+    state = _running_state(state_dir)
+    name = _process(state, process)
+    held = supervisor.hold_file(state.directory, name)
+    held.parent.mkdir(parents=True, exist_ok=True)
+    held.touch()
+    if not _wait_alive(state.directory, name, False, timeout):
+        typer.echo(f"error: {name} still running after {timeout:.0f}s", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{name} stopped (held until: fluidos-sensors testbed start {process})")
+
+
+@app.command("start")
+def start_process(
+    process: Annotated[str, typer.Argument(help="A process stopped with `testbed stop`.")],
+    state_dir: StateDir = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 60,
+) -> None:
+    """Let a stopped process run again."""
+    state = _running_state(state_dir)
+    name = _process(state, process)
+    supervisor.hold_file(state.directory, name).unlink(missing_ok=True)
+    if not _wait_alive(state.directory, name, True, timeout):
+        typer.echo(f"error: {name} not running after {timeout:.0f}s", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{name} running")
+
+
+@app.command()
+def logs(
+    component: Annotated[str, typer.Argument(help="e.g. provider-1/resource-manager, agent")],
+    lines: Annotated[int, typer.Option("-n", "--lines", min=1)] = 50,
+    follow: Annotated[bool, typer.Option("-f", "--follow")] = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Show the end of a component's log (and follow it with -f)."""
+    state = _running_state(state_dir)
+    name = _process(state, component)
+    path = Path(state.status["processes"][name]["log"])
+    typer.echo(f"==> {path} <==", err=True)
+    text = path.read_text(errors="replace") if path.exists() else ""
+    for line in text.splitlines()[-lines:]:
+        typer.echo(line)
+    if not follow:
+        return
+    with open(path, errors="replace") as stream:
+        stream.seek(0, 2)
+        try:
+            while True:
+                line = stream.readline()
+                if line:
+                    typer.echo(line, nl=False)
+                elif stream.tell() > path.stat().st_size:  # rotated: start over
+                    stream.seek(0)
+                else:
+                    time.sleep(0.3)
+        except KeyboardInterrupt:
+            return

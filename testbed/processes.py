@@ -61,9 +61,12 @@ class ManagedProcess:
     spec: ProcessSpec
     popen: subprocess.Popen[bytes] | None = None
     restarts: int = 0
+    restart_streak: int = 0  # restarts since it last ran stably, for the backoff
+    started_at: float | None = None
 
     def start(self) -> None:
         self.spec.log.parent.mkdir(parents=True, exist_ok=True)
+        self.started_at = time.time()
         with open(self.spec.log, "ab") as log:
             self.popen = subprocess.Popen(
                 self.spec.argv,

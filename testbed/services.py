@@ -6,22 +6,34 @@ them per cluster role, in start order. Ports are chosen once, at `up` (`allocate
 
 from __future__ import annotations
 
+import json
+import secrets
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import httpx
 
 from testbed import bootstrap, credentials
 from testbed.edge import DEVICE_NAMESPACE
-from testbed.processes import ProcessSpec, free_port
+from testbed.processes import ProcessSpec, free_port, port_open
 from testbed.topology import CONSUMER, PROVIDER, ClusterSpec, Topology
 
 _REPO = Path(__file__).resolve().parent.parent
 RESOURCE_MANAGER_RBAC = _REPO / "deploy" / "resource-manager" / "rbac.yaml"
 ROUTER_MANAGER_RBAC = _REPO / "deploy" / "router-manager" / "rbac.yaml"
 
+INFLUX_HTTP_PORT = "influxdb-http"
+INFLUX_RPC_PORT = "influxdb-rpc"
+TELEGRAF_PORT = "telegraf-listener"
 # Named ports per cluster role; add a name when a cluster process needs one.
-CLUSTER_PORTS: dict[str, list[str]] = {PROVIDER: [], CONSUMER: []}
+CLUSTER_PORTS: dict[str, list[str]] = {
+    PROVIDER: [],
+    CONSUMER: [INFLUX_HTTP_PORT, INFLUX_RPC_PORT, TELEGRAF_PORT],
+}
+DATABASE = "telegraf"
+TELEGRAF_PATH = "/telegraf"
 
 
 @dataclass(frozen=True)
@@ -68,6 +80,61 @@ def allocate_ports(topology: Topology) -> dict[str, dict[str, int]]:
         cluster.name: {name: free_port() for name in CLUSTER_PORTS[cluster.role]}
         for cluster in topology.clusters
     }
+
+
+@dataclass(frozen=True)
+class ConsumerStack:
+    """Where a consumer cluster's Telegraf listens and its InfluxDB answers, with credentials.
+
+    Kept in `<cluster>/services/consumer-stack.json` (0600) for the demo, tests and users.
+    """
+
+    influx_url: str
+    influx_username: str
+    influx_password: str = field(repr=False)
+    telegraf_url: str
+    telegraf_username: str
+    telegraf_password: str = field(repr=False)
+    database: str = DATABASE
+
+    @property
+    def bucket(self) -> str:
+        """The InfluxDB v2-compatibility bucket of the database (retention policy autogen)."""
+        return f"{self.database}/autogen"
+
+    @property
+    def influx_token(self) -> str:
+        """InfluxDB 1.8 takes "user:password" as the v2 API token."""
+        return f"{self.influx_username}:{self.influx_password}"
+
+    @classmethod
+    def path(cls, cluster_directory: Path) -> Path:
+        return cluster_directory / "services" / "consumer-stack.json"
+
+    @classmethod
+    def load(cls, cluster_directory: Path) -> ConsumerStack:
+        return cls(**json.loads(cls.path(cluster_directory).read_text()))
+
+    def save(self, cluster_directory: Path) -> None:
+        credentials.write_secret_file(self.path(cluster_directory), json.dumps(asdict(self)))
+
+
+def consumer_stack(ctx: ClusterContext) -> ConsumerStack:
+    """The cluster's stack, generated once (a restarted process keeps its credentials)."""
+    try:
+        return ConsumerStack.load(ctx.directory)
+    except FileNotFoundError:
+        pass
+    stack = ConsumerStack(
+        influx_url=f"http://127.0.0.1:{ctx.ports[INFLUX_HTTP_PORT]}",
+        influx_username="admin",
+        influx_password=secrets.token_urlsafe(18),
+        telegraf_url=f"http://127.0.0.1:{ctx.ports[TELEGRAF_PORT]}{TELEGRAF_PATH}",
+        telegraf_username="fluidos-sensors",
+        telegraf_password=secrets.token_urlsafe(18),
+    )
+    stack.save(ctx.directory)
+    return stack
 
 
 def _python_cli(*args: str) -> list[str]:
@@ -137,12 +204,115 @@ def router_manager(ctx: ClusterContext) -> ProcessSpec:
     )
 
 
+def _influx_initialised(stack: ConsumerStack) -> bool:
+    """Ready once InfluxDB answers; then (idempotently) its admin user and database exist."""
+    try:
+        if httpx.get(f"{stack.influx_url}/ping", timeout=2).status_code != 204:
+            return False
+        auth = (stack.influx_username, stack.influx_password)
+        create_db = {"q": f"CREATE DATABASE {stack.database}"}
+        answer = httpx.post(f"{stack.influx_url}/query", data=create_db, auth=auth, timeout=10)
+        if answer.status_code == 401:  # a fresh server: the first user may be created unasked
+            create_user = (
+                f"CREATE USER {stack.influx_username} WITH PASSWORD "
+                f"'{stack.influx_password}' WITH ALL PRIVILEGES"
+            )
+            httpx.post(f"{stack.influx_url}/query", data={"q": create_user}, timeout=10)
+            answer = httpx.post(f"{stack.influx_url}/query", data=create_db, auth=auth, timeout=10)
+    except httpx.HTTPError:
+        return False
+    return answer.status_code == 200 and '"error"' not in answer.text
+
+
+def influxdb(ctx: ClusterContext) -> ProcessSpec:
+    """The consumer's InfluxDB 1.8: loopback, authentication on, Flux on (v2 query API)."""
+    folder = ctx.folder("influxdb")
+    stack = consumer_stack(ctx)
+    config = folder / "influxdb.conf"
+    config.write_text(
+        f"""reporting-disabled = true
+bind-address = "127.0.0.1:{ctx.ports[INFLUX_RPC_PORT]}"
+[meta]
+  dir = "{folder / "meta"}"
+[data]
+  dir = "{folder / "data"}"
+  wal-dir = "{folder / "wal"}"
+  query-log-enabled = false
+[monitor]
+  store-enabled = false
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:{ctx.ports[INFLUX_HTTP_PORT]}"
+  auth-enabled = true
+  flux-enabled = true
+  log-enabled = false
+  pprof-enabled = false
+[logging]
+  level = "warn"
+  suppress-logo = true
+"""
+    )
+    return ProcessSpec(
+        name=ctx.process_name("influxdb"),
+        argv=[str(ctx.binaries["influxd"]), "run", "-config", str(config)],
+        log=folder / "influxdb.log",
+        ready=lambda: _influx_initialised(stack),
+        # Flux type-checks its standard library at start: tens of seconds on a busy machine.
+        ready_timeout=180.0,
+        ports=[ctx.ports[INFLUX_HTTP_PORT], ctx.ports[INFLUX_RPC_PORT]],
+    )
+
+
+def telegraf(ctx: ClusterContext) -> ProcessSpec:
+    """The consumer's Telegraf: an authenticated HTTP listener (line protocol) -> InfluxDB."""
+    folder = ctx.folder("telegraf")
+    stack = consumer_stack(ctx)
+    port = ctx.ports[TELEGRAF_PORT]
+    config = folder / "telegraf.conf"
+    credentials.write_secret_file(
+        config,
+        f"""[agent]
+  interval = "10s"
+  flush_interval = "1s"
+  flush_jitter = "0s"
+  metric_batch_size = 5000
+  metric_buffer_limit = 200000
+  omit_hostname = true
+  quiet = true
+
+[[inputs.http_listener_v2]]
+  service_address = "127.0.0.1:{port}"
+  paths = ["{TELEGRAF_PATH}"]
+  methods = ["POST"]
+  basic_username = "{stack.telegraf_username}"
+  basic_password = "{stack.telegraf_password}"
+  data_format = "influx"
+
+[[outputs.influxdb]]
+  urls = ["{stack.influx_url}"]
+  database = "{stack.database}"
+  skip_database_creation = true
+  username = "{stack.influx_username}"
+  password = "{stack.influx_password}"
+  timeout = "10s"
+""",
+    )
+    return ProcessSpec(
+        name=ctx.process_name("telegraf"),
+        argv=[str(ctx.binaries["telegraf"]), "--config", str(config)],
+        log=folder / "telegraf.log",
+        ready=lambda: port_open(port),
+        ready_timeout=60.0,
+        ports=[port],
+    )
+
+
 SERVICES: dict[str, list[ServiceFactory]] = {
     PROVIDER: [resource_manager, router_manager],
-    CONSUMER: [],
+    CONSUMER: [influxdb, telegraf],
 }
 # Binaries those processes need, resolved by `testbed up` before anything starts.
-SERVICE_BINARIES: list[str] = []
+SERVICE_BINARIES: list[str] = ["influxd", "telegraf"]
 
 
 def processes_for(

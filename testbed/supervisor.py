@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -27,7 +28,29 @@ from testbed.state import write_status
 from testbed.topology import Topology
 
 HEARTBEAT_SECONDS = 10.0
+TICK_SECONDS = 1.0  # how soon a dead process is noticed and a hold applied
 _RESTART_BACKOFF_MAX = 30.0
+STABLE_SECONDS = 60.0  # a process up this long starts its restart backoff afresh
+LOG_MAX_BYTES = 10 * 1024 * 1024
+_ROTATE_EVERY = 30.0
+HELD_DIR = "held"
+
+
+def hold_file(state_dir: Path, process: str) -> Path:
+    """The file that keeps a process stopped while it exists (`testbed stop/start`)."""
+    return state_dir / HELD_DIR / process.replace("/", "__")
+
+
+def rotate(log_file: Path, max_bytes: int = LOG_MAX_BYTES) -> bool:
+    """Copy a log over its `.1` and truncate it (its writer appends, so it goes on at 0)."""
+    try:
+        if log_file.stat().st_size <= max_bytes:
+            return False
+        shutil.copyfile(log_file, log_file.with_name(log_file.name + ".1"))
+        os.truncate(log_file, 0)
+    except OSError:
+        return False
+    return True
 
 log = logging.getLogger("testbed.supervisor")
 
@@ -54,6 +77,8 @@ class Supervisor:
                 "restarts": p.restarts,
                 "log": str(p.spec.log),
                 "ports": p.spec.ports,
+                "held": hold_file(self.state_dir, p.spec.name).exists(),
+                "startedAt": p.started_at,
             }
             for p in self.processes
         }
@@ -138,17 +163,28 @@ class Supervisor:
     def _restart_dead(self, backoff: dict[str, float]) -> None:
         now = time.monotonic()
         for proc in self.processes:
+            if hold_file(self.state_dir, proc.spec.name).exists():
+                if proc.alive:
+                    log.info("%s held: stopping it", proc.spec.name)
+                    proc.stop()
+                    self._publish()
+                continue
             if proc.alive or backoff.get(proc.spec.name, 0) > now:
                 continue
-            log.warning(
-                "%s exited with %s; restarting (restart #%d)",
-                proc.spec.name,
-                proc.exit_code,
-                proc.restarts + 1,
-            )
+            if proc.exit_code is not None:
+                log.warning(
+                    "%s exited with %s; restarting (restart #%d)",
+                    proc.spec.name,
+                    proc.exit_code,
+                    proc.restarts + 1,
+                )
+            ran = time.time() - (proc.started_at or 0)
+            streak = 0 if ran > STABLE_SECONDS else proc.restart_streak + 1
             proc.restarts += 1
+            proc.restart_streak = streak
+            rotate(proc.spec.log)
             proc.start()
-            backoff[proc.spec.name] = now + min(2.0**proc.restarts, _RESTART_BACKOFF_MAX)
+            backoff[proc.spec.name] = now + min(2.0**streak, _RESTART_BACKOFF_MAX)
             self._publish()
 
     def run(self) -> int:
@@ -160,8 +196,16 @@ class Supervisor:
             self.stop()
             return 1
         backoff: dict[str, float] = {}
-        while not self.stopping.wait(HEARTBEAT_SECONDS):
-            self._heartbeat_all()
+        next_heartbeat = next_rotation = time.monotonic()
+        while not self.stopping.wait(TICK_SECONDS):
+            now = time.monotonic()
+            if now >= next_heartbeat:
+                self._heartbeat_all()
+                next_heartbeat = now + HEARTBEAT_SECONDS
+            if now >= next_rotation:
+                for proc in self.processes:
+                    rotate(proc.spec.log)
+                next_rotation = now + _ROTATE_EVERY
             self._restart_dead(backoff)
         self.stop()
         return 0

@@ -56,7 +56,7 @@ def _node(cluster: str, suffix: str, role_label: str) -> NodeSpec:
     )
 
 
-def default_topology(providers: int = 1, consumers: int = 1, edge_workers: int = 1) -> Topology:
+def default_topology(providers: int = 1, consumers: int = 2, edge_workers: int = 1) -> Topology:
     """Providers with one ordinary and `edge_workers` edge workers; consumers with one worker."""
     if providers < 1 or consumers < 0 or edge_workers < 1:
         raise ValueError("need at least one provider with one edge worker; consumers >= 0")

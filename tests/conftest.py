@@ -30,7 +30,7 @@ def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestbedState]:
     previous = os.environ.get("FLUIDOS_SENSORS_STATE")
     os.environ["FLUIDOS_SENSORS_STATE"] = str(state_dir)
     state, _ = manager.up(
-        default_topology(providers=1, consumers=1), state_dir, log=lambda m: print(m)
+        default_topology(providers=1, consumers=2), state_dir, log=lambda m: print(m)
     )
     try:
         yield state
@@ -84,3 +84,11 @@ def namespace(provider_api: client.ApiClient, request: pytest.FixtureRequest) ->
     name = "".join(ch for ch in name if ch.isalnum() or ch == "-")
     client.CoreV1Api(provider_api).create_namespace({"metadata": {"name": name}})
     return name
+
+
+@pytest.fixture(scope="session")
+def consumers(testbed: TestbedState) -> list[ClusterAccess]:
+    """Every consumer cluster, in name order (the testbed has two)."""
+    return sorted(
+        (c for c in testbed.clusters.values() if c.role == "consumer"), key=lambda c: c.name
+    )

@@ -139,9 +139,13 @@ class Agent:
         settings: AgentSettings,
         broker: BrokerAccess,
         api: client.ApiClient | None,
+        *,
+        static_routes: Snapshot | None = None,
     ) -> None:
+        """Routes come from the API (watched), or, without one, from `static_routes`."""
         self.settings = settings
         self.api = api
+        self._static_routes = static_routes
         self.store = DurableLog(settings.state_dir / "queue.sqlite")
         self.encoder = LineProtocolEncoder()
         self.subscriber = Subscriber(
@@ -408,6 +412,8 @@ class Agent:
                 label_selector=f"{NODE_LABEL}={self.settings.node}",
             )
             watcher.start()
+        else:
+            self.on_routes(dict(self._static_routes or {}))
         tasks = [
             asyncio.create_task(self.subscriber.run(), name="subscriber"),
             asyncio.create_task(self._apply_loop(), name="routes"),

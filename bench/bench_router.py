@@ -1,0 +1,459 @@
+"""Router benchmark: our edge agent against Telegraf configured as the same router; prints JSON.
+
+Both routers subscribe to one sensor's topic on the same real mosquitto (QoS 1, persistent
+session) and POST InfluxDB line protocol to 1, 4 and 16 targets of the same sink, with the
+same batching (size and delay). For each router and target count, in one run:
+
+- steady: a load generator publishes readings at `--rate` per second for `--seconds`;
+  router-added latency = arrival at the sink - the reading's own timestamp (set when it was
+  published), p50 and p99 over every delivery to every target;
+- burst: `--burst` readings published as fast as the generator can; throughput = readings
+  delivered per second to each target (first publish to last arrival), and loss per target.
+
+Also: the router process's CPU seconds, so that "readings per CPU-second" compares the two.
+Telegraf is configured as a router should be: inputs.mqtt_consumer (json_v2, the reading's
+timestamp) -> one outputs.http per target (line protocol, batch format), flush_interval =
+our batch delay, metric_batch_size = our batch size, metric_buffer_limit 100000.
+
+    .venv/bin/python bench/bench_router.py [--targets 1,4,16] [--rate 1000] [--seconds 15]
+        [--burst 30000] [--batch-size 1000] [--batch-delay-ms 100]
+
+It builds/uses the cached Telegraf, starts its own mosquitto, sink, generator and routers and
+stops them all; no process is left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench_mapper import start_mosquitto  # this folder: run as bench/bench_router.py
+
+from mapper.broker import BrokerAccess
+from router_manager.route import RouteTarget, route_body
+from testbed import binaries
+from testbed.processes import free_port, port_open
+
+TOPIC = "bench/fluidos-sensors/loadgen/acceleration"
+
+# The sink: one HTTP server, a path per target; counts lines, seq and latency per path.
+_SINK = r"""
+import asyncio, json, re, sys, time
+import uvicorn
+SEQ = re.compile(rb"[ ,]seq=(\d+)i")
+paths = {}
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    now = time.time()
+    if scope["method"] == "GET":
+        out = json.dumps(paths).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": out})
+        return
+    stats = paths.setdefault(scope["path"], {"lines": 0, "seqs": [], "latency": [],
+                                              "first": now, "last": now})
+    for line in body.split(b"\n"):
+        if not line:
+            continue
+        stats["lines"] += 1
+        match = SEQ.search(line)
+        if match:
+            stats["seqs"].append(int(match.group(1)))
+        stats["latency"].append(now - int(line.rsplit(b" ", 1)[1]) / 1e9)
+    stats["last"] = now
+    await send({"type": "http.response.start", "status": 204, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error",
+            access_log=False, lifespan="off")
+"""
+
+# The generator: readings of one sensor, QoS 1, at a rate or as fast as it can.
+_LOADGEN = r"""
+import asyncio, json, sys, time
+import aiomqtt
+access = json.loads(sys.argv[1])
+count, rate, start_seq = int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+async def main():
+    async with aiomqtt.Client(access["host"], access["port"], username=access["username"],
+                              password=access["password"], max_inflight_messages=1000) as mqtt:
+        mqtt.pending_calls_threshold = 10**6
+        started = time.monotonic()
+        sent = 0
+        while sent < count:
+            batch = []
+            due = count if rate <= 0 else min(count, int((time.monotonic() - started) * rate) + 1)
+            while sent < due and len(batch) < 500:
+                now = time.time()
+                body = {"v": 1, "ns": "bench", "device": "loadgen", "sensor": "acceleration",
+                        "quantity": "acceleration", "unit": "mg",
+                        "values": {"x": 1.0, "y": -2.5, "z": 1000.0 + sent % 7},
+                        "node": "bench-edge", "provider": "bench", "seq": start_seq + sent,
+                        "deviceTime": round(sent / 100, 3), "receivedAt": round(now, 6)}
+                batch.append(mqtt.publish(%r, json.dumps(body, separators=(",", ":")), qos=1))
+                sent += 1
+            if batch:
+                await asyncio.gather(*batch)
+            else:
+                await asyncio.sleep(0.001)
+        print(json.dumps({"sent": sent, "seconds": time.monotonic() - started}), flush=True)
+asyncio.run(main())
+""".replace("%r", repr(TOPIC))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (and its waited children), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(v) for v in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _SINK, str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_port(self.port, self.proc)
+
+    def url(self, index: int, run: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{run}/t{index}"
+
+    def stats(self) -> dict[str, Any]:
+        import httpx
+
+        return httpx.get(f"http://127.0.0.1:{self.port}/", timeout=60).json()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def wait_port(port: int, proc: subprocess.Popen[Any], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not port_open(port):
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            raise RuntimeError(f"process {proc.args[:3]} did not listen on {port}")
+        time.sleep(0.05)
+
+
+def access_json(access: BrokerAccess) -> str:
+    return json.dumps(
+        {
+            "host": access.host,
+            "port": access.port,
+            "username": access.username,
+            "password": access.password,
+        }
+    )
+
+
+def telegraf_config(
+    access: BrokerAccess, urls: list[str], batch_size: int, delay_ms: int, client_id: str
+) -> str:
+    outputs = "\n".join(
+        f"""[[outputs.http]]
+  url = "{url}"
+  data_format = "influx"
+  use_batch_format = true
+  timeout = "10s"
+  [outputs.http.headers]
+    Content-Type = "text/plain; charset=utf-8"
+"""
+        for url in urls
+    )
+    tags = "\n".join(
+        f"""    [[inputs.mqtt_consumer.json_v2.tag]]
+      path = "{name}"
+"""
+        for name in ("device", "node", "provider", "sensor", "unit")
+    )
+    fields = "\n".join(
+        f"""    [[inputs.mqtt_consumer.json_v2.field]]
+      path = "{path}"
+      rename = "{name}"
+      type = "{kind}"
+"""
+        for path, name, kind in (
+            ("values.x", "x", "float"),
+            ("values.y", "y", "float"),
+            ("values.z", "z", "float"),
+            ("deviceTime", "device_time", "float"),
+            ("seq", "seq", "int"),
+        )
+    )
+    return f"""[agent]
+  interval = "1s"
+  flush_interval = "{max(delay_ms, 10)}ms"
+  flush_jitter = "0s"
+  metric_batch_size = {batch_size}
+  metric_buffer_limit = 100000
+  omit_hostname = true
+  quiet = true
+
+[[inputs.mqtt_consumer]]
+  servers = ["tcp://{access.host}:{access.port}"]
+  topics = ["{TOPIC}"]
+  qos = 1
+  persistent_session = true
+  client_id = "{client_id}"
+  username = "{access.username}"
+  password = "{access.password}"
+  max_undelivered_messages = 1000
+  topic_tag = ""
+  data_format = "json_v2"
+  [[inputs.mqtt_consumer.json_v2]]
+    measurement_name_path = "quantity"
+    timestamp_path = "receivedAt"
+    timestamp_format = "unix"
+{tags}
+{fields}
+{outputs}"""
+
+
+class Router:
+    """One router process (ours or Telegraf) delivering TOPIC to `urls`."""
+
+    def __init__(
+        self,
+        kind: str,
+        access: BrokerAccess,
+        urls: list[str],
+        folder: Path,
+        batch_size: int,
+        delay_ms: int,
+        run: str,
+    ) -> None:
+        self.kind = kind
+        node = f"bench-{run}"
+        self.client_id = run if kind == "telegraf" else f"fluidos-sensors-agent-{node}"
+        folder.mkdir(parents=True, exist_ok=True)
+        log = (folder / f"{kind}.log").open("ab")
+        if kind == "telegraf":
+            config = folder / "telegraf.conf"
+            config.write_text(telegraf_config(access, urls, batch_size, delay_ms, run))
+            argv = [str(binaries.resolve(binaries.TELEGRAF)), "--config", str(config)]
+        else:
+            credentials = folder / "broker.json"
+            access.save(credentials)
+            targets = [
+                RouteTarget(id=f"t{i}", url=url, batch_size=batch_size, batch_delay_ms=delay_ms)
+                for i, url in enumerate(urls)
+            ]
+            routes = folder / "routes.json"
+            routes.write_text(json.dumps([route_body(node, TOPIC, targets)]))
+            argv = [
+                sys.executable, "-m", "fluidos_sensors", "router-manager", "agent",
+                "--node", node, "--mqtt-credentials", str(credentials),
+                "--state-dir", str(folder / "queue"), "--routes-file", str(routes),
+                "--log-level", "WARNING",
+            ]  # fmt: skip
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.proc.pid)
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def publish(access: BrokerAccess, count: int, rate: float, start_seq: int) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-c", _LOADGEN, access_json(access), str(count), str(rate),
+         str(start_seq)],
+        capture_output=True, text=True, timeout=600, check=True,
+    )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def settle(sink: Sink, run: str, targets: int, expected: int, timeout: float) -> dict[str, Any]:
+    """Wait until every target got `expected` readings (or nothing moves for a while)."""
+    deadline = time.monotonic() + timeout
+    last_total, last_change = -1, time.monotonic()
+    while True:
+        stats = {k: v for k, v in sink.stats().items() if k.startswith(f"/{run}/")}
+        total = sum(v["lines"] for v in stats.values())
+        done = len(stats) == targets and all(v["lines"] >= expected for v in stats.values())
+        if total != last_total:
+            last_total, last_change = total, time.monotonic()
+        if done or time.monotonic() > deadline or time.monotonic() - last_change > 15:
+            return stats
+        time.sleep(0.5)
+
+
+def forget_session(access: BrokerAccess, client_id: str) -> None:
+    """Drop a persistent session (and what the broker queued for it) between runs."""
+    script = (
+        "import asyncio, json, sys, aiomqtt\n"
+        "a = json.loads(sys.argv[1])\n"
+        "async def main():\n"
+        "  async with aiomqtt.Client(a['host'], a['port'], username=a['username'], "
+        "password=a['password'], identifier=sys.argv[2], clean_session=True):\n"
+        "    pass\n"
+        "asyncio.run(main())\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script, access_json(access), client_id], check=True, timeout=30
+    )
+
+
+def measure(
+    kind: str, targets: int, args: argparse.Namespace, access: BrokerAccess, sink: Sink, tmp: Path
+) -> dict[str, Any]:
+    """Steady: publish at a rate while the router runs. Burst: the router subscribes, stops,
+    `--burst` readings wait at the broker (its persistent session), the router starts again:
+    how fast it drains them is its throughput, independent of the generator's speed."""
+    result: dict[str, Any] = {"router": kind, "targets": targets}
+    for phase in ("steady", "burst"):
+        run = f"{kind}-{targets}-{phase}"
+        urls = [sink.url(i, run) for i in range(targets)]
+
+        def start(urls: list[str] = urls, run: str = run) -> Router:
+            return Router(kind, access, urls, tmp / run, args.batch_size, args.batch_delay_ms, run)
+
+        router = start()
+        time.sleep(4)  # connected and subscribed before the first reading
+        count = int(args.rate * args.seconds) if phase == "steady" else args.burst
+        if phase == "burst":
+            router.stop()
+            sent = publish(access, count, 0, 0)
+            router = start()
+        cpu_before = router.cpu()
+        if phase == "steady":
+            sent = publish(access, count, args.rate, 0)
+        stats = settle(sink, run, targets, count, timeout=180)
+        cpu = router.cpu() - cpu_before
+        router.stop()
+        forget_session(access, router.client_id)
+        delivered = [v["lines"] for v in stats.values()] + [0] * (targets - len(stats))
+        unique = [len(set(v["seqs"])) for v in stats.values()] + [0] * (targets - len(stats))
+        latencies = [x for v in stats.values() for x in v["latency"]]
+        firsts = [v["first"] for v in stats.values()]
+        lasts = [v["last"] for v in stats.values()]
+        span = (max(lasts) - min(firsts)) if lasts else 0.0
+        entry: dict[str, Any] = {
+            "published": sent["sent"],
+            "delivered_per_target_min": min(delivered),
+            "lost_per_target_max": count - min(unique),
+            "duplicates": sum(delivered) - sum(unique),
+            "router_cpu_seconds": round(cpu, 2),
+            "deliveries_per_cpu_second": round(sum(unique) / cpu, 1) if cpu else None,
+        }
+        if phase == "steady":
+            entry["offered_per_second"] = round(sent["sent"] / sent["seconds"], 1)
+            entry["latency_p50_ms"] = _ms(percentile(latencies, 50))
+            entry["latency_p99_ms"] = _ms(percentile(latencies, 99))
+        else:
+            entry["drain_seconds"] = round(span, 3)
+            entry["throughput_per_target"] = round(min(unique) / span, 1) if span else 0.0
+            entry["throughput_total"] = round(sum(unique) / span, 1) if span else 0.0
+        result[phase] = entry
+    return result
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 2)
+
+
+def ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    by = {(r["router"], r["targets"]): r for r in results}
+    for targets in sorted({r["targets"] for r in results}):
+        ours, peer = by.get(("agent", targets)), by.get(("telegraf", targets))
+        if not ours or not peer:
+            continue
+
+        def ratio(a: float | None, b: float | None) -> float | None:
+            return round(a / b, 3) if a and b else None
+
+        out.append(
+            {
+                "targets": targets,
+                "burst_throughput_agent_over_telegraf": ratio(
+                    ours["burst"]["throughput_per_target"], peer["burst"]["throughput_per_target"]
+                ),
+                "steady_p99_agent_over_telegraf": ratio(
+                    ours["steady"]["latency_p99_ms"], peer["steady"]["latency_p99_ms"]
+                ),
+                "steady_p50_agent_over_telegraf": ratio(
+                    ours["steady"]["latency_p50_ms"], peer["steady"]["latency_p50_ms"]
+                ),
+                "cpu_efficiency_agent_over_telegraf": ratio(
+                    ours["burst"]["deliveries_per_cpu_second"],
+                    peer["burst"]["deliveries_per_cpu_second"],
+                ),
+                "loss_agent": ours["burst"]["lost_per_target_max"],
+                "loss_telegraf": peer["burst"]["lost_per_target_max"],
+            }
+        )
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--targets", default="1,4,16")
+    parser.add_argument("--rate", type=float, default=1000.0, help="steady readings/s")
+    parser.add_argument("--seconds", type=float, default=15.0, help="steady phase length")
+    parser.add_argument("--burst", type=int, default=30_000, help="readings in the burst")
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--batch-delay-ms", type=int, default=100)
+    args = parser.parse_args()
+    counts = [int(n) for n in args.targets.split(",")]
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-router-") as tmp_name:
+        tmp = Path(tmp_name)
+        broker, access = start_mosquitto(tmp)
+        sink = Sink()
+        try:
+            for targets in counts:
+                for kind in ("agent", "telegraf"):  # side by side, same broker, load, sink
+                    results.append(measure(kind, targets, args, access, sink, tmp))
+        finally:
+            sink.stop()
+            broker.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                broker.wait(10)
+    report = {
+        "benchmark": "router: edge agent vs Telegraf as MQTT->HTTP router",
+        "settings": vars(args),
+        "machine": {"cpus": os.cpu_count()},
+        "results": results,
+        "ratios": ratios(results),
+    }
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
