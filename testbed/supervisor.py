@@ -52,6 +52,7 @@ def rotate(log_file: Path, max_bytes: int = LOG_MAX_BYTES) -> bool:
         return False
     return True
 
+
 log = logging.getLogger("testbed.supervisor")
 
 
