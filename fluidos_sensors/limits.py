@@ -87,8 +87,8 @@ def clip(text: str, limit: int = ECHO_MAX_LENGTH) -> str:
 
 
 def _render_int(value: int) -> str:
-    # str() of an int is quadratic and refused past 4300 digits: say how big it is instead.
-    if value.bit_length() <= 128:
+    # str() of an int is refused past 4300 digits (and quadratic): say how big it is instead.
+    if value.bit_length() <= 14_000:  # about 4200 digits
         return str(value)
     digits = int(value.bit_length() * math.log10(2)) + 1
     return f"{'-' if value < 0 else ''}<a number of about {digits} digits>"
