@@ -7,6 +7,7 @@ are never written to, only annotated with Events. Every decision lives in `recon
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -28,6 +29,7 @@ from fluidos_sensors.api import (
     ROLE_LABEL_VALUE,
 )
 from fluidos_sensors.flavor import DEVICE_ANNOTATION, ProviderConfig
+from fluidos_sensors.limits import KUBERNETES_JSON_MAX_DEPTH
 from fluidos_sensors.sensor import DeviceRef
 from resource_manager import discovery
 from resource_manager.reconcile import device_binding, device_outcome, plan, update_patch
@@ -81,8 +83,25 @@ _runtime: _Runtime | None = None
 
 
 def configure(settings: Settings) -> None:
+    """Set what the handlers use; call once before the operator starts."""
     global _runtime
     _runtime = _Runtime(settings, client.CustomObjectsApi(settings.api))
+    _decode_what_the_api_server_stores()
+
+
+def _decode_what_the_api_server_stores() -> None:
+    """Let kopf decode and copy objects as deep as the API server lets them nest.
+
+    A Device may carry arbitrary JSON where KubeEdge's CRD preserves unknown fields (status,
+    customizedValues), nested up to the API server's limit. Python's json decoder recurses
+    once per level and kopf deep-copies every body (two Python frames per level), so with
+    the default recursion limit (1000) one such Device failed the Device watch for everyone.
+    Measured: the C decoder, repr, == and deepcopy of 20k levels fit an 8 MiB thread stack,
+    and Python frames live on the heap.
+    """
+    wanted = 4 * KUBERNETES_JSON_MAX_DEPTH
+    if sys.getrecursionlimit() < wanted:
+        sys.setrecursionlimit(wanted)
 
 
 def _rt() -> _Runtime:
@@ -91,9 +110,13 @@ def _rt() -> _Runtime:
     return _runtime
 
 
+def _dict(value: object) -> dict[str, Any]:
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
 def _snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
     """A plain copy of what the reconciler reads; kopf bodies are live views."""
-    meta = body.get("metadata", {})
+    meta = _dict(body.get("metadata"))
     return {
         "apiVersion": body.get("apiVersion"),
         "kind": body.get("kind"),
@@ -102,8 +125,8 @@ def _snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
             for k in ("name", "namespace", "uid", "labels", "annotations", "resourceVersion")
             if meta.get(k) is not None
         },
-        "spec": dict(body.get("spec") or {}),
-        "status": dict(body.get("status") or {}),
+        "spec": _dict(body.get("spec")),
+        "status": _dict(body.get("status")),
     }
 
 
@@ -129,7 +152,11 @@ def devices_index(
 
 @kopf.index(DEVICE.group, DEVICE.version, DEVICE.plural, when=_device_in_scope)
 def devices_by_node(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[str, str] | None:
-    node = device_binding(body)
+    try:
+        node = device_binding(body)
+    except Exception:  # a bug must cost this Device its binding, not the index
+        log.exception("Device %s/%s: cannot tell its node", namespace, name)
+        return None
     return {node: f"{namespace}/{name}"} if node else None
 
 
@@ -218,13 +245,19 @@ def reconcile_device(device: Mapping[str, Any], indexes: _Indexes) -> None:
     ref = DeviceRef.of(device)
     key = str(ref)
     with rt.lock_for(key):
-        model_name = discovery.device_model_name(device)
-        model = (
-            _FirstOf(indexes.models).get(f"{ref.namespace}/{model_name}") if model_name else None
-        )
-        outcome = device_outcome(device, _FirstOf(indexes.nodes), model, rt.settings.provider)
-        current = _current_flavors(indexes.flavors, key)
-        changes = plan(current, outcome.desired)
+        try:
+            model_name = discovery.device_model_name(device)
+            model = (
+                _FirstOf(indexes.models).get(f"{ref.namespace}/{model_name}")
+                if model_name
+                else None
+            )
+            outcome = device_outcome(device, _FirstOf(indexes.nodes), model, rt.settings.provider)
+            current = _current_flavors(indexes.flavors, key)
+            changes = plan(current, outcome.desired)
+        except Exception:  # a bug must cost this Device, never the handler or other Devices
+            log.exception("Device %s: cannot work out its Flavors; left as they are", key)
+            return
         try:
             for body in changes.apply:
                 _apply(rt.custom, current.get(body["metadata"]["name"]), body)
