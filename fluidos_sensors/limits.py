@@ -18,6 +18,7 @@ import json
 import math
 import re
 import secrets
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import islice
@@ -260,3 +261,18 @@ def as_float(value: object) -> float | None:
     except OverflowError:
         return None
     return number if math.isfinite(number) else None
+
+
+def allow_kubernetes_nesting() -> None:
+    """Let this process decode and copy any object the API server stores, however nested.
+
+    Objects may carry arbitrary JSON where a CRD preserves unknown fields (a KubeEdge Device's
+    status, a Flavor's typeData), nested up to KUBERNETES_JSON_MAX_DEPTH. Python's json
+    decoder recurses once per level and deep copies twice, so at the default recursion limit
+    (1000) one such object fails a whole watch or list. Measured: the C decoder and encoder,
+    repr, == and deepcopy of 20k levels fit an 8 MiB thread stack; Python frames are on the
+    heap. Call it once, early, in a process that talks to the API server.
+    """
+    wanted = 4 * KUBERNETES_JSON_MAX_DEPTH
+    if sys.getrecursionlimit() < wanted:
+        sys.setrecursionlimit(wanted)

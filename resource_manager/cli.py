@@ -24,6 +24,7 @@ from fluidos_sensors.flavor import (
     is_sensor_flavor,
     sensor_from_flavor,
 )
+from fluidos_sensors.limits import allow_kubernetes_nesting
 from fluidos_sensors.sensor import format_number
 
 app = typer.Typer(
@@ -186,6 +187,7 @@ def list_flavors(
     if output not in ("table", "json", "yaml"):
         typer.echo("error: -o must be table, json or yaml", err=True)
         raise typer.Exit(2)
+    allow_kubernetes_nesting()  # Flavors copied from other providers may nest deep
     with _api_client(kubeconfig, context) as api:
         items = client.CustomObjectsApi(api).list_namespaced_custom_object(
             FLAVOR.group, FLAVOR.version, namespace, FLAVOR.plural

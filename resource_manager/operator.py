@@ -7,7 +7,6 @@ are never written to, only annotated with Events. Every decision lives in `recon
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -29,7 +28,7 @@ from fluidos_sensors.api import (
     ROLE_LABEL_VALUE,
 )
 from fluidos_sensors.flavor import DEVICE_ANNOTATION, ProviderConfig
-from fluidos_sensors.limits import KUBERNETES_JSON_MAX_DEPTH
+from fluidos_sensors.limits import allow_kubernetes_nesting
 from fluidos_sensors.sensor import DeviceRef
 from resource_manager import discovery
 from resource_manager.reconcile import device_binding, device_outcome, plan, update_patch
@@ -86,22 +85,9 @@ def configure(settings: Settings) -> None:
     """Set what the handlers use; call once before the operator starts."""
     global _runtime
     _runtime = _Runtime(settings, client.CustomObjectsApi(settings.api))
-    _decode_what_the_api_server_stores()
-
-
-def _decode_what_the_api_server_stores() -> None:
-    """Let kopf decode and copy objects as deep as the API server lets them nest.
-
-    A Device may carry arbitrary JSON where KubeEdge's CRD preserves unknown fields (status,
-    customizedValues), nested up to the API server's limit. Python's json decoder recurses
-    once per level and kopf deep-copies every body (two Python frames per level), so with
-    the default recursion limit (1000) one such Device failed the Device watch for everyone.
-    Measured: the C decoder, repr, == and deepcopy of 20k levels fit an 8 MiB thread stack,
-    and Python frames live on the heap.
-    """
-    wanted = 4 * KUBERNETES_JSON_MAX_DEPTH
-    if sys.getrecursionlimit() < wanted:
-        sys.setrecursionlimit(wanted)
+    # kopf decodes and deep-copies every Device; one nested as deep as the API server
+    # allows (its status preserves unknown fields) must not stop the Device watch.
+    allow_kubernetes_nesting()
 
 
 def _rt() -> _Runtime:

@@ -642,18 +642,24 @@ def with_hostile_entry(field: str, raw_json: str) -> str:
     return f"[{json.dumps(sensor_entry('ok', 'temperature', '°C'))}, {evil_json}]"
 
 
-def create_raw_device(api: client.ApiClient, namespace: str, body_json: str) -> None:
-    """POST a Device as JSON text: the Python client cannot serialise 9000 levels of nesting."""
+def create_raw(
+    api: client.ApiClient, resource: fs_api.Resource, namespace: str, body_json: str
+) -> None:
+    """POST an object as JSON text: the Python client cannot serialise 9000 levels."""
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     for auth in api.configuration.auth_settings().values():
         if auth.get("in") == "header" and auth.get("value"):
             headers[auth["key"]] = auth["value"]
     url = (
-        f"{api.configuration.host}/apis/{fs_api.DEVICE.group}/{fs_api.DEVICE.version}"
-        f"/namespaces/{namespace}/{fs_api.DEVICE.plural}"
+        f"{api.configuration.host}/apis/{resource.group}/{resource.version}"
+        f"/namespaces/{namespace}/{resource.plural}"
     )
     answer = api.rest_client.pool_manager.request("POST", url, body=body_json, headers=headers)
     assert answer.status == 201, answer.data[:500]
+
+
+def nested_json(depth: int) -> str:
+    return '{"a":' * depth + "{}" + "}" * depth
 
 
 def test_hostile_devices_cost_only_themselves(
@@ -686,9 +692,8 @@ def test_hostile_devices_cost_only_themselves(
     shallow = json.dumps(
         device_body("deep-status", EDGE, [sensor_entry("ok", "temperature", "°C")])
     )
-    status = '{"a":' * STORABLE_STATUS_DEPTH + "{}" + "}" * STORABLE_STATUS_DEPTH
-    deep_status = f'{shallow[:-1]}, "status": {status}}}'
-    create_raw_device(provider_api, cluster.namespace, deep_status)
+    deep_status = f'{shallow[:-1]}, "status": {nested_json(STORABLE_STATUS_DEPTH)}}}'
+    create_raw(provider_api, fs_api.DEVICE, cluster.namespace, deep_status)
     cluster.create_device(device_body("fine", EDGE, [sensor_entry("temp", "temperature", "°C")]))
 
     # Every good sensor is published, hostile and good Devices alike; no hostile one is.
@@ -730,3 +735,65 @@ def test_hostile_devices_cost_only_themselves(
     cluster.create_device(device_body("later", EDGE, [sensor_entry("late", "humidity", "%RH")]))
     eventually(lambda: "late" in cluster.by_sensor(), "a flavor for a Device created afterwards")
     operator.assert_alive()
+
+
+def test_flavors_list_survives_hostile_flavors(
+    operator: Operator, cluster: Cluster, provider: ClusterAccess, provider_api: client.ApiClient
+) -> None:
+    """Flavors FLUIDOS copied from other providers are input we do not control: one nested as
+    deep as the API server stores, or with a megabyte of name, costs only itself."""
+    cluster.create_device(device_body("listed", EDGE, [sensor_entry("temp", "temperature", "°C")]))
+    eventually(cluster.flavors, "our flavor")
+    suffix = cluster.namespace[-6:]
+    deep = {
+        "apiVersion": fs_api.FLAVOR.api_version,
+        "kind": "Flavor",
+        "metadata": {"name": f"deep-{suffix}"},
+        "spec": {
+            "availability": True,
+            "flavorType": {"typeIdentifier": "Sensor", "typeData": {"characteristics": {}}},
+            "owner": {"domain": "x", "ip": "1.2.3.4", "nodeID": "other"},
+            "price": {"amount": "1", "currency": "EUR", "period": "hourly"},
+            "providerID": "other",
+        },
+    }
+    shallow = json.dumps(deep).replace(
+        '"characteristics": {}', f'"characteristics": {nested_json(STORABLE_STATUS_DEPTH)}'
+    )
+    long_name = json.loads(json.dumps(deep))
+    long_name["metadata"]["name"] = f"long-{suffix}"
+    long_name["spec"]["flavorType"]["typeData"]["characteristics"] = {"name": "n" * 1_000_000}
+    custom = cluster.custom
+    args = (fs_api.FLAVOR.group, fs_api.FLAVOR.version, DEFAULT_FLAVOR_NAMESPACE)
+    create_raw(provider_api, fs_api.FLAVOR, DEFAULT_FLAVOR_NAMESPACE, shallow)
+    custom.create_namespaced_custom_object(*args, fs_api.FLAVOR.plural, long_name)
+    try:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "fluidos_sensors",
+                "flavors",
+                "list",
+                "--kubeconfig",
+                str(provider.kubeconfig),
+                "-o",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        listed = json.loads(proc.stdout)
+        assert any(
+            f["metadata"]["labels"].get(DEVICE_NAMESPACE_LABEL) == cluster.namespace for f in listed
+        )
+        warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+        assert any(f"deep-{suffix}" in w and "characteristics" in w for w in warnings), warnings
+        assert any(f"long-{suffix}" in w and '"name" is 1000000' in w for w in warnings), warnings
+        assert all(len(w) <= 1000 for w in warnings)
+        operator.assert_alive()
+    finally:
+        for name in (f"deep-{suffix}", f"long-{suffix}"):
+            custom.delete_namespaced_custom_object(*args, fs_api.FLAVOR.plural, name)
