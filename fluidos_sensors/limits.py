@@ -9,7 +9,9 @@ helpers below never raise anything but their own documented error on any input:
   recurses once per nesting level, ``int()`` refuses more than 4300 digits and ``float()``
   overflows past 1.8e308);
 - ``preview`` and ``clip`` echo a value into a message in at most ``ECHO_MAX_LENGTH``
-  characters, whatever its size or depth, so an Event or an error stays readable.
+  characters, whatever its size or depth, so an Event or an error stays readable;
+- ``allow_kubernetes_nesting`` lets a process that watches or lists the API server decode
+  every object it may be handed, however deeply a hostile writer nested it.
 """
 
 from __future__ import annotations
