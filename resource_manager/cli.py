@@ -161,7 +161,9 @@ def list_flavors(
         str | None, typer.Option(help="At least this accurate (± in the sensor's unit).")
     ] = None,
     query: Annotated[
-        str | None, typer.Option(help="REAR filter query, e.g. 'filter[latency][range][max]=16'.")
+        str | None,
+        # Rich markup would read "[latency]" as a style tag: escape the brackets.
+        typer.Option(help=r"REAR filter query, e.g. 'filter\[latency]\[range]\[max]=16'."),
     ] = None,
     available_only: Annotated[bool, typer.Option("--available-only")] = False,
     output: Annotated[str, typer.Option("-o", "--output", help="table, json or yaml")] = "table",
