@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from fluidos_sensors.flavor import SensorFlavor
+from fluidos_sensors.limits import TEXT_MAX_LENGTH, as_float, clip
 from fluidos_sensors.sensor import (
     CURRENT_UNIT,
     QuantityError,
@@ -27,6 +28,7 @@ from fluidos_sensors.sensor import (
     parse_latency_ms,
     parse_plain_number,
     parse_rate_hz,
+    show,
 )
 
 MATCH_FILTERS = (
@@ -107,18 +109,27 @@ class SensorFilter:
             pairs = [
                 (key, value)
                 for key, values in params.items()
-                for value in ([values] if isinstance(values, str) else values)
+                for value in (
+                    values
+                    if isinstance(values, Iterable) and not isinstance(values, str)
+                    else [values]
+                )
             ]
         else:
             pairs = params
         builder = _Builder()
-        for key, value in pairs:
+        for pair in pairs:
+            if not isinstance(pair, tuple) or len(pair) != 2:
+                raise FilterError(f"query parameters must be (name, value) pairs, got {show(pair)}")
+            key, value = pair
+            if not isinstance(key, str):
+                raise FilterError(f"query parameter names must be text, got {show(key)}")
             if not key.startswith("filter"):
                 continue
             match = _KEY.match(key)
             if not match:
                 raise FilterError(
-                    f'"{key}" is not a filter: use filter[<name>][match]=..., '
+                    f'"{clip(key)}" is not a filter: use filter[<name>][match]=..., '
                     "filter[<name>][range][min|max]=... or filter[<name>]=..."
                 )
             builder.add(match["name"], match["rest"], value, key)
@@ -160,8 +171,11 @@ class SensorFilter:
         builder = _Builder()
         for name in MATCH_FILTERS:
             values = given[name]
+            option = f"--{name.replace('_', '-')}"
+            if values is not None and not isinstance(values, str | Iterable):
+                raise FilterError(f'"{option}" must be text, got {show(values)}')
             for value in [values] if isinstance(values, str) else values or ():
-                builder.add(name, "[match]", value, f"--{name.replace('_', '-')}")
+                builder.add(name, "[match]", value, option)
         for name in RANGE_FILTERS:
             for suffix, form in (
                 ("", "[exact]"),
@@ -171,7 +185,7 @@ class SensorFilter:
                 value = given[f"{name}{suffix}"]
                 if value is not None:
                     option = f"--{name.replace('_', '-')}{suffix.replace('_', '-')}"
-                    builder.add(name, form, str(value), option)
+                    builder.add(name, form, _option_text(value, option), option)
         return builder.build()
 
     def to_query(self) -> list[tuple[str, str]]:
@@ -247,14 +261,23 @@ class _Builder:
             name: {} for name in RANGE_FILTERS
         }
 
-    def add(self, name: str, form: str, value: str, where: str) -> None:
+    def add(self, name: str, form: str, value: object, where: str) -> None:
+        where = clip(where)
         if name not in FILTER_NAMES:
             raise FilterError(
-                f'unknown filter "{name}" in "{where}"; known filters: {", ".join(FILTER_NAMES)}'
+                f'unknown filter "{clip(name)}" in "{where}"; '
+                f"known filters: {', '.join(FILTER_NAMES)}"
             )
+        if not isinstance(value, str):
+            raise FilterError(f'"{where}" must be text, got {show(value)}')
         value = value.strip()
         if not value:
             raise FilterError(f'"{where}" must not be empty')
+        # No sensor field is longer, so a longer value could never match anything.
+        if len(value) > TEXT_MAX_LENGTH:
+            raise FilterError(
+                f'"{where}" is {len(value)} characters long; at most {TEXT_MAX_LENGTH}'
+            )
         if name in MATCH_FILTERS:
             if form not in ("", "[match]"):
                 raise FilterError(
@@ -275,7 +298,7 @@ class _Builder:
         seen = self.bounds[name].get(bound)
         if seen is not None and (seen[0], seen[1]) != (number, unit):
             raise FilterError(
-                f'"{where}" is given twice with different values ({seen[2]}, {value})'
+                f'"{where}" is given twice with different values ({clip(seen[2])}, {clip(value)})'
             )
         self.bounds[name][bound] = (number, unit, value)
 
@@ -293,7 +316,7 @@ class _Builder:
             low, high = bounds.get("min"), bounds.get("max")
             if low is not None and high is not None and low[0] > high[0]:
                 raise FilterError(
-                    f"filter[{name}][range]: min {low[2]} is greater than max {high[2]}"
+                    f"filter[{name}][range]: min {clip(low[2])} is greater than max {clip(high[2])}"
                 )
             number_range = NumberRange(
                 min=low[0] if low else None,
@@ -303,6 +326,16 @@ class _Builder:
             )
             result = replace(result, **{name: number_range})
         return result
+
+
+def _option_text(value: object, option: str) -> str:
+    """A CLI option's number as the text filters parse (numbers pass through exactly)."""
+    if isinstance(value, str):
+        return value
+    number = as_float(value)
+    if number is None:
+        raise FilterError(f'"{option}" must be a finite number, got {show(value)}')
+    return format_number(number)
 
 
 def _number(name: str, value: str, where: str) -> tuple[float, str]:

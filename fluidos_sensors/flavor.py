@@ -10,7 +10,6 @@ the latency and rate measured on the data path; FLUIDOS ignores it.
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -23,7 +22,25 @@ from fluidos_sensors.api import (
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
 )
-from fluidos_sensors.sensor import DeviceRef, SensorSpec, parse_sensor_entry, sensor_entry
+from fluidos_sensors.limits import (
+    TERM_MAX_LENGTH,
+    TEXT_MAX_LENGTH,
+    as_float,
+    clip,
+    has_control_characters,
+)
+from fluidos_sensors.sensor import (
+    KEY_MAX_LENGTH,
+    DeviceRef,
+    QuantityError,
+    SensorSpec,
+    format_number,
+    json_kind,
+    parse_plain_number,
+    parse_sensor_entry,
+    sensor_entry,
+    show,
+)
 from fluidos_sensors.topics import broker_topic, source_topic
 
 # Our label and annotation keys on Flavors (one definition; import them).
@@ -272,24 +289,46 @@ def build_flavor(
 # Reading back
 
 
-def is_sensor_flavor(obj: Mapping[str, Any]) -> bool:
-    """Whether a Flavor object (or REAR flavor item) offers a sensor."""
+# Other providers' Flavors (REAR items, Flavors a FLUIDOS node copied) are input we do not
+# control: every field is checked for shape and size, and only FlavorError comes out.
+
+_ERRORS_SHOWN = 3  # of a broken characteristics object: the first few say enough
+_UPDATED_MAX_LENGTH = 64  # an RFC 3339 time is ~30 characters
+_DEVICE_REF_MAX_LENGTH = TERM_MAX_LENGTH + 1 + TEXT_MAX_LENGTH  # "namespace/name"
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _quoted(value: object) -> str:
+    return repr(clip(value)) if isinstance(value, str) else show(value)
+
+
+def is_sensor_flavor(obj: object) -> bool:
+    """Whether a Flavor object (or REAR flavor item) offers a sensor; never raises."""
+    if not isinstance(obj, Mapping):
+        return False
     spec = obj.get("spec")
     if isinstance(spec, Mapping):
-        flavor_type = spec.get("flavorType") or {}
+        flavor_type = spec.get("flavorType")
         return (
             isinstance(flavor_type, Mapping)
             and flavor_type.get("typeIdentifier") == FLAVOR_TYPE_SENSOR
         )
     kind = obj.get("type")
-    return isinstance(kind, Mapping) and str(kind.get("name", "")).casefold() == "sensor"
+    name = kind.get("name") if isinstance(kind, Mapping) else None
+    return isinstance(name, str) and name.casefold() == "sensor"
 
 
-def sensor_from_flavor(obj: Mapping[str, Any]) -> SensorFlavor:
+def sensor_from_flavor(obj: object) -> SensorFlavor:
     """The buyer's view of a Sensor Flavor object or of a REAR ``/flavors`` item.
 
-    Raises FlavorError naming the Flavor and the field when it is not a usable Sensor flavor.
+    Raises FlavorError (and nothing else, whatever ``obj`` holds) naming the Flavor and the
+    field when it is not a usable Sensor flavor.
     """
+    if not isinstance(obj, Mapping):
+        raise FlavorError(f"not a Flavor: expected an object, got {json_kind(obj)}")
     if isinstance(obj.get("spec"), Mapping):
         return _from_kubernetes(obj)
     if "flavorID" in obj:
@@ -297,10 +336,28 @@ def sensor_from_flavor(obj: Mapping[str, Any]) -> SensorFlavor:
     raise FlavorError("not a Flavor: neither a Kubernetes object with spec nor a REAR item")
 
 
+def _text(
+    where: str, path: str, value: object, *, limit: int = TEXT_MAX_LENGTH, number: bool = False
+) -> str:
+    """A string field ("" when absent); FlavorError when it is not text we can show."""
+    if value is None:
+        return ""
+    if number and not isinstance(value, bool) and (as_number := as_float(value)) is not None:
+        return format_number(as_number)  # FLUIDOS writes prices as strings; tolerate numbers
+    if not isinstance(value, str):
+        raise FlavorError(f"{where}: {path} must be a string, got {show(value)}")
+    if len(value) > limit:
+        raise FlavorError(f"{where}: {path} is {len(value)} characters long; at most {limit}")
+    if has_control_characters(value):
+        raise FlavorError(f"{where}: {path} must not contain control characters")
+    return value
+
+
 def _from_kubernetes(obj: Mapping[str, Any]) -> SensorFlavor:
-    meta = obj.get("metadata") or {}
-    name = str(meta.get("name") or "")
-    namespace = meta.get("namespace")
+    meta = _mapping(obj.get("metadata"))
+    where = "Flavor"
+    name = _text(where, "metadata.name", meta.get("name"))
+    namespace = _text(where, "metadata.namespace", meta.get("namespace"), limit=TERM_MAX_LENGTH)
     where = f"Flavor {namespace}/{name}" if namespace else f"Flavor {name}"
     spec = obj["spec"]
     flavor_type = spec.get("flavorType")
@@ -308,44 +365,62 @@ def _from_kubernetes(obj: Mapping[str, Any]) -> SensorFlavor:
         raise FlavorError(f"{where}: spec.flavorType is missing")
     if flavor_type.get("typeIdentifier") != FLAVOR_TYPE_SENSOR:
         raise FlavorError(
-            f"{where}: spec.flavorType.typeIdentifier is {flavor_type.get('typeIdentifier')!r}, "
-            f"not {FLAVOR_TYPE_SENSOR!r}"
+            f"{where}: spec.flavorType.typeIdentifier is "
+            f"{_quoted(flavor_type.get('typeIdentifier'))}, not {FLAVOR_TYPE_SENSOR!r}"
         )
-    annotations = meta.get("annotations") or {}
-    labels = meta.get("labels") or {}
+    annotations = _mapping(meta.get("annotations"))
+    labels = _mapping(meta.get("labels"))
     view = _view(
         where,
         "spec.flavorType.typeData",
         flavor_type.get("typeData"),
         name=name,
-        namespace=namespace,
-        provider_id=str(spec.get("providerID") or ""),
+        namespace=namespace or None,
+        provider_id=_text(where, "spec.providerID", spec.get("providerID")),
         availability=spec.get("availability") is True,
-        price=_price(spec.get("price")),
-        device=annotations.get(DEVICE_ANNOTATION) or None,
+        price=_price(where, "spec.price", spec.get("price")),
+        device=_text(
+            where,
+            f"metadata.annotations.{DEVICE_ANNOTATION}",
+            annotations.get(DEVICE_ANNOTATION),
+            limit=_DEVICE_REF_MAX_LENGTH,
+        )
+        or None,
     )
-    key = annotations.get(SENSOR_KEY_ANNOTATION) or labels.get(SENSOR_KEY_LABEL)
+    key = _text(
+        where,
+        f"metadata.annotations.{SENSOR_KEY_ANNOTATION}",
+        annotations.get(SENSOR_KEY_ANNOTATION),
+        limit=KEY_MAX_LENGTH,
+    ) or _text(
+        where,
+        f"metadata.labels.{SENSOR_KEY_LABEL}",
+        labels.get(SENSOR_KEY_LABEL),
+        limit=KEY_MAX_LENGTH,
+    )
     if key and key != view.sensor.key:
         view = replace(view, sensor=replace(view.sensor, key=key))
     return view
 
 
 def _from_rear(obj: Mapping[str, Any]) -> SensorFlavor:
-    name = str(obj.get("flavorID") or "")
+    name = _text("Flavor", "flavorID", obj.get("flavorID"))
     where = f"Flavor {name}"
     kind = obj.get("type")
-    if not isinstance(kind, Mapping) or str(kind.get("name", "")).casefold() != "sensor":
-        shown = kind.get("name") if isinstance(kind, Mapping) else kind
-        raise FlavorError(f"{where}: type.name is {shown!r}, not 'sensor'")
+    if not isinstance(kind, Mapping):
+        raise FlavorError(f"{where}: type must be an object {{name, data}}, got {show(kind)}")
+    kind_name = kind.get("name")
+    if not isinstance(kind_name, str) or kind_name.casefold() != "sensor":
+        raise FlavorError(f"{where}: type.name is {_quoted(kind_name)}, not 'sensor'")
     return _view(
         where,
         "type.data",
         kind.get("data"),
         name=name,
         namespace=None,
-        provider_id=str(obj.get("providerID") or ""),
+        provider_id=_text(where, "providerID", obj.get("providerID")),
         availability=obj.get("availability") is True,
-        price=_price(obj.get("price")),
+        price=_price(where, "price", obj.get("price")),
         device=None,
     )
 
@@ -359,38 +434,38 @@ def _view(where: str, path: str, type_data: object, **fields: Any) -> SensorFlav
     sensor, errors = parse_sensor_entry(characteristics)
     if sensor is None:
         details = "; ".join(
-            f'"{error.field}" {error.message}' if error.field else error.message for error in errors
+            f'"{error.field}" {error.message}' if error.field else error.message
+            for error in errors[:_ERRORS_SHOWN]
         )
-        raise FlavorError(f"{where}: {path}.characteristics: {details}")
-    node = characteristics.get("node")
-    if not isinstance(node, str) or not node:
-        node = sensor.access.resource.node
+        more = len(errors) - _ERRORS_SHOWN
+        raise FlavorError(
+            f"{where}: {path}.characteristics: {details}"
+            + (f" (and {more} more problem(s))" if more > 0 else "")
+        )
+    node = _text(where, f"{path}.characteristics.node", characteristics.get("node"))
     return SensorFlavor(
-        node=node,
+        node=node or sensor.access.resource.node,
         sensor=sensor,
         observed=_read_observed(type_data.get("observed")),
         **fields,
     )
 
 
-def _price(value: object) -> Price | None:
+def _price(where: str, path: str, value: object) -> Price | None:
     if not isinstance(value, Mapping):
         return None
     return Price(
-        amount=str(value.get("amount", "")),
-        currency=str(value.get("currency", "")),
-        period=str(value.get("period", "")),
+        amount=_text(where, f"{path}.amount", value.get("amount"), number=True),
+        currency=_text(where, f"{path}.currency", value.get("currency"), limit=TERM_MAX_LENGTH),
+        period=_text(where, f"{path}.period", value.get("period"), limit=TERM_MAX_LENGTH),
     )
 
 
 def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
     try:
-        number = float(value)
-    except ValueError:
+        return parse_plain_number(value)
+    except QuantityError:
         return None
-    return number if math.isfinite(number) else None
 
 
 def _read_observed(value: object) -> ObservedPerformance | None:
@@ -400,5 +475,9 @@ def _read_observed(value: object) -> ObservedPerformance | None:
     return ObservedPerformance(
         latency_ms=_number(value.get("latencyMs")),
         rate_hz=_number(value.get("samplingRateHz")),
-        updated=updated if isinstance(updated, str) else None,
+        updated=updated
+        if isinstance(updated, str)
+        and len(updated) <= _UPDATED_MAX_LENGTH
+        and not has_control_characters(updated)
+        else None,
     )

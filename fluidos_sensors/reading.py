@@ -25,15 +25,24 @@ its payload compact JSON (no spaces), self-describing::
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from fluidos_sensors.limits import (
+    TEXT_MAX_LENGTH,
+    JSONInputError,
+    as_float,
+    clip,
+    load_json,
+    preview,
+)
 from fluidos_sensors.topics import broker_topic
 
 SCHEMA_VERSION = 1
+READING_MAX_DEPTH = 4  # a reading nests 2 levels ("values", "units")
+SEQ_MAX = 2**63 - 1  # an int64, as line protocol and every reader downstream store it
 Value = float | int | None
 
 
@@ -92,35 +101,38 @@ class Reading:
 
     @classmethod
     def decode(cls, payload: bytes | bytearray | str) -> Reading:
-        """Parse a payload; ReadingError says which field is wrong."""
+        """Parse a payload (UTF-8 JSON); ReadingError, and nothing else, says what is wrong."""
         try:
-            body = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ReadingError(f"reading is not JSON: {err}") from None
+            body = load_json(payload, max_depth=READING_MAX_DEPTH)
+        except JSONInputError as err:
+            raise ReadingError(f"reading {err}") from None
         if not isinstance(body, dict):
             raise ReadingError("reading must be a JSON object")
         return cls.from_json(body)
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> Reading:
+        """A reading from its decoded JSON object; ReadingError names the wrong field."""
         version = body.get("v")
         if not _is_int(version) or version < 1:
-            raise ReadingError(f'"v" must be a schema version (1..), got {version!r}')
+            raise ReadingError(f'"v" must be a schema version (1..), got {preview(version)}')
         if version > SCHEMA_VERSION:
             raise ReadingError(
-                f"reading schema v{version} is newer than this reader (v{SCHEMA_VERSION})"
+                f"reading schema v{preview(version)} is newer than this reader (v{SCHEMA_VERSION})"
             )
         seq = body.get("seq")
-        if not _is_int(seq) or seq < 0:
-            raise ReadingError(f'"seq" must be an integer >= 0, got {seq!r}')
+        if not _is_int(seq) or not 0 <= seq <= SEQ_MAX:
+            raise ReadingError(f'"seq" must be an integer 0..2**63-1, got {preview(seq)}')
         received_at = body.get("receivedAt")
         if not _is_number(received_at):
             raise ReadingError(
-                f'"receivedAt" must be a number of Unix seconds, got {received_at!r}'
+                f'"receivedAt" must be a number of Unix seconds, got {preview(received_at)}'
             )
         device_time = body.get("deviceTime")
         if device_time is not None and not _is_number(device_time):
-            raise ReadingError(f'"deviceTime" must be a number of seconds, got {device_time!r}')
+            raise ReadingError(
+                f'"deviceTime" must be a number of seconds, got {preview(device_time)}'
+            )
         return cls(
             namespace=_text(body, "ns"),
             device=_text(body, "device"),
@@ -148,11 +160,7 @@ def _is_int(value: object) -> bool:
 
 
 def _is_number(value: object) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(float(value))
-    )
+    return as_float(value) is not None
 
 
 def _text(
@@ -162,16 +170,20 @@ def _text(
     if value is None and not required:
         return ""
     if not isinstance(value, str) or (not allow_empty and not value):
-        raise ReadingError(f'"{key}" must be a non-empty string, got {value!r}')
+        raise ReadingError(f'"{key}" must be a non-empty string, got {preview(value)}')
+    if len(value) > TEXT_MAX_LENGTH:
+        raise ReadingError(f'"{key}" is {len(value)} characters long; at most {TEXT_MAX_LENGTH}')
     return value
 
 
 def _values(value: object) -> Mapping[str, Value]:
     if not isinstance(value, dict) or not value:
-        raise ReadingError(f'"values" must be a non-empty object of numbers, got {value!r}')
+        raise ReadingError(f'"values" must be a non-empty object of numbers, got {preview(value)}')
     for key, item in value.items():
         if item is not None and not _is_number(item):
-            raise ReadingError(f'"values.{key}" must be a number or null, got {item!r}')
+            raise ReadingError(
+                f'"values.{clip(key)}" must be a number or null, got {preview(item)}'
+            )
     return MappingProxyType(dict(value))
 
 
@@ -179,5 +191,5 @@ def _units(value: object) -> Mapping[str, str] | None:
     if value is None:
         return None
     if not isinstance(value, dict) or not all(isinstance(u, str) for u in value.values()):
-        raise ReadingError(f'"units" must be an object of unit strings, got {value!r}')
+        raise ReadingError(f'"units" must be an object of unit strings, got {preview(value)}')
     return MappingProxyType(dict(value))

@@ -20,6 +20,22 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
 from fluidos_sensors.api import SENSORS_ANNOTATION
+from fluidos_sensors.limits import (
+    ANNOTATION_MAX_BYTES,
+    NUMBER_TEXT_MAX_LENGTH,
+    QUANTITIES_PER_SENSOR_MAX,
+    SENSORS_PER_DEVICE_MAX,
+    TERM_MAX_LENGTH,
+    TEXT_MAX_LENGTH,
+    JSONInputError,
+    OversizedNumber,
+    TooDeep,
+    byte_size,
+    clip,
+    has_control_characters,
+    load_json,
+    preview,
+)
 
 LATENCY_UNIT = "ms"
 SAMPLING_RATE_UNIT = "Hz"
@@ -57,8 +73,10 @@ _TIME_HINT = "ns, us, ms, s"
 _RATE_HINT = "mHz, Hz, kHz, MHz"
 _CONSUMPTION_HINT = "uW, mW, W for power or uA, mA, A for current"
 
+# Matched against stripped text only: anchored, no nested quantifiers, so it runs in linear
+# time. ASCII digits only, as FLUIDOS's Go reader (strconv.ParseFloat) expects.
 _NUMBER = re.compile(
-    r"^\s*(?P<num>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(?P<unit>[^\s\d.+-].*?)?\s*$"
+    r"^(?P<num>[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)\s*(?P<unit>[^\s0-9.+-].*)?$"
 )
 _PLUS_MINUS = ("\u00b1", "+/-", "+-")
 _KEY_JUNK = re.compile(r"[^a-z0-9]+")
@@ -83,8 +101,13 @@ class DeviceRef:
     @classmethod
     def of(cls, obj: Mapping[str, Any]) -> DeviceRef:
         """The reference of a Device object (a dict as the API server returns it)."""
-        meta = obj.get("metadata") or {}
-        return cls(str(meta.get("namespace") or "default"), str(meta.get("name") or ""))
+        meta = obj.get("metadata")
+        meta = meta if isinstance(meta, Mapping) else {}
+        namespace, name = meta.get("namespace"), meta.get("name")
+        return cls(
+            namespace if isinstance(namespace, str) and namespace else "default",
+            name if isinstance(name, str) else "",
+        )
 
 
 @dataclass(frozen=True)
@@ -167,7 +190,8 @@ class SensorProblem:
     def __str__(self) -> str:
         parts = [f"Device {self.device}", self.source]
         if self.entry is not None:
-            parts.append(f"{self.item} {self.entry}" + (f" ({self.sensor})" if self.sensor else ""))
+            label = f" ({clip(self.sensor)})" if self.sensor else ""
+            parts.append(f"{self.item} {self.entry}{label}")
         parts.append(f'"{self.field}" {self.message}' if self.field else self.message)
         return ": ".join(parts)
 
@@ -184,11 +208,8 @@ class EntryError(NamedTuple):
 
 
 def show(value: object) -> str:
-    """A value as it appears in JSON, for error messages."""
-    try:
-        return json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError):
-        return repr(value)
+    """A value as it appears in JSON, for error messages: short, whatever its size or depth."""
+    return preview(value)
 
 
 def json_kind(value: object) -> str:
@@ -201,8 +222,10 @@ def json_kind(value: object) -> str:
         return "a string"
     if isinstance(value, bool):
         return "a boolean"
-    if isinstance(value, int | float):
+    if isinstance(value, int | float | OversizedNumber):
         return "a number"
+    if isinstance(value, TooDeep):
+        return f"a value nested deeper than {value.depth} levels"
     return "null" if value is None else type(value).__name__
 
 
@@ -218,6 +241,38 @@ def _tidy(value: float) -> float:
     return float(f"{value:.12g}")
 
 
+def _number(value: object, expected: str) -> tuple[float, str | None]:
+    """(number, the unit written after it or None) from a JSON number or a numeric string.
+
+    Raises QuantityError(``expected`` + why) for anything else, including numbers no float
+    can hold (10**400, "1e999") and NaN.
+    """
+    out_of_range = QuantityError(f"{expected} (out of range)")
+    if isinstance(value, OversizedNumber):
+        raise out_of_range
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise QuantityError(expected)
+    unit: str | None = None
+    if isinstance(value, str):
+        text = value.strip()
+        if len(text) > NUMBER_TEXT_MAX_LENGTH:
+            raise QuantityError(f"{expected} (longer than {NUMBER_TEXT_MAX_LENGTH} characters)")
+        match = _NUMBER.match(text)
+        if not match or has_control_characters(text):
+            raise QuantityError(expected)
+        number, unit = float(match["num"]), match["unit"]
+    else:
+        try:
+            number = float(value)
+        except OverflowError:  # an int past 1.8e308
+            raise out_of_range from None
+    if math.isnan(number):
+        raise QuantityError(expected)
+    if math.isinf(number):
+        raise out_of_range
+    return number, unit
+
+
 def _quantity(
     value: object,
     *,
@@ -227,25 +282,21 @@ def _quantity(
     positive: bool = False,
 ) -> tuple[float, str]:
     expected = f"must be a number of {default_unit}, got {show(value)}"
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise QuantityError(expected)
-    if isinstance(value, str):
-        match = _NUMBER.match(value)
-        if not match:
-            raise QuantityError(expected)
-        number, unit = float(match["num"]), match["unit"] or default_unit
-    else:
-        number, unit = float(value), default_unit
+    number, written_unit = _number(value, expected)
+    unit = written_unit or default_unit
     if unit not in units:
-        raise QuantityError(f'{expected} (unknown unit "{unit}"; use {hint})')
-    if not math.isfinite(number):
-        raise QuantityError(expected)
+        raise QuantityError(f'{expected} (unknown unit "{clip(unit)}"; use {hint})')
     if number < 0 or (positive and number == 0):
         raise QuantityError(
             f"must be {'greater than zero' if positive else 'zero or more'}, got {show(value)}"
         )
     factor, canonical = units[unit]
-    return _tidy(number * factor), canonical
+    scaled = _tidy(number * factor)
+    if math.isinf(scaled):  # 1e308 min is a finite number of minutes but no float of ms
+        raise QuantityError(f"{expected} (out of range)")
+    if positive and scaled == 0:  # 1e-320 mHz underflows to 0 Hz
+        raise QuantityError(f"must be greater than zero, got {show(value)} (too small)")
+    return scaled, canonical
 
 
 def parse_latency_ms(value: object, default_unit: str = LATENCY_UNIT) -> float:
@@ -270,38 +321,28 @@ def parse_consumption(value: object, default_unit: str = POWER_UNIT) -> tuple[fl
 def parse_plain_number(value: object, what: str = "a number") -> float:
     """A finite number, zero or more, from a JSON number or a numeric string (no unit)."""
     expected = f"must be {what}, got {show(value)}"
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise QuantityError(expected)
-    if isinstance(value, str):
-        match = _NUMBER.match(value)
-        if not match or match["unit"]:
-            raise QuantityError(expected)
-        value = match["num"]
-    number = float(value)
-    if not math.isfinite(number) or number < 0:
+    number, unit = _number(value, expected)
+    if unit or number < 0:
         raise QuantityError(expected)
     return number
 
 
 def _parse_accuracy(value: object, measurement_unit: str) -> tuple[float, str]:
     expected = f"must be a number (optionally ±, optionally with a unit), got {show(value)}"
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise QuantityError(expected)
     if isinstance(value, str):
         text = value.strip()
         for sign in _PLUS_MINUS:
             if text.startswith(sign):
-                text = text[len(sign) :]
+                text = text[len(sign) :].lstrip()
                 break
-        match = _NUMBER.match(text)
-        if not match or match["num"].startswith(("+", "-")):
+        if text.startswith(("+", "-")):
             raise QuantityError(expected)
-        number, unit = float(match["num"]), match["unit"] or measurement_unit
+        number, unit = _number(text, expected)
     else:
-        number, unit = float(value), measurement_unit
-    if not math.isfinite(number) or number < 0:
+        number, unit = _number(value, expected)
+    if number < 0:
         raise QuantityError(expected)
-    return number, unit
+    return number, unit or measurement_unit
 
 
 # ---------------------------------------------------------------------------------------
@@ -338,7 +379,13 @@ class _Entry:
         self.fail(path, f"is required{extra}{hint}")
 
     def text(
-        self, container: Mapping[str, Any], key: str, path: str, *, required: bool = False
+        self,
+        container: Mapping[str, Any],
+        key: str,
+        path: str,
+        *,
+        required: bool = False,
+        limit: int = TEXT_MAX_LENGTH,
     ) -> str:
         value = container.get(key)
         if value is None:
@@ -348,9 +395,22 @@ class _Entry:
         if not isinstance(value, str):
             self.fail(path, f"must be a string, got {show(value)}")
             return ""
-        if required and not value.strip():
+        value = value.strip()
+        if not self.fits(path, value, limit):
+            return ""
+        if required and not value:
             self.fail(path, "must not be empty")
-        return value.strip()
+        return value
+
+    def fits(self, path: str, value: str, limit: int) -> bool:
+        """Whether text can be echoed into Events and Flavors; the reason when not."""
+        if len(value) > limit:
+            self.fail(path, f"is {len(value)} characters long; at most {limit}")
+            return False
+        if has_control_characters(value):
+            self.fail(path, f"must not contain control characters, got {show(value)}")
+            return False
+        return True
 
     def obj(self, container: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
         value = container.get(key)
@@ -372,7 +432,15 @@ class _Entry:
         ):
             self.fail(path, f"must be a list of non-empty strings, got {show(value)}")
             return ()
-        return tuple(item.strip() for item in value)
+        if len(value) > QUANTITIES_PER_SENSOR_MAX:
+            self.fail(path, f"has {len(value)} items; at most {QUANTITIES_PER_SENSOR_MAX}")
+            return ()
+        items = tuple(item.strip() for item in value)
+        if not all(
+            self.fits(f"{path}[{index}]", item, TERM_MAX_LENGTH) for index, item in enumerate(items)
+        ):
+            return ()
+        return items
 
     def unit(
         self,
@@ -383,9 +451,9 @@ class _Entry:
         default: str,
         hint: str,
     ) -> str:
-        unit = self.text(container, key, path) or default
+        unit = self.text(container, key, path, limit=TERM_MAX_LENGTH) or default
         if unit not in units:
-            self.fail(path, f'must be one of {hint}, got "{unit}"')
+            self.fail(path, f"must be one of {hint}, got {show(unit)}")
             return default
         return unit
 
@@ -424,7 +492,9 @@ def parse_sensor_entry(entry: object) -> tuple[SensorSpec | None, list[EntryErro
         read.missing("type", entry)
     elif isinstance(entry["type"], Mapping):
         kind = entry["type"]
-        category = read.text(kind, "sensorCategory", "type.sensorCategory", required=True)
+        category = read.text(
+            kind, "sensorCategory", "type.sensorCategory", required=True, limit=TERM_MAX_LENGTH
+        )
         types = read.texts(kind, "sensorType", "type.sensorType")
         if "sensorType" not in kind:
             read.missing("type.sensorType", kind)
@@ -441,7 +511,7 @@ def parse_sensor_entry(entry: object) -> tuple[SensorSpec | None, list[EntryErro
         read.fail(
             "properties.unit.measurement",
             f"has {len(measurement)} unit(s) for {len(types)} sensor type(s) "
-            f"({', '.join(types)}); give one unit per type, in the same order",
+            f"({clip(', '.join(types))}); give one unit per type, in the same order",
         )
     rate_unit = read.unit(
         unit, "samplingRate", "properties.unit.samplingRate", _RATE_UNITS, "Hz", _RATE_HINT
@@ -512,11 +582,14 @@ def _read_accuracy(
         return ()
     if not isinstance(value, list):
         value = [value]
+    if len(value) > QUANTITIES_PER_SENSOR_MAX:
+        read.fail("accuracy", f"has {len(value)} values; at most {QUANTITIES_PER_SENSOR_MAX}")
+        return ()
     if types and len(value) != len(types):
         read.fail(
             "accuracy",
             f"has {len(value)} value(s) for {len(types)} sensor type(s) "
-            f"({', '.join(types)}); give one per type, in the same order",
+            f"({clip(', '.join(types))}); give one per type, in the same order",
         )
         return ()
     result = []
@@ -601,6 +674,11 @@ def parse_sensors_annotation(
     def whole(message: str) -> tuple[list[SensorSpec], list[SensorProblem]]:
         return [], [SensorProblem(device, message)]
 
+    if isinstance(raw, str) and (size := byte_size(raw)) > ANNOTATION_MAX_BYTES:
+        return whole(
+            f"is {size} bytes long; at most {ANNOTATION_MAX_BYTES} (256 KiB, what Kubernetes "
+            "allows for all annotations of an object together)"
+        )
     text = raw.strip() if isinstance(raw, str) else ""
     if not text:
         return whole("is empty; expected base64 of a JSON array of sensors")
@@ -616,11 +694,15 @@ def parse_sensors_annotation(
         except UnicodeDecodeError:
             return whole("does not decode from base64 to UTF-8 text")
     try:
-        entries = json.loads(payload)
-    except json.JSONDecodeError as err:
-        return whole(f"is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}")
+        entries = load_json(payload)
+    except JSONInputError as err:
+        return whole(str(err))
     if not isinstance(entries, list):
         return whole(f"must be a JSON array of sensors, got {json_kind(entries)}")
+    if len(entries) > SENSORS_PER_DEVICE_MAX:
+        return whole(
+            f"describes {len(entries)} sensors; a Device may have at most {SENSORS_PER_DEVICE_MAX}"
+        )
 
     parsed: list[tuple[int, SensorSpec]] = []
     problems: list[SensorProblem] = []
@@ -642,7 +724,7 @@ def _entry_label(entry: object) -> str | None:
         for key in ("name", "uid"):
             value = entry.get(key)
             if isinstance(value, str) and value.strip():
-                return value.strip()
+                return clip(value.strip())
     return None
 
 

@@ -24,6 +24,7 @@ from fluidos_sensors.flavor import (
     is_sensor_flavor,
     sensor_from_flavor,
 )
+from fluidos_sensors.limits import allow_kubernetes_nesting
 from fluidos_sensors.sensor import format_number
 
 app = typer.Typer(
@@ -168,7 +169,9 @@ def list_flavors(
         str | None, typer.Option(help="At least this accurate (± in the sensor's unit).")
     ] = None,
     query: Annotated[
-        str | None, typer.Option(help="REAR filter query, e.g. 'filter[latency][range][max]=16'.")
+        str | None,
+        # Rich markup would read "[latency]" as a style tag: escape the brackets.
+        typer.Option(help=r"REAR filter query, e.g. 'filter\[latency]\[range]\[max]=16'."),
     ] = None,
     available_only: Annotated[bool, typer.Option("--available-only")] = False,
     output: Annotated[str, typer.Option("-o", "--output", help="table, json or yaml")] = "table",
@@ -194,6 +197,7 @@ def list_flavors(
     if output not in ("table", "json", "yaml"):
         typer.echo("error: -o must be table, json or yaml", err=True)
         raise typer.Exit(2)
+    allow_kubernetes_nesting()  # Flavors copied from other providers may nest deep
     with _api_client(kubeconfig, context) as api:
         items = client.CustomObjectsApi(api).list_namespaced_custom_object(
             FLAVOR.group, FLAVOR.version, namespace, FLAVOR.plural

@@ -6,6 +6,7 @@ Objects are plain dicts as the API server (and kopf) hands them over.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +22,14 @@ from fluidos_sensors.flavor import (
     ProviderConfig,
     build_flavor,
 )
+from fluidos_sensors.limits import (
+    SENSORS_PER_DEVICE_MAX,
+    TERM_MAX_LENGTH,
+    TEXT_MAX_LENGTH,
+    as_float,
+    clip,
+    has_control_characters,
+)
 from fluidos_sensors.sensor import (
     DeviceRef,
     SensorProblem,
@@ -28,6 +37,7 @@ from fluidos_sensors.sensor import (
     SensorUnits,
     parse_sensors_annotation,
     sensor_key,
+    show,
     unique_keys,
 )
 
@@ -53,12 +63,34 @@ _CATEGORIES = {
 DEFAULT_CATEGORY = "Generic"
 
 
+# Objects come from the API server, whose schemas are loose where KubeEdge's are
+# (preserve-unknown-fields) and absent from callers' test data: every read checks the shape.
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _items(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    return obj.get("metadata") or {}
+    return _mapping(obj.get("metadata"))
 
 
-def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:
-    return _meta(obj).get("labels") or {}
+def _labels(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    return _mapping(_meta(obj).get("labels"))
+
+
+def _name_text(value: object) -> str:
+    """A name as text; "" when it is not a string of usable length (never echo a 1 MB one)."""
+    if not isinstance(value, str):
+        return ""
+    value = value.strip()
+    if len(value) > TEXT_MAX_LENGTH or has_control_characters(value):
+        return ""
+    return value
 
 
 # ---------------------------------------------------------------------------------------
@@ -80,18 +112,24 @@ def node_available(
     label_value: str = ROLE_LABEL_VALUE,
 ) -> tuple[bool, str]:
     """Whether an edge worker can serve its sensors now, and why (not)."""
-    name = _meta(node).get("name", "?")
+    name = clip(str(_meta(node).get("name") or "?"))
     if not is_edge_worker(node, label_key, label_value):
         return False, f"node {name} lacks label {label_key}={label_value}"
-    if (node.get("spec") or {}).get("unschedulable"):
+    if _mapping(node.get("spec")).get("unschedulable"):
         return False, f"node {name} is cordoned (spec.unschedulable)"
-    conditions = (node.get("status") or {}).get("conditions") or []
-    ready = next((c for c in conditions if c.get("type") == "Ready"), None)
+    conditions = _items(_mapping(node.get("status")).get("conditions"))
+    ready = next(
+        (c for c in conditions if isinstance(c, Mapping) and c.get("type") == "Ready"), None
+    )
     if ready is None:
         return False, f"node {name} reports no Ready condition"
     if ready.get("status") != "True":
-        why = ": ".join(str(ready[k]) for k in ("reason", "message") if ready.get(k))
-        return False, f"node {name} is not Ready ({why or ready.get('status', 'Unknown')})"
+        why = ": ".join(
+            clip(ready[k], 200)
+            for k in ("reason", "message")
+            if isinstance(ready.get(k), str) and ready[k]
+        )
+        return False, f"node {name} is not Ready ({why or clip(str(ready.get('status')))})"
     return True, f"node {name} is Ready"
 
 
@@ -102,22 +140,23 @@ def node_available(
 def device_node(device: Mapping[str, Any]) -> str | None:
     """The edge node a Device is bound to: v1beta1 ``spec.nodeName``, else the v1alpha2
     node selector (key "" or kubernetes.io/hostname, operator In, first value)."""
-    spec = device.get("spec") or {}
+    spec = _mapping(device.get("spec"))
     name = spec.get("nodeName")
     if isinstance(name, str) and name.strip():
         return name.strip()
-    for term in (spec.get("nodeSelector") or {}).get("nodeSelectorTerms") or []:
+    for term in _items(_mapping(spec.get("nodeSelector")).get("nodeSelectorTerms")):
+        term = _mapping(term)
         candidates = [
             expr
-            for expr in (term or {}).get("matchExpressions") or []
-            if (expr.get("key") or "") in _NODE_SELECTOR_KEYS
+            for expr in _items(term.get("matchExpressions"))
+            if isinstance(expr, Mapping) and (expr.get("key") or "") in _NODE_SELECTOR_KEYS
         ] + [
             expr
-            for expr in (term or {}).get("matchFields") or []
-            if expr.get("key") == "metadata.name"
+            for expr in _items(term.get("matchFields"))
+            if isinstance(expr, Mapping) and expr.get("key") == "metadata.name"
         ]
         for expr in candidates:
-            values = expr.get("values") or []
+            values = _items(expr.get("values"))
             first = values[0] if values and isinstance(values[0], str) else ""
             if expr.get("operator") == "In" and first.strip():
                 return first.strip()
@@ -126,7 +165,7 @@ def device_node(device: Mapping[str, Any]) -> str | None:
 
 def device_model_name(device: Mapping[str, Any]) -> str | None:
     """The name of the DeviceModel a Device instantiates (same namespace)."""
-    name = ((device.get("spec") or {}).get("deviceModelRef") or {}).get("name")
+    name = _mapping(_mapping(device.get("spec")).get("deviceModelRef")).get("name")
     return name if isinstance(name, str) and name else None
 
 
@@ -135,7 +174,7 @@ def device_sensors(
 ) -> tuple[list[SensorSpec], list[SensorProblem]]:
     """A Device's sensors: its ``sensors`` annotation when present, else its DeviceModel."""
     ref = DeviceRef.of(device)
-    raw = (_meta(device).get("annotations") or {}).get(SENSORS_ANNOTATION)
+    raw = _mapping(_meta(device).get("annotations")).get(SENSORS_ANNOTATION)
     if raw is not None:
         return parse_sensors_annotation(raw, device=str(ref))
     if model is not None:
@@ -144,18 +183,23 @@ def device_sensors(
         SensorProblem(
             str(ref),
             f'has no "{SENSORS_ANNOTATION}" annotation and its DeviceModel '
-            f"{device_model_name(device) or '(none)'} was not found",
+            f"{clip(device_model_name(device) or '(none)')} was not found",
             source="sensors",
         )
     ]
 
 
-def _first_label(labels: Mapping[str, str], keys: tuple[str, ...]) -> str:
+def _first_label(labels: Mapping[str, Any], keys: tuple[str, ...]) -> str:
     for key in keys:
-        value = labels.get(key)
-        if isinstance(value, str) and value.strip():
-            return value.strip()
+        if value := _name_text(labels.get(key)):
+            return value
     return ""
+
+
+def _text(value: object) -> str:
+    # A string field of a DeviceModel, or "" (never str() of an arbitrary value: str() of a
+    # 5001-digit int raises, and of a deeply nested list recurses).
+    return value if isinstance(value, str) else ""
 
 
 def _property_type(prop: Mapping[str, Any]) -> tuple[str, str, str]:
@@ -163,20 +207,21 @@ def _property_type(prop: Mapping[str, Any]) -> tuple[str, str, str]:
     kind = prop.get("type")
     if isinstance(kind, Mapping):  # v1alpha2: type: {int: {unit, accessMode, ...}}
         for name, detail in kind.items():
-            detail = detail if isinstance(detail, Mapping) else {}
+            detail = _mapping(detail)
             return (
-                str(name).upper(),
-                str(detail.get("unit") or ""),
-                str(detail.get("accessMode") or ""),
+                _text(name).upper(),
+                _text(detail.get("unit")).strip(),
+                _text(detail.get("accessMode")),
             )
         return "", "", ""
-    return str(kind or "").upper(), str(prop.get("unit") or ""), str(prop.get("accessMode") or "")
+    return _text(kind).upper(), _text(prop.get("unit")).strip(), _text(prop.get("accessMode"))
 
 
-def _collect_rate_hz(device: Mapping[str, Any], prop_name: str) -> float | None:
+def _collect_rate_hz(device: Mapping[str, Any], prop_name: str) -> tuple[float | None, str]:
+    """The sampling rate a property's collectCycle gives, or None and why not ("" if unset)."""
     # KubeEdge mappers read collectCycle as a Go time.Duration (ns) in v1beta1 properties and
     # v1alpha2 propertyVisitors alike (its samples write 10000000000 for 10 s).
-    spec = device.get("spec") or {}
+    spec = _mapping(device.get("spec"))
     alpha = device.get("apiVersion") == DEVICE_V1ALPHA2.api_version or (
         "propertyVisitors" in spec and "properties" not in spec
     )
@@ -185,12 +230,22 @@ def _collect_rate_hz(device: Mapping[str, Any], prop_name: str) -> float | None:
         if alpha
         else (spec.get("properties"), "name")
     )
-    for item in items or []:
-        if item.get(name_key) == prop_name:
-            cycle = item.get("collectCycle")
-            if isinstance(cycle, int | float) and not isinstance(cycle, bool) and cycle > 0:
-                return float(f"{1e9 / cycle:.12g}")
-    return None
+    for item in _items(items):
+        if not isinstance(item, Mapping) or item.get(name_key) != prop_name:
+            continue
+        cycle = item.get("collectCycle")
+        if cycle is None:
+            return None, ""
+        seconds = as_float(cycle)
+        # A huge int does not fit a float; a tiny float (1e-320) makes 1e9/cycle infinite.
+        rate = 1e9 / seconds if seconds is not None and seconds > 0 else None
+        if rate is None or not math.isfinite(rate) or rate == 0:
+            return None, (
+                f"collectCycle must be a positive number of nanoseconds, got {show(cycle)}; "
+                "the sampling rate is left out"
+            )
+        return float(f"{rate:.12g}"), ""
+    return None, ""
 
 
 def sensors_from_device_model(
@@ -204,8 +259,8 @@ def sensors_from_device_model(
     """
     ref = str(DeviceRef.of(device))
     model_meta = _meta(model)
-    model_name = str(model_meta.get("name") or "")
-    source = f"DeviceModel {model_meta.get('namespace') or 'default'}/{model_name}"
+    model_name = _name_text(model_meta.get("name"))
+    source = f"DeviceModel {_name_text(model_meta.get('namespace')) or 'default'}/{model_name}"
     labels = _labels(device)
     manufacturer = _first_label(labels, MANUFACTURER_LABELS)
     if not manufacturer:
@@ -221,12 +276,23 @@ def sensors_from_device_model(
     sensor_model = _first_label(labels, MODEL_LABELS) or model_name
     market = _first_label(labels, MARKET_LABELS)
     category_label = _first_label(labels, CATEGORY_LABELS)
-    device_uid = _meta(device).get("uid")
+    device_uid = _name_text(_meta(device).get("uid"))
 
     parsed: list[tuple[int, SensorSpec]] = []
     problems: list[SensorProblem] = []
-    for index, prop in enumerate((model.get("spec") or {}).get("properties") or []):
-        name = str((prop or {}).get("name") or "").strip()
+    properties = _items(_mapping(model.get("spec")).get("properties"))
+    if len(properties) > SENSORS_PER_DEVICE_MAX:
+        problems.append(
+            SensorProblem(
+                ref,
+                f"has {len(properties)} properties; only the first {SENSORS_PER_DEVICE_MAX} "
+                "are read (a Device may have at most that many sensors)",
+                source=source,
+            )
+        )
+    for index, prop in enumerate(properties[:SENSORS_PER_DEVICE_MAX]):
+        prop = _mapping(prop)
+        name = _text(prop.get("name")).strip()
 
         def skip(message: str, index: int = index, name: str = name) -> None:
             problems.append(
@@ -234,15 +300,24 @@ def sensors_from_device_model(
                     ref,
                     f"skipped: {message}",
                     entry=index,
-                    sensor=name or None,
+                    sensor=clip(name) or None,
                     source=source,
                     item="property",
                 )
             )
 
-        kind, unit, access_mode = _property_type(prop or {})
+        kind, unit, access_mode = _property_type(prop)
         if not name:
             skip("the property has no name")
+        # The name becomes the measured quantity (sensorType) and the unit a measurement
+        # unit: both terms, bounded like the annotation's so the Flavor reads back.
+        elif len(name) > TERM_MAX_LENGTH or has_control_characters(name):
+            skip(
+                f"its name is {len(name)} characters long or holds control characters; "
+                f"at most {TERM_MAX_LENGTH} printable ones"
+            )
+        elif len(unit) > TERM_MAX_LENGTH or has_control_characters(unit):
+            skip(f"its unit {show(unit)} is longer than {TERM_MAX_LENGTH} or not printable")
         elif kind not in _NUMERIC_TYPES:
             skip(f"type {kind or '(none)'} is not a numeric reading")
         elif access_mode == "ReadWrite":
@@ -255,6 +330,19 @@ def sensors_from_device_model(
         elif not sensor_key(name):
             skip("its name has no ASCII letter or digit to name a topic by")
         else:
+            rate, rate_problem = _collect_rate_hz(device, name)
+            if rate_problem:
+                problems.append(
+                    SensorProblem(
+                        ref,
+                        rate_problem,
+                        field="collectCycle",
+                        entry=index,
+                        sensor=name,
+                        source=source,
+                        item="property",
+                    )
+                )
             parsed.append(
                 (
                     index,
@@ -267,7 +355,7 @@ def sensors_from_device_model(
                         market=market,
                         category=category_label or _CATEGORIES.get(name.lower(), DEFAULT_CATEGORY),
                         types=(name,),
-                        sampling_rate_hz=_collect_rate_hz(device, name),
+                        sampling_rate_hz=rate,
                         units=SensorUnits(measurement=(unit,)),
                     ),
                 )

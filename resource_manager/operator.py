@@ -29,6 +29,7 @@ from fluidos_sensors.api import (
     ROLE_LABEL_VALUE,
 )
 from fluidos_sensors.flavor import DEVICE_ANNOTATION, ProviderConfig
+from fluidos_sensors.limits import allow_kubernetes_nesting
 from fluidos_sensors.sensor import DeviceRef
 from resource_manager import discovery
 from resource_manager.reconcile import (
@@ -89,8 +90,12 @@ _runtime: _Runtime | None = None
 
 
 def configure(settings: Settings) -> None:
+    """Set what the handlers use; call once before the operator starts."""
     global _runtime
     _runtime = _Runtime(settings, client.CustomObjectsApi(settings.api))
+    # kopf decodes and deep-copies every Device; one nested as deep as the API server
+    # allows (its status preserves unknown fields) must not stop the Device watch.
+    allow_kubernetes_nesting()
 
 
 def _rt() -> _Runtime:
@@ -99,9 +104,13 @@ def _rt() -> _Runtime:
     return _runtime
 
 
+def _dict(value: object) -> dict[str, Any]:
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
 def _snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
     """A plain copy of what the reconciler reads; kopf bodies are live views."""
-    meta = body.get("metadata", {})
+    meta = _dict(body.get("metadata"))
     return {
         "apiVersion": body.get("apiVersion"),
         "kind": body.get("kind"),
@@ -110,8 +119,8 @@ def _snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
             for k in ("name", "namespace", "uid", "labels", "annotations", "resourceVersion")
             if meta.get(k) is not None
         },
-        "spec": dict(body.get("spec") or {}),
-        "status": dict(body.get("status") or {}),
+        "spec": _dict(body.get("spec")),
+        "status": _dict(body.get("status")),
     }
 
 
@@ -137,7 +146,11 @@ def devices_index(
 
 @kopf.index(DEVICE.group, DEVICE.version, DEVICE.plural, when=_device_in_scope)
 def devices_by_node(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[str, str] | None:
-    node = device_binding(body)
+    try:
+        node = device_binding(body)
+    except Exception:  # a bug must cost this Device its binding, not the index
+        log.exception("Device %s/%s: cannot tell its node", namespace, name)
+        return None
     return {node: f"{namespace}/{name}"} if node else None
 
 
@@ -226,14 +239,20 @@ def reconcile_device(device: Mapping[str, Any], indexes: _Indexes) -> None:
     ref = DeviceRef.of(device)
     key = str(ref)
     with rt.lock_for(key):
-        model_name = discovery.device_model_name(device)
-        model = (
-            _FirstOf(indexes.models).get(f"{ref.namespace}/{model_name}") if model_name else None
-        )
-        outcome = device_outcome(device, _FirstOf(indexes.nodes), model, rt.settings.provider)
-        current = _current_flavors(indexes.flavors, key)
-        keep_observed(current, outcome.desired)
-        changes = plan(current, outcome.desired)
+        try:
+            model_name = discovery.device_model_name(device)
+            model = (
+                _FirstOf(indexes.models).get(f"{ref.namespace}/{model_name}")
+                if model_name
+                else None
+            )
+            outcome = device_outcome(device, _FirstOf(indexes.nodes), model, rt.settings.provider)
+            current = _current_flavors(indexes.flavors, key)
+            keep_observed(current, outcome.desired)
+            changes = plan(current, outcome.desired)
+        except Exception:  # a bug must cost this Device, never the handler or other Devices
+            log.exception("Device %s: cannot work out its Flavors; left as they are", key)
+            return
         try:
             for body in changes.apply:
                 _apply(rt.custom, current.get(body["metadata"]["name"]), body)

@@ -8,7 +8,7 @@ from typing import Any
 
 from fluidos_sensors.api import MANAGED_BY_LABEL
 from fluidos_sensors.flavor import SENSORS_PREFIX, ProviderConfig
-from fluidos_sensors.sensor import DeviceRef, SensorProblem, SensorSpec
+from fluidos_sensors.sensor import DeviceRef, SensorProblem, SensorSpec, show
 from resource_manager import discovery
 
 
@@ -74,7 +74,7 @@ def device_outcome(
         messages.append(
             str(
                 SensorProblem(
-                    str(ref), f"is bound to unknown node {node_name!r}", source="spec.nodeName"
+                    str(ref), f"is bound to unknown node {show(node_name)}", source="spec.nodeName"
                 )
             )
         )

@@ -621,3 +621,179 @@ def test_flavors_follow_a_device_to_another_node(operator: Operator, cluster: Cl
     assert topic["node"] == other
     cluster.delete_device("mover")
     cluster.core.delete_node(other)  # leave the shared testbed's nodes as they were
+
+
+# ---------------------------------------------------------------------------------------
+# Hostile Devices (issue 11): each costs only itself, the operator keeps reconciling
+
+# The API server's JSON decoder refuses nesting deeper than 10000 levels; this is how deep a
+# Device's status (KubeEdge preserves unknown fields there) can nest and still be stored.
+STORABLE_STATUS_DEPTH = 9_000
+# Kubernetes caps all annotations of an object at 256 KiB (262144 bytes, key lengths count).
+ANNOTATIONS_MAX_BYTES = 256 * 1024
+
+
+def with_hostile_entry(field: str, raw_json: str) -> str:
+    """A plain-JSON `sensors` annotation: a good sensor "ok", then "evil" with `field` written
+    as `raw_json` verbatim (json.dumps cannot write 5001-digit numbers or 100k-deep nesting)."""
+    evil = sensor_entry("evil", "humidity", "%RH")
+    del evil[field]
+    evil_json = json.dumps(evil)[:-1] + f', "{field}": {raw_json}}}'
+    return f"[{json.dumps(sensor_entry('ok', 'temperature', '°C'))}, {evil_json}]"
+
+
+def create_raw(
+    api: client.ApiClient, resource: fs_api.Resource, namespace: str, body_json: str
+) -> None:
+    """POST an object as JSON text: the Python client cannot serialise 9000 levels."""
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    for auth in api.configuration.auth_settings().values():
+        if auth.get("in") == "header" and auth.get("value"):
+            headers[auth["key"]] = auth["value"]
+    url = (
+        f"{api.configuration.host}/apis/{resource.group}/{resource.version}"
+        f"/namespaces/{namespace}/{resource.plural}"
+    )
+    answer = api.rest_client.pool_manager.request("POST", url, body=body_json, headers=headers)
+    assert answer.status == 201, answer.data[:500]
+
+
+def nested_json(depth: int) -> str:
+    return '{"a":' * depth + "{}" + "}" * depth
+
+
+def test_hostile_devices_cost_only_themselves(
+    operator: Operator, cluster: Cluster, provider_api: client.ApiClient
+) -> None:
+    hostile = {
+        # float(10**400) raised OverflowError; int("1" * 5001) ValueError; json.loads of
+        # 100k levels RecursionError.
+        "huge-latency": with_hostile_entry("latency", str(10**400)),
+        "huge-accuracy": with_hostile_entry("accuracy", f"[{10**400}]"),
+        "long-number": with_hostile_entry("latency", "1" * 5001),
+        "deep-latency": with_hostile_entry("latency", "[" * 100_000 + "]" * 100_000),
+    }
+    for name, raw in hostile.items():
+        cluster.create_device(device_body(name, EDGE, None, raw=raw))
+
+    # A 1 MB sensor name: the API server itself refuses the annotation (over 256 KiB) ...
+    megabyte_name = with_hostile_entry("name", json.dumps("n" * 1_000_000))
+    with pytest.raises(ApiException) as refused:
+        cluster.create_device(device_body("megabyte-name", EDGE, None, raw=megabyte_name))
+    assert refused.value.status == 422 and "262144" in (refused.value.body or "")
+    # ... so the longest name it stores is what must not reach a Flavor.
+    longest = ANNOTATIONS_MAX_BYTES - len(fs_api.SENSORS_ANNOTATION) - 2_000
+    long_name = with_hostile_entry("name", json.dumps("n" * longest))
+    cluster.create_device(device_body("long-name", EDGE, None, raw=long_name))
+    hostile["long-name"] = long_name
+
+    # A Device whose status nests as deep as the API server allows, with a good annotation:
+    # decoding it with Python's default recursion limit failed the whole Device watch.
+    shallow = json.dumps(
+        device_body("deep-status", EDGE, [sensor_entry("ok", "temperature", "°C")])
+    )
+    deep_status = f'{shallow[:-1]}, "status": {nested_json(STORABLE_STATUS_DEPTH)}}}'
+    create_raw(provider_api, fs_api.DEVICE, cluster.namespace, deep_status)
+    cluster.create_device(device_body("fine", EDGE, [sensor_entry("temp", "temperature", "°C")]))
+
+    # Every good sensor is published, hostile and good Devices alike; no hostile one is.
+    devices_with_flavors = {*hostile, "deep-status", "fine"}
+    eventually(
+        lambda: (
+            {f["metadata"]["annotations"]["sensors.fluidos.eu/device"] for f in cluster.flavors()}
+            == {f"{cluster.namespace}/{name}" for name in devices_with_flavors}
+        ),
+        "one flavor per Device, from its good sensor",
+    )
+    names = [
+        f["spec"]["flavorType"]["typeData"]["characteristics"]["name"] for f in cluster.flavors()
+    ]
+    assert sorted(names) == sorted(["ok"] * (len(hostile) + 1) + ["temp"])
+
+    # Each hostile entry is an InvalidSensor Warning naming the entry and the field.
+    fields = {
+        "huge-latency": '"latency" must be a number of ms',
+        "huge-accuracy": '"accuracy[0]" must be a number',
+        "long-number": '"latency" must be a number of ms',
+        "deep-latency": '"latency" must be a number of ms',
+        "long-name": f'"name" is {longest} characters long; at most 253',
+    }
+    for name, field in fields.items():
+        warnings = eventually(
+            lambda name=name: [
+                e.message
+                for e in cluster.events(name)
+                if e.type == "Warning" and e.reason == "InvalidSensor"
+            ],
+            f"an InvalidSensor warning for {name}",
+        )
+        assert any("entry 1 (" in m and field in m for m in warnings), (name, warnings)
+        assert all(len(m) <= 1000 for m in warnings), name
+    operator.assert_alive()
+
+    # Still reconciling: a Device created afterwards gets its Flavor.
+    cluster.create_device(device_body("later", EDGE, [sensor_entry("late", "humidity", "%RH")]))
+    eventually(lambda: "late" in cluster.by_sensor(), "a flavor for a Device created afterwards")
+    operator.assert_alive()
+
+
+def test_flavors_list_survives_hostile_flavors(
+    operator: Operator, cluster: Cluster, provider: ClusterAccess, provider_api: client.ApiClient
+) -> None:
+    """Flavors FLUIDOS copied from other providers are input we do not control: one nested as
+    deep as the API server stores, or with a megabyte of name, costs only itself."""
+    cluster.create_device(device_body("listed", EDGE, [sensor_entry("temp", "temperature", "°C")]))
+    eventually(cluster.flavors, "our flavor")
+    suffix = cluster.namespace[-6:]
+    deep = {
+        "apiVersion": fs_api.FLAVOR.api_version,
+        "kind": "Flavor",
+        "metadata": {"name": f"deep-{suffix}"},
+        "spec": {
+            "availability": True,
+            "flavorType": {"typeIdentifier": "Sensor", "typeData": {"characteristics": {}}},
+            "owner": {"domain": "x", "ip": "1.2.3.4", "nodeID": "other"},
+            "price": {"amount": "1", "currency": "EUR", "period": "hourly"},
+            "providerID": "other",
+        },
+    }
+    shallow = json.dumps(deep).replace(
+        '"characteristics": {}', f'"characteristics": {nested_json(STORABLE_STATUS_DEPTH)}'
+    )
+    long_name = json.loads(json.dumps(deep))
+    long_name["metadata"]["name"] = f"long-{suffix}"
+    long_name["spec"]["flavorType"]["typeData"]["characteristics"] = {"name": "n" * 1_000_000}
+    custom = cluster.custom
+    args = (fs_api.FLAVOR.group, fs_api.FLAVOR.version, DEFAULT_FLAVOR_NAMESPACE)
+    create_raw(provider_api, fs_api.FLAVOR, DEFAULT_FLAVOR_NAMESPACE, shallow)
+    custom.create_namespaced_custom_object(*args, fs_api.FLAVOR.plural, long_name)
+    try:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "fluidos_sensors",
+                "flavors",
+                "list",
+                "--kubeconfig",
+                str(provider.kubeconfig),
+                "-o",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        listed = json.loads(proc.stdout)
+        assert any(
+            f["metadata"]["labels"].get(DEVICE_NAMESPACE_LABEL) == cluster.namespace for f in listed
+        )
+        warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+        assert any(f"deep-{suffix}" in w and "characteristics" in w for w in warnings), warnings
+        assert any(f"long-{suffix}" in w and '"name" is 1000000' in w for w in warnings), warnings
+        assert all(len(w) <= 1000 for w in warnings)
+        operator.assert_alive()
+    finally:
+        for name in (f"deep-{suffix}", f"long-{suffix}"):
+            custom.delete_namespaced_custom_object(*args, fs_api.FLAVOR.plural, name)

@@ -294,3 +294,82 @@ def test_accuracy_applies_to_the_wanted_type() -> None:
         q("filter[sensor_type][match]=temperature&filter[accuracy][range][max]=1"), HTS221
     )
     assert not matches(q("filter[accuracy][range][max]=0.1"), HTS221)
+
+
+# ---------------------------------------------------------------------------------------
+# Hostile filters: only FilterError, naming the parameter, short
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("filter[latency][range][max]", "1e999", "(out of range)"),
+        ("filter[latency][range][max]", "1" * 5001, "is 5001 characters long; at most 253"),
+        ("filter[latency][range][max]", "1" * 200, "(longer than 64 characters)"),
+        ("filter[latency][range][max]", "NaN", 'must be a number of ms, got "NaN"'),
+        ("filter[latency][range][max]", "inf", 'must be a number of ms, got "inf"'),
+        ("filter[latency][range][max]", "\u0661\u0666", "must be a number of ms"),  # ١٦
+        ("filter[latency][range][max]", "1\x00", "must be a number of ms"),
+        ("filter[latency][range][max]", "1e308 min", "(out of range)"),
+        ("filter[sampling_rate][exact]", "1e-400", "must be greater than zero"),
+        ("filter[accuracy][range][min]", "1" * 60 + "e999", "(out of range)"),
+        ("filter[consumption][range][min]", "-1e-300", "must be zero or more"),
+        ("filter[node][match]", "n" * 1_000_000, "at most 253"),
+        ("filter[" + "x" * 1_000_000 + "][match]", "1", 'unknown filter "xxxx'),
+        ("filter[[" + "x" * 1_000_000, "1", "is not a filter"),
+    ],
+    ids=lambda v: v[:24],
+)
+def test_hostile_query_raises_only_a_short_filter_error(key: str, value: str, message: str) -> None:
+    with pytest.raises(FilterError) as raised:
+        SensorFilter.from_query([(key, value)])
+    assert message in str(raised.value)
+    assert len(str(raised.value)) <= 300
+
+
+def test_hostile_query_string_is_a_filter_error() -> None:
+    with pytest.raises(FilterError, match="out of range"):
+        q("filter[latency][range][max]=1e400")
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        [("filter[node][match]", 5)],
+        [(5, "x")],
+        [("filter[node][match]",)],
+        ["filter[node][match]=x"],
+        {"filter[node][match]": [None]},
+        {"filter[latency]": 10**5000},
+    ],
+    ids=["int-value", "int-key", "one-tuple", "string-pair", "none-in-list", "huge-int-value"],
+)
+def test_odd_query_shapes_raise_only_filter_error(params: Any) -> None:
+    with pytest.raises(FilterError):
+        SensorFilter.from_query(params)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"latency_max": 10**5000}, '"--latency-max" must be a finite number'),
+        ({"latency_max": 10**400}, '"--latency-max" must be a finite number'),
+        ({"latency_max": float("nan")}, '"--latency-max" must be a finite number, got NaN'),
+        ({"latency_max": float("inf")}, '"--latency-max" must be a finite number'),
+        ({"sampling_rate_min": [1]}, '"--sampling-rate-min" must be a finite number'),
+        ({"node": 5}, '"--node" must be text, got 5'),
+        ({"node": [5]}, '"--node" must be text, got 5'),
+        ({"sensor_type": "t" * 10_000}, "at most 253"),
+    ],
+    ids=lambda v: next(iter(v)) if isinstance(v, dict) else v[:20],
+)
+def test_hostile_options_raise_only_filter_error(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(FilterError) as raised:
+        SensorFilter.from_options(**options)
+    assert message in str(raised.value)
+    assert len(str(raised.value)) <= 300
+
+
+def test_large_but_finite_numbers_still_filter() -> None:
+    assert SensorFilter.from_options(latency_max=10**300).latency.max == 1e300
+    assert q("filter[latency][range][max]=1e300").latency.max == 1e300

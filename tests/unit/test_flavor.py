@@ -386,3 +386,128 @@ def test_broken_characteristics_name_flavor_and_field() -> None:
     del body["spec"]["flavorType"]["typeData"]["characteristics"]
     with pytest.raises(FlavorError, match="characteristics is missing"):
         sensor_from_flavor(body)
+
+
+# ---------------------------------------------------------------------------------------
+# Other people's Flavors: only FlavorError comes out, short and naming the field
+
+
+def deep(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def rear_item(body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "flavorID": body["metadata"]["name"],
+        "providerID": "p",
+        "type": {"name": "Sensor", "data": body["spec"]["flavorType"]["typeData"]},
+        "price": body["spec"]["price"],
+        "availability": True,
+    }
+
+
+def set_path(body: dict[str, Any], path: str, value: Any) -> None:
+    *parents, leaf = path.split(".")
+    for key in parents:
+        body = body[key]
+    body[leaf] = value
+
+
+CHARS = "spec.flavorType.typeData.characteristics"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        ("metadata.name", "n" * 1_000_000, "metadata.name is 1000000 characters"),
+        ("metadata.name", 10**5000, "metadata.name must be a string"),
+        ("metadata.namespace", deep(100_000), "metadata.namespace must be a string"),
+        ("spec.providerID", "p" * 1_000, "spec.providerID is 1000 characters"),
+        ("spec.providerID", ["p"], "spec.providerID must be a string"),
+        ("spec.price", {"amount": 10**5000}, "spec.price.amount must be a string"),
+        ("spec.price", {"amount": "1", "currency": "€" * 64}, "spec.price.currency is 64"),
+        ("spec.flavorType.typeIdentifier", "S" * 1_000_000, "typeIdentifier is 'SSSS"),
+        ("spec.flavorType.typeIdentifier", deep(100_000), "typeIdentifier is [[[["),
+        ("spec.flavorType.typeData", deep(100_000), "characteristics is missing"),
+        (f"{CHARS}.latency", 10**400, '"latency" must be a number of ms, got 1000'),
+        (f"{CHARS}.latency", 10**5000, "got <a number of about 5001 digits> (out of range)"),
+        (f"{CHARS}.latency", deep(100_000), '"latency" must be a number of ms, got [[[['),
+        (f"{CHARS}.accuracy", [10**400, 1], '"accuracy[0]"'),
+        (f"{CHARS}.name", "n" * 1_000_000, '"name" is 1000000 characters long; at most 253'),
+        (f"{CHARS}.node", "n" * 1_000, "characteristics.node is 1000 characters long"),
+        (f"{CHARS}.node", {"a": 1}, "characteristics.node must be a string"),
+        (f"{CHARS}.type", {"sensorCategory": "c", "sensorType": ["t"] * 10_000}, "at most 16"),
+        ("metadata.annotations", {"sensors.fluidos.eu/sensor": "k" * 64}, "at most 63"),
+        ("metadata.annotations", {"sensors.fluidos.eu/device": 1}, "must be a string"),
+    ],
+    ids=lambda v: v[:30] if isinstance(v, str) else type(v).__name__,
+)
+def test_hostile_flavor_raises_only_a_short_flavor_error(path: str, value: Any, field: str) -> None:
+    body = build_flavor(DEVICE, "edge-1", hts221(), PROVIDER, available=True)
+    set_path(body, path, value)
+    with pytest.raises(FlavorError) as raised:
+        sensor_from_flavor(body)
+    message = str(raised.value)
+    assert field in message
+    assert message.startswith("Flavor")
+    assert len(message) <= 600
+
+
+def test_many_broken_characteristics_are_summarised() -> None:
+    body = build_flavor(DEVICE, "edge-1", hts221(), PROVIDER, available=True)
+    chars = body["spec"]["flavorType"]["typeData"]["characteristics"]
+    for key in ("name", "uid", "model", "manufacturer", "market", "latency", "samplingRate"):
+        chars[key] = deep(50)
+    with pytest.raises(FlavorError) as raised:
+        sensor_from_flavor(body)
+    assert "more problem(s)" in str(raised.value)
+    assert len(str(raised.value)) <= 600
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"flavorID": "f" * 1_000_000}, "flavorID is 1000000 characters"),
+        ({"flavorID": deep(100_000)}, "flavorID must be a string"),
+        ({"type": "sensor"}, "type must be an object"),
+        ({"type": {"name": 10**5000}}, "type.name is <a number of about 5001 digits>"),
+        ({"type": {"name": "Sensor", "data": deep(100_000)}}, "type.data.characteristics"),
+        ({"providerID": 10**5000}, "providerID must be a string"),
+        ({"price": {"period": "p\x1b[2J"}}, "price.period must not contain control"),
+    ],
+)
+def test_hostile_rear_item_raises_only_a_flavor_error(change: dict[str, Any], field: str) -> None:
+    item = rear_item(build_flavor(DEVICE, "edge-1", hts221(), PROVIDER, available=True))
+    item.update(change)
+    assert isinstance(is_sensor_flavor(item), bool)
+    with pytest.raises(FlavorError) as raised:
+        sensor_from_flavor(item)
+    assert field in str(raised.value)
+    assert len(str(raised.value)) <= 600
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [None, [], "flavor", 10**5000, deep(100_000), {"spec": []}],
+    ids=["null", "array", "string", "5001-digits", "100k-deep", "spec-array"],
+)
+def test_not_a_flavor_at_all(obj: Any) -> None:
+    assert is_sensor_flavor(obj) is False
+    with pytest.raises(FlavorError, match="not a Flavor"):
+        sensor_from_flavor(obj)
+
+
+def test_numeric_price_and_odd_observed_values_are_tolerated() -> None:
+    body = build_flavor(DEVICE, "edge-1", hts221(), PROVIDER, available=True)
+    body["spec"]["price"]["amount"] = 2
+    body["spec"]["flavorType"]["typeData"]["observed"] = {
+        "latencyMs": 10**400,
+        "samplingRateHz": "1" * 5001,
+        "updated": "u" * 1_000,
+    }
+    view = sensor_from_flavor(body)
+    assert view.price is not None and view.price.amount == "2"
+    assert view.observed == ObservedPerformance()

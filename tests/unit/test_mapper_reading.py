@@ -105,3 +105,62 @@ def test_not_json_is_a_reading_error() -> None:
 def test_nan_cannot_be_encoded() -> None:
     with pytest.raises(ValueError):
         reading(values={"value": float("nan")}).encode()
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "must be a JSON object"),
+        ('{"v": 1, "values": ' + "[" * 100_000 + "]" * 100_000 + "}", '"seq"'),
+        ('{"v": ' + "1" * 5001 + "}", '"v" must be a schema version'),
+        ('{"v": 1, "seq": ' + "1" * 5001 + "}", '"seq" must be an integer'),
+        ('{"v": 1, "seq": ' + str(2**63) + "}", '"seq" must be an integer 0..2**63-1'),
+        ('{"v": 1, "seq": 1, "receivedAt": ' + str(10**400) + "}", '"receivedAt"'),
+        ('{"v": 1, "seq": 1, "receivedAt": 1e999}', '"receivedAt"'),
+        ('{"v": 1, "seq": 1, "receivedAt": NaN}', '"receivedAt"'),
+        (b"\xff\xfe\x00{", "not UTF-8"),
+        (b'{"v": 1, "device": "\xc3\x28"}', "not UTF-8"),
+    ],
+    ids=[
+        "100k-deep",
+        "deep-values",
+        "5001-digit-v",
+        "5001-digit-seq",
+        "seq-past-int64",
+        "10**400-time",
+        "1e999-time",
+        "nan-time",
+        "utf16-bom",
+        "bad-utf8",
+    ],
+)
+def test_hostile_payload_raises_only_a_short_reading_error(
+    payload: str | bytes, message: str
+) -> None:
+    with pytest.raises(ReadingError) as raised:
+        Reading.decode(payload)
+    assert message in str(raised.value)
+    assert len(str(raised.value)) <= 200
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"values": {"x": 10**400}}, '"values.x"'),
+        ({"values": {"x": [[[[[[1]]]]]]}}, '"values.x"'),
+        ({"device": "d" * 1_000}, '"device" is 1000 characters long'),
+        ({"deviceTime": 10**400}, '"deviceTime"'),
+    ],
+)
+def test_hostile_fields_name_the_field(change: dict[str, object], field: str) -> None:
+    body = reading().to_json()
+    body.update(change)
+    with pytest.raises(ReadingError) as raised:
+        Reading.decode(json.dumps(body))
+    assert field in str(raised.value)
+    assert len(str(raised.value)) <= 200
+
+
+def test_payload_that_is_not_text_is_a_reading_error() -> None:
+    with pytest.raises(ReadingError, match="not text"):
+        Reading.decode(12)  # type: ignore[arg-type]

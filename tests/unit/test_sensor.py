@@ -459,3 +459,138 @@ def test_encode_then_parse_round_trips() -> None:
     again, problems = parse_sensors_annotation(encode_sensors_annotation(specs), device=DEVICE)
     assert problems == []
     assert again == specs
+
+
+# ---------------------------------------------------------------------------------------
+# Hostile input: every one is a problem naming the entry and the field, and stays short
+
+# An Event message is capped at 1 KiB; a problem must fit with room to spare.
+SHORT = 400
+
+
+def with_raw_field(field: str, raw_json: str) -> str:
+    """A plain-JSON annotation whose entry 1 has ``field`` written as ``raw_json`` verbatim
+    (json.dumps cannot write 5001-digit numbers or 100k-deep nesting with Python's limits)."""
+    good = json.dumps(entry())
+    bad = json.dumps(entry(name="HOSTILE"))[:-1] + f', "{field}": {raw_json}}}'
+    return f"[{good}, {bad}]"
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("field", "raw_json", "shown"),
+    [
+        ("latency", str(10**400), "out of range"),  # float(10**400): OverflowError
+        ("latency", "1" * 5001, "out of range"),  # int("1" * 5001): ValueError (4300 digits)
+        ("latency", "1e999", "out of range"),  # float: inf
+        ("latency", "-1e999", "out of range"),
+        ("latency", '"1e999"', "out of range"),
+        ("latency", '"1e308 min"', "out of range"),  # finite, but not once made ms
+        ("latency", json.dumps("1" * 5001), "longer than 64 characters"),
+        ("latency", '"\u0661\u0662"', "must be a number of ms"),  # Arabic-Indic digits
+        ("latency", "NaN", "must be a number of ms, got NaN"),
+        ("latency", "Infinity", "out of range"),
+        ("latency", DEEP, "must be a number of ms, got [[[["),  # json.loads: RecursionError
+        ("samplingRate", str(10**400), "out of range"),
+        ("samplingRate", '"1e-400 Hz"', "greater than zero"),
+        ("consumption", "9" * 400, "out of range"),
+        ("accuracy", f"[{10**400}]", "out of range"),
+        ("accuracy", json.dumps(["±" + "1" * 5001]), "longer than 64 characters"),
+        ("model", DEEP, "must be a string, got [[[["),
+        ("model", json.dumps("m" * 1_000), "is 1000 characters long; at most 253"),
+        ("model", json.dumps("red\x1b[31m"), "must not contain control characters"),
+        ("manufacturer", "1" * 5001, "must be a string, got 1111"),
+        ("access", DEEP, "must be an object, got [[[["),
+        ("properties", json.dumps({"unit": {"latency": "s" * 5000}}), "at most 63"),
+    ],
+    ids=lambda value: value[:24] if isinstance(value, str) else str(value),
+)
+def test_hostile_field_is_a_short_problem_naming_entry_and_field(
+    field: str, raw_json: str, shown: str
+) -> None:
+    specs, problems = parse_sensors_annotation(with_raw_field(field, raw_json), device=DEVICE)
+    assert [spec.name for spec in specs] == ["STTS22H"]  # the good entry is unaffected
+    assert len(problems) == 1, messages(problems)
+    [problem] = problems
+    assert (problem.entry, problem.sensor) == (1, "HOSTILE")
+    assert problem.field is not None and problem.field.startswith(field)
+    text = str(problem)
+    assert f'entry 1 (HOSTILE): "{problem.field}"' in text
+    assert shown in text
+    assert len(text) <= SHORT
+
+
+def test_hostile_base64_form_is_treated_like_plain_json() -> None:
+    raw = base64.b64encode(with_raw_field("latency", "1" * 5001).encode()).decode()
+    specs, problems = parse_sensors_annotation(raw, device=DEVICE)
+    assert len(specs) == 1
+    assert [(p.entry, p.field) for p in problems] == [(1, "latency")]
+
+
+def test_over_long_name_is_refused_and_never_echoed_whole() -> None:
+    specs, problems = parse([entry(), entry(name="n" * 150_000)])
+    assert [spec.name for spec in specs] == ["STTS22H"]
+    [problem] = problems
+    assert (problem.entry, problem.field) == (1, "name")
+    assert "is 150000 characters long; at most 253" in str(problem)
+    assert len(str(problem)) <= SHORT
+
+
+@pytest.mark.parametrize(
+    ("types", "field", "message"),
+    [
+        (["t"] * 17, "type.sensorType", "has 17 items; at most 16"),
+        (["t" * 64], "type.sensorType[0]", "is 64 characters long; at most 63"),
+        (["ok", "bad\x00"], "type.sensorType[1]", "must not contain control characters"),
+    ],
+)
+def test_sensor_types_are_bounded(types: list[str], field: str, message: str) -> None:
+    _, problems = parse([entry(type={"sensorCategory": "Environmental", "sensorType": types})])
+    assert [(p.field, p.message.split(",")[0]) for p in problems] == [(field, message)]
+
+
+def test_long_type_lists_are_clipped_in_messages() -> None:
+    types = [f"quantity-{i}-" + "q" * 50 for i in range(16)]
+    bad = entry(type={"sensorCategory": "Environmental", "sensorType": types})
+    _, problems = parse([bad])
+    assert [p.field for p in problems] == ["properties.unit.measurement", "accuracy"]
+    assert all(len(str(p)) <= SHORT for p in problems)
+
+
+def test_deep_annotation_names_the_entry() -> None:
+    specs, problems = parse_sensors_annotation("[" + DEEP + "]", device=DEVICE)
+    assert specs == []
+    assert messages(problems) == [
+        f'Device {DEVICE}: annotation "sensors": entry 0: must be a JSON object, got an array'
+    ]
+
+
+def test_annotation_larger_than_kubernetes_allows_is_one_problem() -> None:
+    raw = annotation([entry(name="n" * 300_000)])
+    specs, problems = parse_sensors_annotation(raw, device=DEVICE)
+    assert specs == []
+    assert messages(problems) == [
+        f'Device {DEVICE}: annotation "sensors": is {len(raw)} bytes long; at most 262144 '
+        "(256 KiB, what Kubernetes allows for all annotations of an object together)"
+    ]
+
+
+def test_too_many_sensors_is_one_problem() -> None:
+    specs, problems = parse([entry(name=f"s{i}") for i in range(129)])
+    assert specs == []
+    assert messages(problems) == [
+        f'Device {DEVICE}: annotation "sensors": describes 129 sensors; '
+        "a Device may have at most 128"
+    ]
+    assert len(parse([entry(name=f"s{i}") for i in range(128)])[0]) == 128
+
+
+def test_text_fields_at_their_limit_are_accepted() -> None:
+    at_limit = entry(name="n" * 253, model="m" * 253, manufacturer="x" * 253)
+    at_limit["type"] = {"sensorCategory": "c" * 63, "sensorType": ["t" * 63]}
+    at_limit["properties"]["unit"]["measurement"] = ["u" * 63]
+    [spec], problems = parse([at_limit])
+    assert problems == []
+    assert (len(spec.name), len(spec.key), spec.types) == (253, 63, ("t" * 63,))
