@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from fluidos_sensors.limits import allow_kubernetes_nesting
 from mapper.cli import app as mapper_app
 from resource_manager.cli import app as resource_manager_app
 from resource_manager.cli import flavors_app
@@ -14,6 +15,14 @@ from testbed.cli import app as testbed_app
 app = typer.Typer(
     help="FLUIDOS sensor marketplace: edge BLE boards as Sensor flavors.", no_args_is_help=True
 )
+
+
+@app.callback()
+def _every_command() -> None:
+    # Every command may list or watch objects nested as deep as the API server stores them.
+    allow_kubernetes_nesting()
+
+
 app.add_typer(testbed_app, name="testbed")
 app.add_typer(resource_manager_app, name="resource-manager")
 app.add_typer(flavors_app, name="flavors")
