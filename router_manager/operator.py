@@ -55,6 +55,9 @@ class _Runtime:
     lock: threading.Lock = field(default_factory=threading.Lock)
     endpoints_ready: set[str] = field(default_factory=set)
     observed: dict[str, tuple[ObservedPerformance, float]] = field(default_factory=dict)
+    # Route name -> the spec its Rule was last made from: status updates (every few seconds
+    # per route) must not cost a list of Rules each.
+    ruled: dict[str, Any] = field(default_factory=dict)
 
 
 _runtime: _Runtime | None = None
@@ -250,13 +253,15 @@ def routes_index(name: str, **_: Any) -> dict[str, bool]:
 def route_event(event: kopf.RawEvent, body: kopf.Body, name: str, **_: Any) -> None:
     rt = _rt()
     if event.get("type") == "DELETED":
+        rt.ruled.pop(name, None)
         if rt.settings.kubeedge_rules:
             remove_rules(name)
         return
     obj = {"metadata": dict(body.get("metadata", {})), "spec": dict(body.get("spec") or {})}
     obj["status"] = dict(body.get("status") or {})
-    if rt.settings.kubeedge_rules:
+    if rt.settings.kubeedge_rules and rt.ruled.get(name) != obj["spec"]:
         sync_rule(obj)
+        rt.ruled[name] = obj["spec"]
     report_observed(obj)
 
 

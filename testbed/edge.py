@@ -189,8 +189,6 @@ def agent(edge: EdgeNode) -> ProcessSpec:
         str(folder / "queue"),
         "--status-file",
         str(status),
-        "--status-interval",
-        "2",
         "--metrics-listen",
         f"127.0.0.1:{edge.ports[AGENT_METRICS_PORT]}",
         "--metrics-token-file",

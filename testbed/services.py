@@ -212,7 +212,7 @@ def _influx_initialised(stack: ConsumerStack) -> bool:
         auth = (stack.influx_username, stack.influx_password)
         create_db = {"q": f"CREATE DATABASE {stack.database}"}
         answer = httpx.post(f"{stack.influx_url}/query", data=create_db, auth=auth, timeout=10)
-        if answer.status_code == 401:  # a fresh server: the first user may be created unasked
+        if "create admin user first" in answer.text:  # a fresh server: create its first user
             create_user = (
                 f"CREATE USER {stack.influx_username} WITH PASSWORD "
                 f"'{stack.influx_password}' WITH ALL PRIVILEGES"

@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 _BATCH = 200
 """Messages handed to the MQTT client at once."""
+INFLIGHT_MAX = 1000
+"""QoS 1 messages awaiting the broker's acknowledgement at once."""
 
 
 def settle_disconnect(client: aiomqtt.Client) -> None:
@@ -106,6 +108,9 @@ class MqttPublisher:
                 identifier=self.client_id,
                 keepalive=self.keepalive,
                 timeout=10,
+                # QoS 1 waits for acknowledgements; paho's default window of 20 in flight
+                # would cap readings at 20 per round trip to the broker.
+                max_inflight_messages=INFLIGHT_MAX,
             )
             try:
                 async with client:

@@ -82,7 +82,7 @@ def delivery_secret(api: client.ApiClient, name: str, stack: ConsumerStack) -> s
     return name
 
 
-def testbed_cli(testbed: TestbedState, *args: str) -> None:
+def run_testbed_cli(testbed: TestbedState, *args: str) -> None:
     proc = subprocess.run(
         [
             sys.executable,
@@ -104,11 +104,11 @@ def testbed_cli(testbed: TestbedState, *args: str) -> None:
 @contextmanager
 def stopped(testbed: TestbedState, process: str) -> Iterator[None]:
     """Hold a testbed process down (the supervisor does not restart it) for the block."""
-    testbed_cli(testbed, "stop", process)
+    run_testbed_cli(testbed, "stop", process)
     try:
         yield
     finally:
-        testbed_cli(testbed, "start", process)
+        run_testbed_cli(testbed, "start", process)
 
 
 def drained(api: client.ApiClient, routes: list[str]) -> bool:
@@ -207,7 +207,7 @@ LOAD_DEVICES_PREFIX = "bluest-"
 
 class LoadMapper:
     """A second mapper on the edge node's broker, boards simulated at their fastest rates and
-    not registered as Devices: about 280 readings/s on topics of unbound boards."""
+    not registered as Devices: about 400 readings/s on topics of unbound boards."""
 
     def __init__(self, credentials: Path, log: Path) -> None:
         self.proc = subprocess.Popen(
@@ -217,11 +217,13 @@ class LoadMapper:
                 "fluidos_sensors",
                 "mapper",
                 "run",
+                # Its own name: a mapper's MQTT client id is per node, and the testbed's
+                # mapper of the edge node is connected already.
                 "--node",
-                EDGE,
+                f"{EDGE}-load",
                 "--no-kubernetes",
                 "--simulate",
-                "2",
+                "3",
                 "--inertial-hz",
                 "30",
                 "--environmental-hz",
@@ -263,11 +265,12 @@ class Recorder:
             f"      async with aiomqtt.Client({access.host!r}, {access.port}, "
             f"username={access.username!r}, password={access.password!r}, "
             "identifier='test-recorder', clean_session=False) as c:\n"
-            "        await c.subscribe('default/fluidos-sensors/bluest-+/+', qos=1)\n"
+            "        await c.subscribe('default/fluidos-sensors/+/+', qos=1)\n"
             "        print('ready', flush=True)\n"
             "        async for m in c.messages:\n"
             "          r = json.loads(m.payload)\n"
-            "          print(r['device'], r['sensor'], r['seq'], flush=True)\n"
+            "          if r['device'].startswith('bluest-'):\n"
+            "            print(r['device'], r['sensor'], r['seq'], flush=True)\n"
             "    except aiomqtt.MqttError:\n"
             "      await asyncio.sleep(0.2)\n"
             "asyncio.run(main())\n"
@@ -352,12 +355,11 @@ def test_outage_agent_crash_and_broker_restart_lose_nothing(
         with stopped(testbed, "consumer-1/telegraf"):
             watcher.status = 503
             time.sleep(20)
-            agent_pid = testbed_status_pid(testbed, f"{provider.name}/{EDGE}/agent")
+            agent_pid = running_pid(testbed, f"{provider.name}/{EDGE}/agent")
             os.kill(agent_pid, signal.SIGKILL)  # crash in the middle of the outage
             eventually(
                 lambda: (
-                    testbed_status_pid(testbed, f"{provider.name}/{EDGE}/agent")
-                    not in (None, agent_pid)
+                    running_pid(testbed, f"{provider.name}/{EDGE}/agent") not in (None, agent_pid)
                 ),
                 "the agent restarted",
                 timeout=60,
@@ -402,7 +404,7 @@ def test_outage_agent_crash_and_broker_restart_lose_nothing(
             )
 
 
-def testbed_status_pid(testbed: TestbedState, process: str) -> int | None:
+def running_pid(testbed: TestbedState, process: str) -> int | None:
     current = TestbedState.read(testbed.directory)
     proc = (current.status.get("processes", {}) if current else {}).get(process) or {}
     return proc.get("pid") if proc.get("alive") else None
