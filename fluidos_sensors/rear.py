@@ -33,7 +33,7 @@ from pydantic import (
     model_validator,
 )
 
-from fluidos_sensors.contract import AuthType, DeliveryFormat, check_endpoint
+from fluidos_sensors.contract import ENDPOINT_MAX_LENGTH, AuthType, DeliveryFormat, check_endpoint
 from fluidos_sensors.filters import SensorFilter
 from fluidos_sensors.flavor import SENSORS_PREFIX
 
@@ -190,7 +190,10 @@ class DeliveryAuthorization(_Wire):
 class TelemetryEndpoint(_Wire):
     """Where the provider sends the readings (``ingressTelemetryEndpoint``)."""
 
-    endpoint: str
+    endpoint: str = Field(
+        max_length=ENDPOINT_MAX_LENGTH,
+        json_schema_extra={"format": "uri", "examples": ["http://telegraf.example:8186/telegraf"]},
+    )
     intents: list[Annotated[str, Field(max_length=_TEXT_MAX)]] = Field(
         default_factory=list, max_length=_INTENTS_MAX
     )

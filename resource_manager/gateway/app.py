@@ -192,7 +192,20 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorAnswer, "description": texts[code]} for code in codes}
 
 
+_NUMBER = r"[0-9]{1,9}(\.[0-9]{1,9})?"
+_UNITS = {  # the units each range filter takes after its number (fluidos_sensors.sensor)
+    "latency": ("ns", "us", "µs", "ms", "s", "sec", "min"),
+    "observed_latency": ("ns", "us", "µs", "ms", "s", "sec", "min"),
+    "sampling_rate": ("mHz", "Hz", "kHz", "MHz"),
+    "consumption": ("nW", "uW", "µW", "mW", "W", "nA", "uA", "µA", "mA", "A"),
+    "accuracy": (),
+}
+_DEFAULT_UNITS = {"latency": "ms", "observed_latency": "ms", "sampling_rate": "Hz"}
+_DEFAULT_UNITS["consumption"] = "mW"
+
+
 def _filter_parameters() -> list[dict[str, Any]]:
+    """The filter[...] query parameters, flat (deepObject nesting is not expressible)."""
     parameters: list[dict[str, Any]] = []
     for name in MATCH_FILTERS:
         parameters.append(
@@ -200,13 +213,14 @@ def _filter_parameters() -> list[dict[str, Any]]:
                 "name": f"filter[{name}][match]",
                 "in": "query",
                 "required": False,
-                "description": f"{name} equals this, case-insensitively",
-                "schema": {"type": "string", "maxLength": 253},
+                "description": f"{name} equals this, case-insensitively (repeat: all must hold)",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 253, "pattern": r"\S"},
             }
         )
-    units = {"latency": " (ms, or '0.1 s')", "observed_latency": " (ms)"}
-    units |= {"sampling_rate": " (Hz, or '1 kHz')", "consumption": " (mW, or '5 mA')"}
     for name in RANGE_FILTERS:
+        units = _UNITS[name]
+        pattern = f"^{_NUMBER}" + (f"( ?({'|'.join(units)}))?$" if units else "$")
+        unit_note = f" in {_DEFAULT_UNITS[name]} unless a unit follows" if units else ""
         for form, what in (
             ("[exact]", "equals"),
             ("[range][min]", "is at least"),
@@ -217,8 +231,8 @@ def _filter_parameters() -> list[dict[str, Any]]:
                     "name": f"filter[{name}]{form}",
                     "in": "query",
                     "required": False,
-                    "description": f"{name} {what} this{units.get(name, '')}",
-                    "schema": {"type": "string", "maxLength": 64},
+                    "description": f"{name} {what} this number{unit_note}",
+                    "schema": {"type": "string", "pattern": pattern},
                 }
             )
     return parameters
