@@ -72,6 +72,10 @@ def gateway(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    # Even with --verbose: the Kubernetes client and urllib3 log request and answer bodies at
+    # DEBUG, and those carry consumers' delivery credentials.
+    logging.getLogger("kubernetes").setLevel(logging.INFO)
+    logging.getLogger("urllib3").setLevel(logging.INFO)
     try:
         host, port = parse_listen(listen)
         if not node_id:

@@ -169,7 +169,9 @@ class Marketplace:
         open_ones = [t for t in transactions if not objects.expired(t, now)]
         return [objects.owner(obj) or "" for obj in (*open_ones, *contracts)]
 
-    def _for_flavor(self, list_call: Callable[..., list[dict[str, Any]]], flavor: str):
+    def _for_flavor(
+        self, list_call: Callable[..., list[dict[str, Any]]], flavor: str
+    ) -> list[dict[str, Any]]:
         if label_safe(flavor):
             return list_call(**{FLAVOR_LABEL: flavor})
         return [  # a name too long for a label: no label on the objects, select by field

@@ -47,6 +47,7 @@ from fluidos_sensors.rear import (
 from fluidos_sensors.sensor import DeviceRef, SensorSpec
 from resource_manager.gateway import objects
 from testbed import bootstrap, credentials
+from testbed.pki import CertPair, ClusterPKI
 from testbed.state import ClusterAccess
 
 pytestmark = pytest.mark.integration
@@ -88,9 +89,19 @@ def free_port() -> int:
 class Gateway:
     """`fluidos-sensors resource-manager gateway` as a subprocess."""
 
-    def __init__(self, kubeconfig: Path, log: Path, *extra: str) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        log: Path,
+        *extra: str,
+        tls: CertPair | None = None,
+        ca: Path | None = None,
+    ) -> None:
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.verify: bool | str = str(ca) if ca else True
+        if tls:
+            extra = (*extra, "--tls-cert", str(tls.cert), "--tls-key", str(tls.key))
         self.log = log
         self.args = [
             sys.executable,
@@ -115,7 +126,10 @@ class Gateway:
         def ready() -> bool:
             self.assert_alive()
             try:
-                return httpx.get(f"{self.url}/api/v2/flavors", headers=bearer(token)).is_success
+                answer = httpx.get(
+                    f"{self.url}/api/v2/flavors", headers=bearer(token), verify=self.verify
+                )
+                return answer.is_success
             except httpx.HTTPError:
                 return False
 
@@ -136,10 +150,15 @@ class Gateway:
         )
 
     def http(self, token: str | None) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers=bearer(token) if token else {}, timeout=20)
+        return httpx.Client(
+            base_url=self.url,
+            headers=bearer(token) if token else {},
+            timeout=20,
+            verify=self.verify,
+        )
 
     def rear(self, token: str) -> RearClient:
-        return RearClient(self.url, token, timeout=20)
+        return RearClient(self.url, token, timeout=20, verify=self.verify)
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -866,3 +885,29 @@ def test_fuzz_the_gateway_against_its_own_openapi(
     gateway.assert_alive()
     assert not [code for code in statuses if code >= 500], statuses
     assert statuses[200] and statuses[400] and statuses[404], statuses  # it reached the logic
+
+
+def test_gateway_serves_https(
+    gateway_kubeconfig: Path, consumers: Consumers, offer: Offer, tmp_path: Path
+) -> None:
+    pki = ClusterPKI(tmp_path / "pki", "gateway")
+    serving = pki.apiserver_serving()  # a serving certificate for the loopback names
+    gateway = Gateway(gateway_kubeconfig, tmp_path / "gateway.log", tls=serving, ca=pki.ca.cert)
+    token = consumers.tokens["b"]
+    try:
+        gateway.start(token)
+        name = offer.add("secure")["metadata"]["name"]
+        with gateway.rear(token) as rear:
+            eventually(
+                lambda: (
+                    [f.flavor_id for f in rear.list_flavors(SensorFilter.from_query(offer.query()))]
+                    == [name]
+                ),
+                "the flavor listed over HTTPS",
+            )
+        with pytest.raises(httpx.HTTPError):  # plain HTTP is not served
+            httpx.get(f"http://127.0.0.1:{gateway.port}/api/v2/flavors", headers=bearer(token))
+        with pytest.raises(httpx.HTTPError):  # nor to a client that does not trust the CA
+            httpx.get(f"{gateway.url}/api/v2/flavors", headers=bearer(token))
+    finally:
+        gateway.stop()
