@@ -473,10 +473,10 @@ class RearClient(_Calls):
         return self.read(response, where), where
 
     def list_flavors(
-        self, sensor_filter: SensorFilter | None = None, *, sensors_only: bool = False
+        self, filter: SensorFilter | None = None, *, sensors_only: bool = False
     ) -> list[FlavorItem]:
         """Available flavors; with a filter (or sensors_only), Sensor flavors matching it."""
-        path, params = self.flavors_request(sensor_filter, sensors_only)
+        path, params = self.flavors_request(filter, sensors_only)
         data, where = self._call("GET", path, params=params)
         return _flavors(data, where)
 
@@ -553,10 +553,10 @@ class AsyncRearClient(_Calls):
         return self.read(response, where), where
 
     async def list_flavors(
-        self, sensor_filter: SensorFilter | None = None, *, sensors_only: bool = False
+        self, filter: SensorFilter | None = None, *, sensors_only: bool = False
     ) -> list[FlavorItem]:
         """Available flavors; with a filter (or sensors_only), Sensor flavors matching it."""
-        path, params = self.flavors_request(sensor_filter, sensors_only)
+        path, params = self.flavors_request(filter, sensors_only)
         data, where = await self._call("GET", path, params=params)
         return _flavors(data, where)
 

@@ -71,8 +71,9 @@ class FlavorIndex:
         self._rows: dict[str, int] = {}  # flavor name -> row
         self._free: list[int] = []
         self._size = 0  # rows in use or freed: every live row is < _size
-        self._names: list[str | None] = []
-        self._items: list[bytes | None] = []
+        # Object arrays, so a query picks its answers with one fancy index.
+        self._names: np.ndarray = np.empty(0, dtype=object)  # str or None per row
+        self._items: np.ndarray = np.empty(0, dtype=object)  # bytes or None per row
         self._order: np.ndarray | None = None  # live rows sorted by name; None: recompute
         self._capacity = 0
         self._allocate(_FIRST_CAPACITY, types=1, accuracies=1)
@@ -112,9 +113,12 @@ class FlavorIndex:
             for name, (shape, fill, dtype) in spec.items()
         }
         self._capacity = capacity
-        missing = capacity - len(self._names)
-        self._names.extend([None] * missing)
-        self._items.extend([None] * missing)
+        for attribute in ("_names", "_items"):
+            old = getattr(self, attribute)
+            if len(old) < capacity:
+                new = np.empty(capacity, dtype=object)
+                new[: len(old)] = old
+                setattr(self, attribute, new)
 
     def _code(self, text: str) -> int:
         return self._codes.setdefault(_fold(text), len(self._codes))
@@ -281,17 +285,17 @@ class FlavorIndex:
         with self._lock:
             cols = self._cols
             mask = cols["alive"][: self._size] & cols["available"][: self._size]
-            return [self._items[row] for row in self._select(mask)]  # type: ignore[misc]
+            return self._items[self._select(mask)].tolist()
 
     def query(self, sensor_filter: SensorFilter) -> list[str]:
         """Names of the available Sensor flavors meeting every condition, by name."""
         with self._lock:
-            return [self._names[row] for row in self._query_rows(sensor_filter)]  # type: ignore[misc]
+            return self._names[self._query_rows(sensor_filter)].tolist()
 
     def query_items(self, sensor_filter: SensorFilter) -> list[bytes]:
         """REAR items of the available Sensor flavors meeting every condition, by name."""
         with self._lock:
-            return [self._items[row] for row in self._query_rows(sensor_filter)]  # type: ignore[misc]
+            return self._items[self._query_rows(sensor_filter)].tolist()
 
     def _query_rows(self, wanted: SensorFilter) -> np.ndarray:
         n = self._size

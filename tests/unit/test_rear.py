@@ -335,3 +335,49 @@ def test_client_reports_an_unreachable_gateway() -> None:
     with pytest.raises(RearError) as failed:
         client.list_contracts()
     assert failed.value.status is None and "unreachable" in str(failed.value)
+
+
+async def test_async_client_speaks_the_same_protocol() -> None:
+    from fluidos_sensors.rear import AsyncRearClient
+
+    seen: list[tuple[str, str, Any]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content) if request.content else None
+        seen.append((request.method, request.url.raw_path.decode(), body))
+        if request.url.path == "/api/v2/flavors/sensors":
+            return httpx.Response(200, json=[flavor_item(flavor())])
+        if request.url.path == "/api/v2/reservations":
+            return httpx.Response(
+                200,
+                json={
+                    "transactionID": "tx-1",
+                    "flavorID": body["flavorID"],
+                    "buyer": body["buyerID"],
+                    "clusterID": "consumer-1",
+                    "expirationTime": "2025-01-01T00:05:00Z",
+                    "startTime": "2025-01-01T00:00:00Z",
+                },
+            )
+        if request.method == "DELETE":
+            return httpx.Response(204)
+        return httpx.Response(410, json={"error": "reservation expired"})
+
+    async with AsyncRearClient("http://gw/", "tok", transport=httpx.MockTransport(answer)) as rear:
+        [item] = await rear.list_flavors(sensors_only=True)
+        assert item.type.name == "sensor"
+        tx = await rear.reserve(item.flavor_id, NodeIdentity(node_id="c", ip="1.2.3.4", domain="d"))
+        assert tx.transaction_id == "tx-1"
+        with pytest.raises(RearError) as late:
+            await rear.purchase("tx-1", "http://telegraf:8186/telegraf")
+        assert late.value.status == 410
+        await rear.release("contract-x/y")
+    assert seen[1][2]["buyerID"] == {"ID": "c", "IP": "1.2.3.4", "domain": "d"}
+    assert seen[2][2] == {
+        "ingressTelemetryEndpoint": {
+            "endpoint": "http://telegraf:8186/telegraf",
+            "intents": [],
+            "format": "influx",
+        }
+    }
+    assert seen[3][:2] == ("DELETE", "/api/v2/contracts/contract-x%2Fy")
