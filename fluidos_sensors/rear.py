@@ -354,7 +354,11 @@ class RearError(Exception):
         super().__init__(f"{shown}{code}{message}{suffix}")
 
 
-Verify = bool | str | ssl.SSLContext
+Verify = bool | str | ssl.SSLContext  # a str is the path of a CA bundle to trust
+
+
+def _tls(verify: Verify) -> bool | ssl.SSLContext:
+    return ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
 
 
 class _Calls:
@@ -450,7 +454,7 @@ class RearClient(_Calls):
         self._http = httpx.Client(
             base_url=self.base_url,
             headers=self._headers,
-            verify=verify,
+            verify=_tls(verify),
             timeout=timeout,
             transport=transport,
         )
@@ -530,7 +534,7 @@ class AsyncRearClient(_Calls):
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             headers=self._headers,
-            verify=verify,
+            verify=_tls(verify),
             timeout=timeout,
             transport=transport,
         )

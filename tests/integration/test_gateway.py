@@ -7,6 +7,7 @@ import base64
 import contextlib
 import secrets
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -99,7 +100,9 @@ class Gateway:
     ) -> None:
         self.port = free_port()
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
-        self.verify: bool | str = str(ca) if ca else True
+        self.verify: bool | ssl.SSLContext = (
+            ssl.create_default_context(cafile=str(ca)) if ca else True
+        )
         if tls:
             extra = (*extra, "--tls-cert", str(tls.cert), "--tls-key", str(tls.key))
         self.log = log
