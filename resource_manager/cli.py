@@ -220,3 +220,10 @@ def list_flavors(
         typer.echo(json.dumps([item for item, _ in chosen], indent=2))
     else:
         typer.echo(yaml.safe_dump([item for item, _ in chosen], sort_keys=False), nl=False)
+
+
+# The REAR gateway lives in its own package; mounted here so it is
+# `fluidos-sensors resource-manager gateway`.
+from resource_manager.gateway.cli import gateway as _gateway  # noqa: E402
+
+app.command("gateway")(_gateway)

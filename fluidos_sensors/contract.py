@@ -1,0 +1,240 @@
+"""What a sold sensor's FLUIDOS ``Contract`` says about delivery, in one place.
+
+The REAR gateway writes these annotations and labels on every Contract it creates; the router
+manager reads them back with :func:`delivery_target` to turn a Contract into a route target.
+The upstream Contract CRD has no field for "which MQTT topic on which edge node" nor for the
+delivery format and credentials, so they travel as annotations (the CRD prunes unknown spec
+fields); the credentials themselves never do: they live in a Secret in
+``fluidos_sensors.api.ROUTE_NAMESPACE`` named after the Contract.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlsplit
+
+from fluidos_sensors.api import ROUTE_NAMESPACE
+from fluidos_sensors.flavor import SENSORS_PREFIX, label_safe
+
+# Annotations on a Contract (values are free text).
+DELIVERY_FORMAT_ANNOTATION = f"{SENSORS_PREFIX}/delivery-format"
+DELIVERY_AUTH_ANNOTATION = f"{SENSORS_PREFIX}/delivery-auth"
+DELIVERY_SECRET_ANNOTATION = f"{SENSORS_PREFIX}/delivery-secret"
+CONSUMER_ANNOTATION = f"{SENSORS_PREFIX}/consumer"
+BROKER_TOPIC_ANNOTATION = f"{SENSORS_PREFIX}/broker-topic"
+EDGE_NODE_ANNOTATION = f"{SENSORS_PREFIX}/edge-node"
+
+# Labels to select Contracts, Allocations, Transactions and delivery Secrets by (only set
+# when the value is a valid label value; consumer ids always are, see rear.py).
+CONSUMER_LABEL = f"{SENSORS_PREFIX}/consumer"
+FLAVOR_LABEL = f"{SENSORS_PREFIX}/flavor"
+CONTRACT_LABEL = f"{SENSORS_PREFIX}/contract"
+TRANSACTION_LABEL = f"{SENSORS_PREFIX}/transaction"
+
+# Keys of the delivery Secret (namespace ROUTE_NAMESPACE, name = the Contract's name).
+SECRET_TOKEN_KEY = "token"
+SECRET_USERNAME_KEY = "username"
+SECRET_PASSWORD_KEY = "password"
+
+AUTH_NONE = "none"  # the DELIVERY_AUTH_ANNOTATION value when the endpoint takes no credentials
+ENDPOINT_MAX_LENGTH = 2048
+
+
+class DeliveryFormat(StrEnum):
+    """How readings are encoded for the consumer's endpoint."""
+
+    INFLUX = "influx"  # InfluxDB line protocol: Telegraf http_listener_v2, InfluxDB write APIs
+    JSON = "json"
+
+
+class AuthType(StrEnum):
+    """How the provider authenticates to the consumer's endpoint."""
+
+    BEARER = "bearer"  # Authorization: Bearer <token>
+    TOKEN = "token"  # Authorization: Token <token> (InfluxDB v2)
+    BASIC = "basic"  # Authorization: Basic base64(username:password)
+
+
+class ContractError(ValueError):
+    """A Contract cannot be delivered; the message names the Contract and the field."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContractDelivery:
+    """Where and how one sold sensor's readings go: one route target."""
+
+    contract: str
+    namespace: str
+    flavor: str
+    node: str  # edge node whose broker carries the readings
+    broker_topic: str  # MQTT topic on that broker
+    endpoint: str  # consumer's URL (http or https)
+    format: DeliveryFormat
+    auth_type: AuthType | None  # None: no credentials
+    secret_name: str | None  # in secret_namespace; set exactly when auth_type is
+    consumer: str
+    secret_namespace: str = ROUTE_NAMESPACE
+
+
+def check_endpoint(url: object) -> str:
+    """The endpoint URL if deliverable (http/https, a host, no userinfo, bounded length).
+
+    Raises ValueError saying what is wrong (without echoing credentials found in it).
+    """
+    if not isinstance(url, str):
+        raise ValueError("must be a URL string")
+    if not url.strip():
+        raise ValueError("must not be empty")
+    if len(url) > ENDPOINT_MAX_LENGTH:
+        raise ValueError(f"must be at most {ENDPOINT_MAX_LENGTH} characters, got {len(url)}")
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+        raise ValueError("must not contain whitespace or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises for a non-numeric or out-of-range port
+    except ValueError as exc:
+        raise ValueError(f"is not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"must be an http:// or https:// URL, got scheme {parts.scheme!r}")
+    if "@" in parts.netloc:
+        # Credentials in the URL would end up in logs and objects: use "authorization".
+        raise ValueError('must not carry credentials (user:password@); use "authorization"')
+    host = parts.hostname or ""
+    if not host:
+        raise ValueError("must name a host")
+    if not _valid_host(host):
+        raise ValueError(f"has an invalid host {host!r}")
+    if port == 0:
+        raise ValueError("must not use port 0")
+    if parts.fragment:
+        raise ValueError("must not have a #fragment")
+    return url
+
+
+def _valid_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    if len(host) > 253:
+        return False
+    labels = host.rstrip(".").split(".")
+    return all(
+        0 < len(label) <= 63
+        and all(ch.isalnum() or ch in "-_" for ch in label)
+        and label.isascii()
+        and not label.startswith("-")
+        and not label.endswith("-")
+        for label in labels
+    )
+
+
+def contract_annotations(
+    *,
+    broker_topic: str,
+    node: str,
+    format: DeliveryFormat,
+    auth_type: AuthType | None,
+    secret_name: str | None,
+    consumer: str,
+) -> dict[str, str]:
+    """The delivery annotations the gateway puts on a Contract (read by delivery_target)."""
+    annotations = {
+        BROKER_TOPIC_ANNOTATION: broker_topic,
+        EDGE_NODE_ANNOTATION: node,
+        DELIVERY_FORMAT_ANNOTATION: str(format),
+        DELIVERY_AUTH_ANNOTATION: str(auth_type) if auth_type else AUTH_NONE,
+        CONSUMER_ANNOTATION: consumer,
+    }
+    if secret_name:
+        annotations[DELIVERY_SECRET_ANNOTATION] = secret_name
+    return annotations
+
+
+def selection_labels(**values: str) -> dict[str, str]:
+    """Labels by keyword (consumer=, flavor=, contract=, transaction=), label-safe ones only."""
+    keys = {
+        "consumer": CONSUMER_LABEL,
+        "flavor": FLAVOR_LABEL,
+        "contract": CONTRACT_LABEL,
+        "transaction": TRANSACTION_LABEL,
+    }
+    return {keys[name]: value for name, value in values.items() if label_safe(value)}
+
+
+def delivery_target(contract: Mapping[str, Any]) -> ContractDelivery:
+    """The route target a Contract written by the REAR gateway describes.
+
+    Raises ContractError naming the Contract and the field when something is missing or wrong.
+    """
+    meta = contract.get("metadata")
+    meta = meta if isinstance(meta, Mapping) else {}
+    name = str(meta.get("name") or "")
+    namespace = str(meta.get("namespace") or "")
+    where = f"Contract {namespace}/{name}" if namespace else f"Contract {name or '(unnamed)'}"
+    if not name:
+        raise ContractError(f"{where}: metadata.name is missing")
+    annotations = meta.get("annotations")
+    annotations = annotations if isinstance(annotations, Mapping) else {}
+    spec = contract.get("spec")
+    spec = spec if isinstance(spec, Mapping) else {}
+
+    def annotation(key: str) -> str:
+        value = annotations.get(key)
+        if not isinstance(value, str) or not value.strip():
+            raise ContractError(f'{where}: annotation "{key}" is missing')
+        return value.strip()
+
+    flavor = spec.get("flavor")
+    flavor_meta = flavor.get("metadata") if isinstance(flavor, Mapping) else None
+    flavor_name = flavor_meta.get("name") if isinstance(flavor_meta, Mapping) else None
+    if not isinstance(flavor_name, str) or not flavor_name:
+        raise ContractError(f"{where}: spec.flavor.metadata.name is missing")
+
+    endpoint_spec = spec.get("ingressTelemetryEndpoint")
+    endpoint = endpoint_spec.get("endpoint") if isinstance(endpoint_spec, Mapping) else None
+    if endpoint is None:
+        raise ContractError(f"{where}: spec.ingressTelemetryEndpoint.endpoint is missing")
+    try:
+        check_endpoint(endpoint)
+    except ValueError as exc:
+        raise ContractError(f"{where}: spec.ingressTelemetryEndpoint.endpoint {exc}") from None
+
+    raw_format = annotation(DELIVERY_FORMAT_ANNOTATION)
+    try:
+        delivery_format = DeliveryFormat(raw_format)
+    except ValueError:
+        raise ContractError(
+            f'{where}: annotation "{DELIVERY_FORMAT_ANNOTATION}" must be one of '
+            f"{', '.join(DeliveryFormat)}, got {raw_format!r}"
+        ) from None
+    raw_auth = annotation(DELIVERY_AUTH_ANNOTATION)
+    auth_type: AuthType | None = None
+    if raw_auth != AUTH_NONE:
+        try:
+            auth_type = AuthType(raw_auth)
+        except ValueError:
+            raise ContractError(
+                f'{where}: annotation "{DELIVERY_AUTH_ANNOTATION}" must be one of '
+                f"{', '.join([AUTH_NONE, *AuthType])}, got {raw_auth!r}"
+            ) from None
+    secret_name = None
+    if auth_type is not None:
+        secret_name = annotation(DELIVERY_SECRET_ANNOTATION)
+    return ContractDelivery(
+        contract=name,
+        namespace=namespace,
+        flavor=flavor_name,
+        node=annotation(EDGE_NODE_ANNOTATION),
+        broker_topic=annotation(BROKER_TOPIC_ANNOTATION),
+        endpoint=endpoint,
+        format=delivery_format,
+        auth_type=auth_type,
+        secret_name=secret_name,
+        consumer=annotation(CONSUMER_ANNOTATION),
+    )

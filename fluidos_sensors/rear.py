@@ -1,0 +1,600 @@
+"""The REAR v2 marketplace protocol as the sensor gateway speaks it, and a client for it.
+
+Bodies follow the FLUIDOS node's gateway (camelCase JSON, ``pkg/utils/models`` of
+fluidos-project/node): a reservation is ``{flavorID, buyerID{ID, IP, domain,
+additionalInformation}, configuration?}`` and answers a transaction; a purchase carries
+``ingressTelemetryEndpoint{endpoint, intents[]}`` and answers the contract; flavor lists are
+``{flavorID, providerID, type{name, data}, owner, price, location, availability, timestamp}``
+items whose ``type.data`` is the Flavor's ``spec.flavorType.typeData`` (so
+``fluidos_sensors.flavor.sensor_from_flavor`` reads an item back).
+
+Our extensions (FLUIDOS ignores unknown keys): ``ingressTelemetryEndpoint.format`` ("influx",
+the default, or "json") and ``ingressTelemetryEndpoint.authorization`` (the credentials the
+provider uses to deliver to the consumer's endpoint; never echoed back in an answer); and
+``GET/DELETE /api/v2/contracts[/{id}]`` to list and release a consumer's contracts.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Mapping
+from typing import Annotated, Any, Self
+from urllib.parse import quote
+
+import httpx
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+
+from fluidos_sensors.contract import ENDPOINT_MAX_LENGTH, AuthType, DeliveryFormat, check_endpoint
+from fluidos_sensors.filters import SensorFilter
+from fluidos_sensors.flavor import SENSORS_PREFIX
+
+API_PREFIX = "/api/v2"
+FLAVORS_PATH = f"{API_PREFIX}/flavors"
+SENSOR_FLAVORS_PATH = f"{API_PREFIX}/flavors/sensors"
+RESERVATIONS_PATH = f"{API_PREFIX}/reservations"
+PURCHASE_PATH = API_PREFIX + "/transactions/{transaction_id}/purchase"
+CONTRACTS_PATH = f"{API_PREFIX}/contracts"
+CONTRACT_PATH = API_PREFIX + "/contracts/{contract_id}"
+
+SENSOR_TYPE_NAME = "sensor"  # type.name of a Sensor flavor item, as FLUIDOS names it
+
+# A provider's REAR consumers: Secrets in the gateway's namespace labeled with this key (value:
+# the consumer id), holding the consumer's bearer token under CONSUMER_TOKEN_KEY.
+REAR_CONSUMER_LABEL = f"{SENSORS_PREFIX}/rear-consumer"
+CONSUMER_TOKEN_KEY = "token"
+
+_ID_MAX = 253
+_TEXT_MAX = 1024
+_INTENTS_MAX = 32
+
+Identifier = Annotated[str, Field(min_length=1, max_length=_ID_MAX)]
+Text = Annotated[str, Field(max_length=_TEXT_MAX)]
+
+
+class _Wire(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown keys are ignored, as in FLUIDOS."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON body of this model (aliases, no nulls)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+# ------------------------------------------------------------------------------- identities
+
+
+class AdditionalInformation(_Wire):
+    liqo_id: Text | None = Field(default=None, alias="liqoID")
+
+
+class NodeIdentity(_Wire):
+    """A FLUIDOS node: buyer, seller or flavor owner."""
+
+    node_id: Identifier = Field(alias="ID")
+    ip: Text = Field(alias="IP")
+    domain: Text
+    additional_information: AdditionalInformation | None = Field(
+        default=None, alias="additionalInformation"
+    )
+
+
+class Price(_Wire):
+    amount: Text
+    currency: Text
+    period: Text
+
+
+class Location(_Wire):
+    latitude: Text | None = None
+    longitude: Text | None = None
+    country: Text | None = None
+    city: Text | None = None
+    additional_notes: Text | None = Field(default=None, alias="additionalNotes")
+
+
+class FlavorType(_Wire):
+    name: Text
+    data: dict[str, Any]
+
+
+class FlavorItem(_Wire):
+    """One flavor as ``GET /api/v2/flavors[/sensors]`` lists it."""
+
+    flavor_id: Identifier = Field(alias="flavorID")
+    provider_id: Text = Field(alias="providerID")
+    type: FlavorType
+    network_property_type: Text | None = Field(default=None, alias="networkPropertyType")
+    timestamp: Text
+    location: Location | None = None
+    price: Price
+    owner: NodeIdentity
+    availability: bool
+
+
+class Configuration(_Wire):
+    """FLUIDOS flavor configuration (a sensor flavor needs none)."""
+
+    type: Annotated[str, Field(min_length=1, max_length=63)]
+    data: dict[str, Any]
+
+
+# ------------------------------------------------------------------------------- reserve
+
+
+class ReservationRequest(_Wire):
+    """``POST /api/v2/reservations``."""
+
+    flavor_id: Identifier = Field(alias="flavorID")
+    buyer: NodeIdentity = Field(alias="buyerID")
+    configuration: Configuration | None = None
+
+
+class TransactionAnswer(_Wire):
+    """A reservation: purchase it before ``expirationTime`` (RFC 3339)."""
+
+    transaction_id: Identifier = Field(alias="transactionID")
+    flavor_id: Identifier = Field(alias="flavorID")
+    buyer: NodeIdentity
+    cluster_id: Text = Field(alias="clusterID")
+    expiration_time: Text = Field(alias="expirationTime")
+    start_time: Text = Field(alias="startTime")
+    configuration: Configuration | None = None
+
+
+# ------------------------------------------------------------------------------- purchase
+
+
+class DeliveryAuthorization(_Wire):
+    """Credentials the provider presents to the consumer's endpoint (ours, not FLUIDOS's).
+
+    ``bearer`` and ``token`` need ``token``; ``basic`` needs ``username`` and ``password``.
+    Secret values are masked in ``repr`` and logs and only revealed in the JSON body.
+    """
+
+    type: AuthType
+    token: SecretStr | None = Field(default=None, max_length=4096)
+    username: Annotated[str, Field(min_length=1, max_length=_TEXT_MAX)] | None = None
+    password: SecretStr | None = Field(default=None, max_length=4096)
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        if self.type in (AuthType.BEARER, AuthType.TOKEN):
+            if self.token is None or not self.token.get_secret_value():
+                raise ValueError(f'type "{self.type}" needs a non-empty "token"')
+            if self.username is not None or self.password is not None:
+                raise ValueError(f'type "{self.type}" takes a "token", not username/password')
+        else:
+            if not self.username or self.password is None or not self.password.get_secret_value():
+                raise ValueError('type "basic" needs "username" and a non-empty "password"')
+            if ":" in self.username:
+                raise ValueError('"username" must not contain ":" (HTTP basic authentication)')
+            if self.token is not None:
+                raise ValueError('type "basic" takes username/password, not a "token"')
+        return self
+
+    @field_serializer("token", "password", when_used="json")
+    def _reveal(self, value: SecretStr | None) -> str | None:
+        return value.get_secret_value() if value is not None else None
+
+
+class TelemetryEndpoint(_Wire):
+    """Where the provider sends the readings (``ingressTelemetryEndpoint``)."""
+
+    endpoint: str = Field(
+        max_length=ENDPOINT_MAX_LENGTH,
+        json_schema_extra={"format": "uri", "examples": ["http://telegraf.example:8186/telegraf"]},
+    )
+    intents: list[Annotated[str, Field(max_length=_TEXT_MAX)]] = Field(
+        default_factory=list, max_length=_INTENTS_MAX
+    )
+    format: DeliveryFormat = DeliveryFormat.INFLUX
+    authorization: DeliveryAuthorization | None = None
+
+    @field_validator("endpoint")
+    @classmethod
+    def _deliverable(cls, value: str) -> str:
+        return check_endpoint(value)
+
+
+class PurchaseRequest(_Wire):
+    """``POST /api/v2/transactions/{id}/purchase``; FLUIDOS's ``liqoCredentials`` is ignored."""
+
+    ingress_telemetry_endpoint: TelemetryEndpoint = Field(alias="ingressTelemetryEndpoint")
+
+
+class AuthorizationSummary(_Wire):
+    """What an answer tells about delivery credentials: their kind, never their value."""
+
+    type: AuthType
+
+
+class TelemetryEndpointAnswer(_Wire):
+    endpoint: str
+    intents: list[str] = Field(default_factory=list)
+    format: DeliveryFormat = DeliveryFormat.INFLUX
+    authorization: AuthorizationSummary | None = None
+
+
+class PeeringCredentials(_Wire):
+    """FLUIDOS's Liqo peering credentials: always empty for sensors (clusters share none)."""
+
+    cluster_id: str = Field(default="", alias="clusterID")
+    kubeconfig: str = ""
+
+
+class ContractAnswer(_Wire):
+    """A purchased sensor flavor (FLUIDOS's contract model, plus ``startTime``)."""
+
+    contract_id: Identifier = Field(alias="contractID")
+    transaction_id: Identifier = Field(alias="transactionID")
+    flavor: FlavorItem
+    buyer: NodeIdentity = Field(alias="buyerID")
+    buyer_cluster_id: Text = Field(alias="buyerClusterID")
+    seller: NodeIdentity
+    peering_target_credentials: PeeringCredentials = Field(
+        default_factory=PeeringCredentials, alias="peeringTargetCredentials"
+    )
+    expiration_time: Text | None = Field(default=None, alias="expirationTime")
+    start_time: Text | None = Field(default=None, alias="startTime")
+    configuration: Configuration | None = None
+    ingress_telemetry_endpoint: TelemetryEndpointAnswer = Field(alias="ingressTelemetryEndpoint")
+
+
+class ErrorAnswer(_Wire):
+    """Every error answer: what is wrong and, for bad input, which field or parameter."""
+
+    error: str
+    field: str | None = None
+
+
+# ------------------------------------------------------------------------------- Flavor -> item
+
+
+def flavor_item(flavor: Mapping[str, Any]) -> dict[str, Any]:
+    """The REAR item (JSON-ready dict) listing a Flavor object (``nodecore.fluidos.eu``).
+
+    ``type.name`` is the lower-cased ``typeIdentifier`` ("sensor", "k8slice", ...), as FLUIDOS
+    names its flavor types; ``type.data`` is ``typeData`` unchanged. Raises ValueError naming
+    the Flavor and field when a required field is missing.
+    """
+    meta = flavor.get("metadata") or {}
+    name = meta.get("name")
+    where = f"Flavor {meta.get('namespace', '')}/{name}"
+    spec = flavor.get("spec")
+    if not isinstance(name, str) or not name or not isinstance(spec, Mapping):
+        raise ValueError(f"{where}: metadata.name and spec are required")
+    flavor_type = spec.get("flavorType")
+    if not isinstance(flavor_type, Mapping) or not isinstance(
+        flavor_type.get("typeIdentifier"), str
+    ):
+        raise ValueError(f"{where}: spec.flavorType.typeIdentifier is missing")
+    type_data = flavor_type.get("typeData")
+    owner = spec.get("owner")
+    price = spec.get("price")
+    if not isinstance(owner, Mapping):
+        raise ValueError(f"{where}: spec.owner is missing")
+    if not isinstance(price, Mapping):
+        raise ValueError(f"{where}: spec.price is missing")
+    item: dict[str, Any] = {
+        "flavorID": name,
+        "providerID": str(spec.get("providerID") or ""),
+        "type": {
+            "name": flavor_type["typeIdentifier"].lower(),
+            "data": dict(type_data) if isinstance(type_data, Mapping) else {},
+        },
+        "timestamp": str(meta.get("creationTimestamp") or ""),
+        "price": {key: str(price.get(key, "")) for key in ("amount", "currency", "period")},
+        "owner": node_identity(owner),
+        "availability": spec.get("availability") is True,
+    }
+    if isinstance(spec.get("networkPropertyType"), str):
+        item["networkPropertyType"] = spec["networkPropertyType"]
+    location = spec.get("location")
+    if isinstance(location, Mapping):
+        item["location"] = {
+            key: str(location[key])
+            for key in ("latitude", "longitude", "country", "city", "additionalNotes")
+            if location.get(key) is not None
+        }
+    return item
+
+
+def node_identity(identity: Mapping[str, Any]) -> dict[str, Any]:
+    """A Kubernetes NodeIdentity ``{nodeID, ip, domain, ...}`` as REAR writes it."""
+    wire: dict[str, Any] = {
+        "ID": str(identity.get("nodeID", "")),
+        "IP": str(identity.get("ip", "")),
+        "domain": str(identity.get("domain", "")),
+    }
+    extra = identity.get("additionalInformation")
+    if isinstance(extra, Mapping) and extra.get("liqoID"):
+        wire["additionalInformation"] = {"liqoID": str(extra["liqoID"])}
+    return wire
+
+
+def kubernetes_identity(identity: NodeIdentity) -> dict[str, Any]:
+    """A REAR NodeIdentity as the FLUIDOS CRDs store it (``nodeID``, ``ip``, ``domain``)."""
+    body: dict[str, Any] = {
+        "nodeID": identity.node_id,
+        "ip": identity.ip,
+        "domain": identity.domain,
+    }
+    extra = identity.additional_information
+    if extra is not None and extra.liqo_id:
+        body["additionalInformation"] = {"liqoID": extra.liqo_id}
+    return body
+
+
+# ------------------------------------------------------------------------------- client
+
+
+class RearError(Exception):
+    """A REAR call failed: ``status`` (None when the gateway was not reached) and its message."""
+
+    def __init__(
+        self, message: str, *, status: int | None, field: str | None = None, where: str = ""
+    ) -> None:
+        self.message = message
+        self.status = status
+        self.field = field
+        self.where = where
+        shown = f"{where}: " if where else ""
+        code = f"HTTP {status}: " if status is not None else ""
+        suffix = f" (field {field})" if field else ""
+        super().__init__(f"{shown}{code}{message}{suffix}")
+
+
+Verify = bool | str | ssl.SSLContext  # a str is the path of a CA bundle to trust
+
+
+def _tls(verify: Verify) -> bool | ssl.SSLContext:
+    return ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+
+
+class _Calls:
+    """Request building and answer reading shared by the sync and async clients."""
+
+    def __init__(self, base_url: str, token: str) -> None:
+        if not token:
+            raise ValueError("a REAR client needs the consumer's bearer token")
+        self.base_url = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+
+    def __repr__(self) -> str:  # never show the token
+        return f"{type(self).__name__}({self.base_url!r})"
+
+    @staticmethod
+    def flavors_request(
+        sensor_filter: SensorFilter | None, sensors_only: bool
+    ) -> tuple[str, list[tuple[str, str]]]:
+        if sensor_filter is None and not sensors_only:
+            return FLAVORS_PATH, []
+        return SENSOR_FLAVORS_PATH, (sensor_filter.to_query() if sensor_filter else [])
+
+    @staticmethod
+    def error(response: httpx.Response, where: str) -> RearError:
+        message, field = response.reason_phrase or "error", None
+        try:
+            body = response.json()
+            if isinstance(body, Mapping):
+                message = str(body.get("error") or body.get("detail") or message)
+                field = body.get("field") if isinstance(body.get("field"), str) else None
+        except ValueError:
+            text = response.text.strip()
+            if text:
+                message = text[:500]
+        return RearError(message, status=response.status_code, field=field, where=where)
+
+    def read(self, response: httpx.Response, where: str) -> Any:
+        if response.status_code >= 400:
+            raise self.error(response, where)
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise RearError(
+                "answer is not JSON", status=response.status_code, where=where
+            ) from None
+
+
+def _parse(model: type[BaseModel], data: Any, where: str) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RearError(
+            f"unexpected answer: {exc.errors()[0]['msg']}", status=200, where=where
+        ) from None
+
+
+def _flavors(data: Any, where: str) -> list[FlavorItem]:
+    if data is None:  # FLUIDOS answers 204 for "no flavors"
+        return []
+    if not isinstance(data, list):
+        raise RearError("unexpected answer: not a list", status=200, where=where)
+    return [_parse(FlavorItem, item, where) for item in data]
+
+
+def _contract_id(contract: str | ContractAnswer) -> str:
+    return contract.contract_id if isinstance(contract, ContractAnswer) else contract
+
+
+def _telemetry(endpoint: TelemetryEndpoint | str) -> PurchaseRequest:
+    telemetry = (
+        endpoint
+        if isinstance(endpoint, TelemetryEndpoint)
+        else TelemetryEndpoint(endpoint=endpoint)
+    )
+    return PurchaseRequest(ingress_telemetry_endpoint=telemetry)
+
+
+class RearClient(_Calls):
+    """Blocking REAR client of one provider's gateway, authenticated as one consumer."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        verify: Verify = True,
+        timeout: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(base_url, token)
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers=self._headers,
+            verify=_tls(verify),
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        where = f"{method} {self.base_url}{path}"
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise RearError(f"gateway unreachable: {exc}", status=None, where=where) from exc
+        return self.read(response, where), where
+
+    def list_flavors(
+        self, filter: SensorFilter | None = None, *, sensors_only: bool = False
+    ) -> list[FlavorItem]:
+        """Available flavors; with a filter (or sensors_only), Sensor flavors matching it."""
+        path, params = self.flavors_request(filter, sensors_only)
+        data, where = self._call("GET", path, params=params)
+        return _flavors(data, where)
+
+    def reserve(
+        self,
+        flavor_id: str,
+        buyer: NodeIdentity,
+        configuration: Configuration | None = None,
+    ) -> TransactionAnswer:
+        """Reserve a flavor; purchase the answered transaction before it expires."""
+        body = ReservationRequest(flavor_id=flavor_id, buyer=buyer, configuration=configuration)
+        data, where = self._call("POST", RESERVATIONS_PATH, json=body.wire())
+        return _parse(TransactionAnswer, data, where)
+
+    def purchase(self, transaction_id: str, endpoint: TelemetryEndpoint | str) -> ContractAnswer:
+        """Buy a reserved flavor: its readings go to ``endpoint``."""
+        path = PURCHASE_PATH.format(transaction_id=quote(transaction_id, safe=""))
+        data, where = self._call("POST", path, json=_telemetry(endpoint).wire())
+        return _parse(ContractAnswer, data, where)
+
+    def get_contract(self, contract_id: str) -> ContractAnswer:
+        data, where = self._call(
+            "GET", CONTRACT_PATH.format(contract_id=quote(contract_id, safe=""))
+        )
+        return _parse(ContractAnswer, data, where)
+
+    def list_contracts(self) -> list[ContractAnswer]:
+        data, where = self._call("GET", CONTRACTS_PATH)
+        return [_parse(ContractAnswer, item, where) for item in data or []]
+
+    def release(self, contract: str | ContractAnswer) -> None:
+        """End a contract (idempotent): its data stops flowing to the endpoint."""
+        self._call(
+            "DELETE", CONTRACT_PATH.format(contract_id=quote(_contract_id(contract), safe=""))
+        )
+
+
+class AsyncRearClient(_Calls):
+    """The asyncio REAR client, with the same methods as RearClient."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        verify: Verify = True,
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(base_url, token)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=self._headers,
+            verify=_tls(verify),
+            timeout=timeout,
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        where = f"{method} {self.base_url}{path}"
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise RearError(f"gateway unreachable: {exc}", status=None, where=where) from exc
+        return self.read(response, where), where
+
+    async def list_flavors(
+        self, filter: SensorFilter | None = None, *, sensors_only: bool = False
+    ) -> list[FlavorItem]:
+        """Available flavors; with a filter (or sensors_only), Sensor flavors matching it."""
+        path, params = self.flavors_request(filter, sensors_only)
+        data, where = await self._call("GET", path, params=params)
+        return _flavors(data, where)
+
+    async def reserve(
+        self,
+        flavor_id: str,
+        buyer: NodeIdentity,
+        configuration: Configuration | None = None,
+    ) -> TransactionAnswer:
+        """Reserve a flavor; purchase the answered transaction before it expires."""
+        body = ReservationRequest(flavor_id=flavor_id, buyer=buyer, configuration=configuration)
+        data, where = await self._call("POST", RESERVATIONS_PATH, json=body.wire())
+        return _parse(TransactionAnswer, data, where)
+
+    async def purchase(
+        self, transaction_id: str, endpoint: TelemetryEndpoint | str
+    ) -> ContractAnswer:
+        """Buy a reserved flavor: its readings go to ``endpoint``."""
+        path = PURCHASE_PATH.format(transaction_id=quote(transaction_id, safe=""))
+        data, where = await self._call("POST", path, json=_telemetry(endpoint).wire())
+        return _parse(ContractAnswer, data, where)
+
+    async def get_contract(self, contract_id: str) -> ContractAnswer:
+        data, where = await self._call(
+            "GET", CONTRACT_PATH.format(contract_id=quote(contract_id, safe=""))
+        )
+        return _parse(ContractAnswer, data, where)
+
+    async def list_contracts(self) -> list[ContractAnswer]:
+        data, where = await self._call("GET", CONTRACTS_PATH)
+        return [_parse(ContractAnswer, item, where) for item in data or []]
+
+    async def release(self, contract: str | ContractAnswer) -> None:
+        """End a contract (idempotent): its data stops flowing to the endpoint."""
+        await self._call(
+            "DELETE", CONTRACT_PATH.format(contract_id=quote(_contract_id(contract), safe=""))
+        )

@@ -1,0 +1,121 @@
+"""`fluidos-sensors resource-manager gateway`: serve the REAR gateway with uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fluidos_sensors.api import FLUIDOS_NAMESPACE, ROUTE_NAMESPACE
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:port`` for IPv6) as (host, port); ValueError saying why not."""
+    host, sep, port_text = listen.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"--listen must be HOST:PORT, got {listen!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"--listen: port must be a number, got {port_text!r}") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"--listen: port must be 1..65535, got {port}")
+    return host, port
+
+
+def gateway(
+    kubeconfig: Annotated[
+        Path | None, typer.Option("--kubeconfig", envvar="KUBECONFIG", help="Cluster to use.")
+    ] = None,
+    context: Annotated[str | None, typer.Option("--context", help="kubeconfig context.")] = None,
+    node_id: Annotated[
+        str, typer.Option(envvar="FLUIDOS_NODE_ID", help="FLUIDOS node id of this provider.")
+    ] = "",
+    domain: Annotated[str, typer.Option(envvar="FLUIDOS_DOMAIN")] = "fluidos.eu",
+    ip: Annotated[
+        str,
+        typer.Option(
+            envvar="FLUIDOS_NODE_IP", help="Address consumers reach; defaults to the listen host."
+        ),
+    ] = "",
+    listen: Annotated[str, typer.Option(help="HOST:PORT to serve on.")] = "127.0.0.1:8443",
+    tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate (serve HTTPS).")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
+    namespace: Annotated[
+        str, typer.Option("--namespace", "-n", help="FLUIDOS namespace: Flavors, contracts.")
+    ] = FLUIDOS_NAMESPACE,
+    secret_namespace: Annotated[
+        str, typer.Option(help="Namespace of the delivery credential Secrets.")
+    ] = ROUTE_NAMESPACE,
+    reservation_ttl: Annotated[
+        float, typer.Option(help="Seconds a reservation holds before it expires.")
+    ] = 300.0,
+    max_consumers_per_sensor: Annotated[
+        int, typer.Option(help="Contracts plus open reservations one sensor may have.")
+    ] = 16,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Serve the REAR v2 gateway (list, reserve, purchase, release Sensor flavors)."""
+    import uvicorn
+    from kubernetes import client, config
+
+    from resource_manager.gateway.market import MarketSettings
+    from resource_manager.gateway.objects import Seller
+    from resource_manager.gateway.service import build_gateway
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    # Even with --verbose: the Kubernetes client and urllib3 log request and answer bodies at
+    # DEBUG, and those carry consumers' delivery credentials.
+    logging.getLogger("kubernetes").setLevel(logging.INFO)
+    logging.getLogger("urllib3").setLevel(logging.INFO)
+    try:
+        host, port = parse_listen(listen)
+        if not node_id:
+            raise ValueError("--node-id is required (or FLUIDOS_NODE_ID)")
+        if (tls_cert is None) != (tls_key is None):
+            raise ValueError("--tls-cert and --tls-key go together")
+        settings = MarketSettings(
+            seller=Seller(node_id=node_id, domain=domain, ip=ip or host),
+            namespace=namespace,
+            secret_namespace=secret_namespace,
+            reservation_ttl=reservation_ttl,
+            max_consumers_per_sensor=max_consumers_per_sensor,
+        )
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config()
+        api = client.ApiClient()
+    else:
+        api = config.new_client_from_config(
+            config_file=str(kubeconfig) if kubeconfig else None, context=context
+        )
+    built = build_gateway(api, settings)
+    scheme = "https" if tls_cert else "http"
+    logging.getLogger("resource_manager.gateway").info(
+        "REAR gateway of %s on %s://%s:%d (namespace %s)",
+        node_id,
+        scheme,
+        host,
+        port,
+        namespace,
+    )
+    uvicorn.run(
+        built.app,
+        host=host,
+        port=port,
+        ssl_certfile=str(tls_cert) if tls_cert else None,
+        ssl_keyfile=str(tls_key) if tls_key else None,
+        log_config=None,  # our logging; no access log unless --verbose (it is noisy)
+        access_log=verbose,
+        server_header=False,
+    )

@@ -1,0 +1,916 @@
+"""The REAR gateway against the real testbed: a subprocess with its own ServiceAccount and RBAC,
+Flavors, Transactions, Contracts, Allocations and Secrets in the provider's API server."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import secrets
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+import yaml
+from hypothesis import HealthCheck, Phase, given, settings
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from fluidos_sensors import api as fs_api
+from fluidos_sensors.contract import (
+    CONSUMER_LABEL,
+    AuthType,
+    DeliveryFormat,
+    delivery_target,
+)
+from fluidos_sensors.filters import SensorFilter
+from fluidos_sensors.flavor import Price, ProviderConfig, build_flavor, sensor_from_flavor
+from fluidos_sensors.rear import (
+    REAR_CONSUMER_LABEL,
+    ContractAnswer,
+    FlavorItem,
+    NodeIdentity,
+    PurchaseRequest,
+    RearClient,
+    RearError,
+    TelemetryEndpoint,
+)
+from fluidos_sensors.sensor import DeviceRef, SensorSpec
+from resource_manager.gateway import objects
+from testbed import bootstrap, credentials
+from testbed.pki import CertPair, ClusterPKI
+from testbed.state import ClusterAccess
+
+pytestmark = pytest.mark.integration
+
+WAIT = 30.0
+NS = fs_api.FLUIDOS_NAMESPACE
+RBAC = Path(__file__).resolve().parents[2] / "deploy" / "gateway" / "rbac.yaml"
+ACCOUNT = "fluidos-sensors-gateway"
+PROVIDER = ProviderConfig(
+    node_id="provider-1",
+    domain="fluidos.eu",
+    ip="127.0.0.1",
+    price=Price(amount="1", currency="EUR", period="hourly"),
+)
+BUYER = NodeIdentity(node_id="consumer-1", ip="10.0.0.9", domain="fluidos.eu")
+ENDPOINT = "http://127.0.0.1:8186/telegraf"
+
+
+def eventually(check: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# ------------------------------------------------------------------------------ the parts
+
+
+class Gateway:
+    """`fluidos-sensors resource-manager gateway` as a subprocess."""
+
+    def __init__(
+        self,
+        kubeconfig: Path,
+        log: Path,
+        *extra: str,
+        tls: CertPair | None = None,
+        ca: Path | None = None,
+    ) -> None:
+        self.port = free_port()
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.verify: bool | ssl.SSLContext = (
+            ssl.create_default_context(cafile=str(ca)) if ca else True
+        )
+        if tls:
+            extra = (*extra, "--tls-cert", str(tls.cert), "--tls-key", str(tls.key))
+        self.log = log
+        self.args = [
+            sys.executable,
+            "-m",
+            "fluidos_sensors",
+            "resource-manager",
+            "gateway",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--node-id",
+            "provider-1",
+            "--listen",
+            f"127.0.0.1:{self.port}",
+            *extra,
+        ]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, token: str) -> None:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT)
+
+        def ready() -> bool:
+            self.assert_alive()
+            try:
+                answer = httpx.get(
+                    f"{self.url}/api/v2/flavors", headers=bearer(token), verify=self.verify
+                )
+                return answer.is_success
+            except httpx.HTTPError:
+                return False
+
+        eventually(ready, "the gateway to serve", timeout=90)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def assert_alive(self) -> None:
+        assert self.proc is not None and self.proc.poll() is None, (
+            f"gateway exited:\n{self.log.read_text()[-3000:]}"
+        )
+
+    def http(self, token: str | None) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url,
+            headers=bearer(token) if token else {},
+            timeout=20,
+            verify=self.verify,
+        )
+
+    def rear(self, token: str) -> RearClient:
+        return RearClient(self.url, token, timeout=20, verify=self.verify)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+class Consumers:
+    """REAR consumers of the provider: Secrets labeled with their id, holding their token."""
+
+    def __init__(self, core: client.CoreV1Api) -> None:
+        self.core = core
+        run = uuid.uuid4().hex[:6]
+        self.ids = {name: f"{name}-{run}" for name in ("a", "b", "c")}
+        self.tokens = {name: secrets.token_urlsafe(24) for name in self.ids}
+        for name, consumer in self.ids.items():
+            core.create_namespaced_secret(
+                NS,
+                {
+                    "metadata": {
+                        "name": f"rear-{consumer}",
+                        "labels": {REAR_CONSUMER_LABEL: consumer},
+                    },
+                    "stringData": {"token": self.tokens[name]},
+                },
+            )
+
+    def remove(self) -> None:
+        for consumer in self.ids.values():
+            self.core.delete_namespaced_secret(f"rear-{consumer}", NS)
+
+
+class Provider:
+    """The admin's view of the provider cluster, for arranging and checking."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+
+    def get(self, resource: fs_api.Resource, name: str) -> dict[str, Any] | None:
+        try:
+            return self.custom.get_namespaced_custom_object(
+                resource.group, resource.version, NS, resource.plural, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def secret(self, name: str) -> client.V1Secret | None:
+        try:
+            return self.core.read_namespaced_secret(name, fs_api.ROUTE_NAMESPACE)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def list(self, resource: fs_api.Resource, selector: str) -> list[dict[str, Any]]:
+        return self.custom.list_namespaced_custom_object(
+            resource.group, resource.version, NS, resource.plural, label_selector=selector
+        )["items"]
+
+    def delete(self, resource: fs_api.Resource, name: str) -> None:
+        try:
+            self.custom.delete_namespaced_custom_object(
+                resource.group, resource.version, NS, resource.plural, name
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
+class Offer:
+    """Sensor Flavors of one test, tagged so its queries see only them; deleted afterwards."""
+
+    def __init__(self, provider: Provider) -> None:
+        self.provider = provider
+        self.tag = uuid.uuid4().hex[:8]
+        self.manufacturer = f"STMicro-{self.tag}"
+        self.names: list[str] = []
+
+    def add(
+        self,
+        key: str,
+        kind: str = "humidity",
+        *,
+        latency: float = 12.0,
+        manufacturer: str | None = None,
+        node: str = "provider-1-edge",
+        available: bool = True,
+    ) -> dict[str, Any]:
+        spec = SensorSpec(
+            key=key,
+            uid=f"uid-{key}",
+            name=key,
+            model=f"HTS221-{self.tag}",
+            manufacturer=manufacturer or self.manufacturer,
+            category="Environmental",
+            types=(kind,),
+            latency_ms=float(latency),
+            sampling_rate_hz=1.0,
+        )
+        body = build_flavor(
+            DeviceRef(f"dev-{self.tag}", "tile"), node, spec, PROVIDER, available=available
+        )
+        created = self.provider.custom.create_namespaced_custom_object(
+            fs_api.FLAVOR.group, fs_api.FLAVOR.version, NS, fs_api.FLAVOR.plural, body
+        )
+        self.names.append(body["metadata"]["name"])
+        return created
+
+    def query(self, **conditions: str) -> dict[str, str]:
+        """Query parameters selecting this offer, plus the conditions given."""
+        return {"filter[sensor_model][match]": f"hts221-{self.tag}", **conditions}
+
+    def clean(self) -> None:
+        for name in self.names:
+            self.provider.delete(fs_api.FLAVOR, name)
+
+
+def names(answer: httpx.Response) -> set[str]:
+    assert answer.status_code == 200, answer.text
+    return {item["flavorID"] for item in answer.json()}
+
+
+# ------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="module")
+def gateway_kubeconfig(
+    provider: ClusterAccess,
+    provider_api: client.ApiClient,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    """The gateway runs as its own ServiceAccount with the shipped least-privilege RBAC."""
+    credentials.apply_manifest(provider_api, RBAC)
+    return credentials.service_account_kubeconfig(
+        provider.kubeconfig, NS, ACCOUNT, tmp_path_factory.mktemp("gw") / "kubeconfig"
+    )
+
+
+@pytest.fixture(scope="module")
+def admin(provider_api: client.ApiClient) -> Provider:
+    return Provider(provider_api)
+
+
+@pytest.fixture(scope="module")
+def consumers(admin: Provider) -> Iterator[Consumers]:
+    made = Consumers(admin.core)
+    try:
+        yield made
+    finally:
+        # What the tests' consumers left behind (a failed test may leave a sale half-way).
+        for consumer in made.ids.values():
+            selector = f"{CONSUMER_LABEL}={consumer}"
+            for resource in (fs_api.TRANSACTION, fs_api.CONTRACT, fs_api.ALLOCATION):
+                for obj in admin.list(resource, selector):
+                    admin.delete(resource, obj["metadata"]["name"])
+            admin.core.delete_collection_namespaced_secret(
+                fs_api.ROUTE_NAMESPACE, label_selector=selector
+            )
+        made.remove()
+
+
+def _gateway(
+    kubeconfig: Path, consumers: Consumers, factory: pytest.TempPathFactory, *extra: str
+) -> Iterator[Gateway]:
+    gateway = Gateway(kubeconfig, factory.mktemp("gateway") / "gateway.log", *extra)
+    gateway.start(consumers.tokens["a"])
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+    log = gateway.log.read_text()
+    for token in consumers.tokens.values():
+        assert token not in log, "a consumer token was logged"
+    assert "Traceback" not in log, log[-3000:]
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    gateway_kubeconfig: Path, consumers: Consumers, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    yield from _gateway(
+        gateway_kubeconfig,
+        consumers,
+        tmp_path_factory,
+        "--max-consumers-per-sensor",
+        "2",
+        "--reservation-ttl",
+        "300",
+    )
+
+
+@pytest.fixture
+def offer(admin: Provider) -> Iterator[Offer]:
+    made = Offer(admin)
+    try:
+        yield made
+    finally:
+        made.clean()
+
+
+def visible(gateway: Gateway, token: str, offer: Offer, count: int) -> None:
+    """Wait until the gateway's index (fed by its watch) holds the offer's flavors."""
+    with gateway.http(token) as http:
+        eventually(
+            lambda: len(names(http.get("/api/v2/flavors/sensors", params=offer.query()))) == count,
+            f"{count} flavor(s) of the offer in the gateway's index",
+        )
+
+
+# ------------------------------------------------------------------------------ discovery
+
+
+def test_filters_combine_ignore_case_and_follow_the_watch(
+    gateway: Gateway, consumers: Consumers, offer: Offer, admin: Provider
+) -> None:
+    hum12 = offer.add("hum12", latency=12)["metadata"]["name"]
+    hum20 = offer.add("hum20", latency=20)["metadata"]["name"]
+    offer.add("tmp12", "temperature", latency=12)
+    offer.add("bosch12", latency=12, manufacturer=f"Bosch-{offer.tag}")
+    off = offer.add("off", latency=5, available=False)["metadata"]["name"]
+    visible(gateway, consumers.tokens["a"], offer, 4)
+    wanted = offer.query(
+        **{
+            "filter[sensor_type][match]": "HUMIDITY",
+            "filter[sensor_manufacturer][match]": offer.manufacturer.lower(),
+        }
+    )
+    with gateway.http(consumers.tokens["a"]) as http:
+
+        def sensors(**more: str) -> set[str]:
+            return names(http.get("/api/v2/flavors/sensors", params={**wanted, **more}))
+
+        assert sensors() == {hum12, hum20}  # the unavailable one is not offered
+        assert sensors(**{"filter[latency][range][max]": "16"}) == {hum12}
+        assert sensors(**{"filter[latency][range][max]": "0.016 s"}) == {hum12}
+        both = {"filter[latency][range][min]": "12", "filter[latency][range][max]": "20"}
+        assert sensors(**both) == {hum12, hum20}  # bounds are inclusive
+        assert sensors(**{"filter[node][match]": "PROVIDER-1-EDGE"}) == {hum12, hum20}
+        assert sensors(**{"filter[node][match]": "nowhere"}) == set()  # unsatisfiable: empty
+
+        bad = http.get("/api/v2/flavors/sensors", params={"filter[latency][range][max]": "fast"})
+        assert bad.status_code == 400
+        assert bad.json()["field"] == "filter[latency][range][max]"
+        assert "fast" in bad.json()["error"]
+        unknown = http.get("/api/v2/flavors/sensors", params={"filter[colour][match]": "red"})
+        assert unknown.status_code == 400 and unknown.json()["field"] == "filter[colour][match]"
+
+        everything = http.get("/api/v2/flavors").json()
+        mine = [i for i in everything if i["flavorID"] in offer.names]
+        assert len(mine) == 4 and off not in {i["flavorID"] for i in mine}
+        for item in mine:  # REAR items that read back as the same sensors
+            FlavorItem.model_validate(item)
+            assert sensor_from_flavor(item).sensor.model == f"HTS221-{offer.tag}"
+
+        # No restart: a new Flavor, an availability change and a deletion show up.
+        hum15 = offer.add("hum15", latency=15)["metadata"]["name"]
+        eventually(lambda: sensors() == {hum12, hum20, hum15}, "the new flavor listed")
+        admin.custom.patch_namespaced_custom_object(
+            fs_api.FLAVOR.group,
+            fs_api.FLAVOR.version,
+            NS,
+            fs_api.FLAVOR.plural,
+            off,
+            {"spec": {"availability": True}},
+        )
+        eventually(lambda: off in sensors(), "the flavor made available listed")
+        admin.delete(fs_api.FLAVOR, hum12)
+        eventually(lambda: hum12 not in sensors(), "the deleted flavor gone")
+
+    with gateway.rear(consumers.tokens["b"]) as rear:  # the client sends the same filters
+        found = rear.list_flavors(
+            SensorFilter.from_query(offer.query(**{"filter[latency][range][min]": "19"}))
+        )
+        assert {f.flavor_id for f in found} == {hum20}
+
+
+# ------------------------------------------------------------------------------ the sale
+
+
+def test_reserve_purchase_release(
+    gateway: Gateway, consumers: Consumers, offer: Offer, admin: Provider
+) -> None:
+    flavor_name = offer.add("sold")["metadata"]["name"]
+    visible(gateway, consumers.tokens["a"], offer, 1)
+    consumer = consumers.ids["a"]
+    password = secrets.token_urlsafe(16)
+    with gateway.rear(consumers.tokens["a"]) as rear, gateway.http(consumers.tokens["a"]) as http:
+        tx = rear.reserve(flavor_name, BUYER)
+        transaction = admin.get(fs_api.TRANSACTION, tx.transaction_id)
+        assert transaction is not None
+        assert transaction["spec"]["flavorID"] == flavor_name
+        assert transaction["spec"]["buyer"] == {
+            "nodeID": "consumer-1",
+            "ip": "10.0.0.9",
+            "domain": "fluidos.eu",
+        }
+        assert transaction["spec"]["expirationTime"] == tx.expiration_time
+        assert transaction["metadata"]["labels"][CONSUMER_LABEL] == consumer
+        flavor = admin.get(fs_api.FLAVOR, flavor_name)
+        assert flavor is not None
+
+        telemetry = TelemetryEndpoint.model_validate(
+            {
+                "endpoint": ENDPOINT,
+                "intents": ["telemetry"],
+                "format": "json",
+                "authorization": {"type": "basic", "username": "telegraf", "password": password},
+            }
+        )
+        body = PurchaseRequest(ingress_telemetry_endpoint=telemetry).wire()
+        bought = http.post(f"/api/v2/transactions/{tx.transaction_id}/purchase", json=body)
+        assert bought.status_code == 200, bought.text
+        assert password not in bought.text  # credentials are never echoed
+        answer = ContractAnswer.model_validate(bought.json())
+        assert answer.ingress_telemetry_endpoint.authorization is not None
+        assert answer.flavor.flavor_id == flavor_name and answer.transaction_id == tx.transaction_id
+
+        # What the gateway wrote reads back unchanged (nothing pruned by the upstream CRDs).
+        contract = admin.get(fs_api.CONTRACT, answer.contract_id)
+        assert contract is not None
+        expected = objects.contract_body(
+            name=answer.contract_id,
+            namespace=NS,
+            transaction=transaction,
+            flavor=flavor,
+            source=objects.delivery_source(flavor),
+            seller=objects.Seller(node_id="provider-1", domain="fluidos.eu", ip="127.0.0.1"),
+            telemetry=telemetry,
+            consumer=consumer,
+            secret_name=answer.contract_id,
+        )
+        assert contract["spec"] == expected["spec"]
+        assert expected["metadata"]["labels"].items() <= contract["metadata"]["labels"].items()
+        assert contract["metadata"]["annotations"] == expected["metadata"]["annotations"]
+        assert password not in str(contract)
+
+        target = delivery_target(contract)
+        assert target.broker_topic == f"dev-{offer.tag}/fluidos-sensors/tile/sold"
+        assert target.node == "provider-1-edge" and target.endpoint == ENDPOINT
+        assert target.format is DeliveryFormat.JSON and target.auth_type is AuthType.BASIC
+        assert target.consumer == consumer and target.flavor == flavor_name
+
+        allocation = admin.get(fs_api.ALLOCATION, objects.allocation_name(answer.contract_id))
+        assert allocation is not None
+        assert allocation["spec"] == objects.allocation_body(contract)["spec"]
+        secret = admin.secret(answer.contract_id)
+        assert secret is not None and secret.data is not None
+        decoded = {k: base64.b64decode(v).decode() for k, v in secret.data.items()}
+        assert decoded == {"username": "telegraf", "password": password}
+        assert admin.get(fs_api.TRANSACTION, tx.transaction_id) is None
+
+        assert rear.get_contract(answer.contract_id) == answer
+        assert [c.contract_id for c in rear.list_contracts()] == [answer.contract_id]
+        again = rear.purchase(tx.transaction_id, telemetry)  # a retry gets the same contract
+        assert again.contract_id == answer.contract_id
+
+        rear.release(answer)
+        assert admin.get(fs_api.CONTRACT, answer.contract_id) is None
+        assert admin.get(fs_api.ALLOCATION, objects.allocation_name(answer.contract_id)) is None
+        assert admin.secret(answer.contract_id) is None
+        rear.release(answer)  # idempotent
+        assert rear.list_contracts() == []
+
+
+def test_wrong_token_is_refused(gateway: Gateway, consumers: Consumers) -> None:
+    for token in (None, "not-a-consumer-token-0123456789", consumers.tokens["a"] + "x"):
+        with gateway.http(token) as http:
+            for method, path in [
+                ("GET", "/api/v2/flavors"),
+                ("GET", "/openapi.json"),
+                ("POST", "/api/v2/reservations"),
+                ("POST", "/api/v2/transactions/tx-1/purchase"),
+                ("GET", "/api/v2/contracts"),
+            ]:
+                answer = http.request(method, path)
+                assert answer.status_code == 401, (token is None, path, answer.text)
+    basic = httpx.get(
+        f"{gateway.url}/api/v2/flavors",
+        headers={"Authorization": f"Basic {consumers.tokens['a']}"},
+    )
+    assert basic.status_code == 401
+
+
+def test_consumers_see_and_change_only_their_own(
+    gateway: Gateway, consumers: Consumers, offer: Offer, admin: Provider
+) -> None:
+    flavor_name = offer.add("private")["metadata"]["name"]
+    visible(gateway, consumers.tokens["a"], offer, 1)
+    with gateway.rear(consumers.tokens["a"]) as a, gateway.rear(consumers.tokens["b"]) as b:
+        tx = a.reserve(flavor_name, BUYER)
+        with pytest.raises(RearError) as denied:
+            b.purchase(tx.transaction_id, ENDPOINT)
+        assert denied.value.status == 404
+        assert admin.get(fs_api.TRANSACTION, tx.transaction_id) is not None
+
+        contract = a.purchase(tx.transaction_id, ENDPOINT)
+        for attempt in (
+            lambda: b.get_contract(contract.contract_id),
+            lambda: b.release(contract.contract_id),
+            lambda: b.purchase(tx.transaction_id, ENDPOINT),  # not B's retry to make
+        ):
+            with pytest.raises(RearError) as denied:
+                attempt()
+            assert denied.value.status == 404
+        assert contract.contract_id not in {c.contract_id for c in b.list_contracts()}
+        assert admin.get(fs_api.CONTRACT, contract.contract_id) is not None
+        assert a.get_contract(contract.contract_id).contract_id == contract.contract_id
+        a.release(contract)
+
+
+def test_sold_to_several_consumers_up_to_the_limit(
+    gateway: Gateway, consumers: Consumers, offer: Offer
+) -> None:
+    flavor_name = offer.add("shared")["metadata"]["name"]
+    visible(gateway, consumers.tokens["a"], offer, 1)
+    a, b, c = (gateway.rear(consumers.tokens[name]) for name in "abc")
+    with a, b, c:
+        first = a.purchase(a.reserve(flavor_name, BUYER).transaction_id, ENDPOINT)
+        b.reserve(flavor_name, BUYER)
+        with pytest.raises(RearError) as full:  # --max-consumers-per-sensor 2
+            c.reserve(flavor_name, BUYER)
+        assert full.value.status == 409 and "sold out" in full.value.message
+        with pytest.raises(RearError) as twice:
+            a.reserve(flavor_name, BUYER)
+        assert twice.value.status == 409 and "already holds" in twice.value.message
+        a.release(first)
+        c.reserve(flavor_name, BUYER)  # the released place is free again
+
+
+def test_bad_input_gets_a_clear_error_and_changes_nothing(
+    gateway: Gateway, consumers: Consumers, offer: Offer, admin: Provider
+) -> None:
+    flavor_name = offer.add("strict")["metadata"]["name"]
+    visible(gateway, consumers.tokens["a"], offer, 1)
+    consumer = consumers.ids["a"]
+    before = len(admin.list(fs_api.TRANSACTION, f"{CONSUMER_LABEL}={consumer}"))
+    with gateway.http(consumers.tokens["a"]) as http:
+        buyer = BUYER.wire()
+        unknown = http.post("/api/v2/reservations", json={"flavorID": "nope", "buyerID": buyer})
+        assert unknown.status_code == 404 and unknown.json()["field"] == "flavorID"
+        no_buyer = http.post("/api/v2/reservations", json={"flavorID": flavor_name})
+        assert no_buyer.status_code == 400 and no_buyer.json()["field"] == "buyerID"
+        huge = http.post(
+            "/api/v2/reservations",
+            json={"flavorID": flavor_name, "buyerID": buyer, "pad": "x" * 70_000},
+        )
+        assert huge.status_code == 413
+        assert len(admin.list(fs_api.TRANSACTION, f"{CONSUMER_LABEL}={consumer}")) == before
+
+        tx = http.post("/api/v2/reservations", json={"flavorID": flavor_name, "buyerID": buyer})
+        assert tx.status_code == 200, tx.text
+        tx_id = tx.json()["transactionID"]
+        for endpoint in ("ftp://host/x", "http://user:pw@host/x", "http:///nohost"):
+            refused = http.post(
+                f"/api/v2/transactions/{tx_id}/purchase",
+                json={"ingressTelemetryEndpoint": {"endpoint": endpoint}},
+            )
+            assert refused.status_code == 400, refused.text
+            assert refused.json()["field"] == "ingressTelemetryEndpoint.endpoint"
+            assert "pw" not in refused.text
+        unknown_tx = http.post(
+            "/api/v2/transactions/tx-doesnotexist/purchase",
+            json={"ingressTelemetryEndpoint": {"endpoint": ENDPOINT}},
+        )
+        assert unknown_tx.status_code == 404
+        assert admin.get(fs_api.TRANSACTION, tx_id) is not None  # still reserved, no contract
+        assert admin.list(fs_api.CONTRACT, f"{CONSUMER_LABEL}={consumer}") == []
+
+
+def test_non_sensor_flavors_are_listed_but_not_sold(
+    gateway: Gateway, consumers: Consumers, admin: Provider
+) -> None:
+    name = f"k8slice-{uuid.uuid4().hex[:8]}"
+    body = {
+        "apiVersion": fs_api.FLAVOR.api_version,
+        "kind": "Flavor",
+        "metadata": {"name": name},
+        "spec": {
+            "availability": True,
+            "flavorType": {"typeIdentifier": "K8Slice", "typeData": {"characteristics": {}}},
+            "owner": {"domain": "fluidos.eu", "ip": "127.0.0.1", "nodeID": "provider-1"},
+            "price": {"amount": "1", "currency": "EUR", "period": "hourly"},
+            "providerID": "provider-1",
+        },
+    }
+    admin.custom.create_namespaced_custom_object(
+        fs_api.FLAVOR.group, fs_api.FLAVOR.version, NS, fs_api.FLAVOR.plural, body
+    )
+    try:
+        with gateway.http(consumers.tokens["a"]) as http:
+            listed = eventually(
+                lambda: [i for i in http.get("/api/v2/flavors").json() if i["flavorID"] == name],
+                "the K8Slice flavor listed",
+            )
+            assert listed[0]["type"]["name"] == "k8slice"
+            sensors = http.get("/api/v2/flavors/sensors").json()
+            assert name not in {i["flavorID"] for i in sensors}
+            refused = http.post(
+                "/api/v2/reservations", json={"flavorID": name, "buyerID": BUYER.wire()}
+            )
+            assert refused.status_code == 400 and refused.json()["field"] == "flavorID"
+    finally:
+        admin.delete(fs_api.FLAVOR, name)
+
+
+# ------------------------------------------------------------------------------ expiry
+
+
+@pytest.fixture(scope="module")
+def hasty_gateway(
+    gateway_kubeconfig: Path, consumers: Consumers, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    """A gateway whose reservations hold one second."""
+    yield from _gateway(gateway_kubeconfig, consumers, tmp_path_factory, "--reservation-ttl", "1")
+
+
+def test_an_expired_reservation_is_released(
+    hasty_gateway: Gateway, consumers: Consumers, offer: Offer, admin: Provider
+) -> None:
+    flavor_name = offer.add("brief")["metadata"]["name"]
+    visible(hasty_gateway, consumers.tokens["a"], offer, 1)
+    with hasty_gateway.rear(consumers.tokens["a"]) as rear:
+        tx = rear.reserve(flavor_name, BUYER)
+        eventually(
+            lambda: admin.get(fs_api.TRANSACTION, tx.transaction_id) is None,
+            "the expired reservation released",
+        )
+        with pytest.raises(RearError) as late:
+            rear.purchase(tx.transaction_id, ENDPOINT)
+        assert late.value.status == 410 and "expired" in late.value.message
+        assert admin.list(fs_api.CONTRACT, f"{CONSUMER_LABEL}={consumers.ids['a']}") == []
+        rear.reserve(flavor_name, BUYER)  # its place is free again
+
+
+# ------------------------------------------------------------------------------ outage
+
+
+class Proxy:
+    """A TCP relay to the API server that can be cut, to take the API server away."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = free_port()
+        self._listener: socket.socket | None = None
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        listener = socket.create_server(("127.0.0.1", self.port))
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                inbound, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                outbound = socket.create_connection(self.target)
+            except OSError:
+                inbound.close()
+                continue
+            with self._lock:
+                self._sockets += [inbound, outbound]
+            for src, dst in ((inbound, outbound), (outbound, inbound)):
+                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        if self._listener is not None:
+            # shutdown first: a bare close() does not wake the thread blocked in accept(),
+            # which would go on accepting on the closed socket.
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
+def test_api_server_outage_is_503_and_the_watch_recovers(
+    gateway_kubeconfig: Path,
+    consumers: Consumers,
+    offer: Offer,
+    admin: Provider,
+    tmp_path: Path,
+) -> None:
+    config = yaml.safe_load(gateway_kubeconfig.read_text())
+    server = httpx.URL(config["clusters"][0]["cluster"]["server"])
+    proxy = Proxy((server.host, server.port or 443))
+    proxy.start()
+    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
+    relayed = tmp_path / "kubeconfig"
+    relayed.write_text(yaml.safe_dump(config))
+    before = offer.add("before")["metadata"]["name"]
+    gateway = Gateway(relayed, tmp_path / "gateway.log")
+    token = consumers.tokens["a"]
+    try:
+        gateway.start(token)
+        visible(gateway, token, offer, 1)
+        proxy.cut()
+        with gateway.http(token) as http:
+            reserve = {"flavorID": before, "buyerID": BUYER.wire()}
+            down = http.post("/api/v2/reservations", json=reserve)
+            assert down.status_code == 503, down.text
+            assert "Kubernetes API server is unavailable" in down.json()["error"]
+            listed = http.get("/api/v2/flavors/sensors", params=offer.query())
+            assert names(listed) == {before}  # the index still answers from memory
+            during = offer.add("during")["metadata"]["name"]  # straight to the API server
+            proxy.start()
+            eventually(
+                lambda: (
+                    names(http.get("/api/v2/flavors/sensors", params=offer.query()))
+                    == {before, during}
+                ),
+                "the flavor created during the outage, after the watch reconnected",
+                timeout=90,
+            )
+            assert http.post("/api/v2/reservations", json=reserve).status_code == 200
+        gateway.assert_alive()
+    finally:
+        gateway.stop()
+        proxy.cut()
+    assert token not in gateway.log.read_text()
+
+
+# ------------------------------------------------------------------------------ RBAC, fuzz
+
+
+def test_gateway_account_is_least_privilege(gateway_kubeconfig: Path, offer: Offer) -> None:
+    flavor_name = offer.add("guarded")["metadata"]["name"]
+    with bootstrap.api_client(gateway_kubeconfig) as api:
+        custom = client.CustomObjectsApi(api)
+        core = client.CoreV1Api(api)
+        denied = [
+            lambda: custom.patch_namespaced_custom_object(
+                fs_api.FLAVOR.group,
+                fs_api.FLAVOR.version,
+                NS,
+                fs_api.FLAVOR.plural,
+                flavor_name,
+                {"spec": {"availability": False}},
+            ),
+            lambda: core.read_namespaced_secret("anything", fs_api.ROUTE_NAMESPACE),
+            lambda: core.list_namespaced_secret(fs_api.ROUTE_NAMESPACE),
+            lambda: core.list_namespaced_secret("default"),
+            lambda: custom.list_namespaced_custom_object(
+                fs_api.CONTRACT.group,
+                fs_api.CONTRACT.version,
+                "default",
+                fs_api.CONTRACT.plural,
+            ),
+            lambda: core.patch_node("provider-1-edge", {"metadata": {"labels": {"x": "y"}}}),
+        ]
+        for attempt in denied:
+            with pytest.raises(ApiException) as refused:
+                attempt()
+            assert refused.value.status == 403
+
+
+def test_fuzz_the_gateway_against_its_own_openapi(
+    gateway: Gateway, consumers: Consumers, offer: Offer
+) -> None:
+    """Schemathesis, positive and negative data on every operation: never a 5xx, and answers
+    that follow the gateway's own OpenAPI (status codes, content types, response schemas)."""
+    flavor_name = offer.add("fuzzed")["metadata"]["name"]
+    visible(gateway, consumers.tokens["a"], offer, 1)
+    auth = bearer(consumers.tokens["c"])
+    schema = schemathesis.openapi.from_url(f"{gateway.url}/openapi.json", headers=auth)
+    with gateway.rear(consumers.tokens["c"]) as rear:  # something real for path parameters
+        tx = rear.reserve(flavor_name, BUYER).transaction_id
+        real = {"transaction_id": tx, "contract_id": objects.contract_name(tx)}
+    statuses: Counter[int] = Counter()
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) == 7
+    for operation in operations:
+        for mode in schemathesis.GenerationMode:
+            strategies = [operation.as_strategy(generation_mode=mode)]
+            wanted = {k: v for k, v in real.items() if f"{{{k}}}" in operation.path}
+            if wanted:
+                strategies.append(
+                    operation.as_strategy(generation_mode=mode, path_parameters=wanted)
+                )
+            for strategy in strategies:
+
+                @given(case=strategy)
+                @settings(
+                    max_examples=25,
+                    deadline=None,
+                    database=None,
+                    phases=[Phase.explicit, Phase.generate],
+                    suppress_health_check=list(HealthCheck),
+                )
+                def check(case: schemathesis.Case) -> None:
+                    answer = case.call_and_validate(
+                        base_url=gateway.url,
+                        headers=auth,
+                        # Schema-valid is not always acceptable: min > max, a rate of 0, an
+                        # endpoint with a scheme other than http(s) are refused with 400.
+                        excluded_checks=[schemathesis.checks.positive_data_acceptance],
+                        timeout=20,
+                    )
+                    statuses[answer.status_code] += 1
+
+                check()
+    gateway.assert_alive()
+    assert not [code for code in statuses if code >= 500], statuses
+    assert statuses[200] and statuses[400] and statuses[404], statuses  # it reached the logic
+
+
+def test_gateway_serves_https(
+    gateway_kubeconfig: Path, consumers: Consumers, offer: Offer, tmp_path: Path
+) -> None:
+    pki = ClusterPKI(tmp_path / "pki", "gateway")
+    serving = pki.apiserver_serving()  # a serving certificate for the loopback names
+    gateway = Gateway(gateway_kubeconfig, tmp_path / "gateway.log", tls=serving, ca=pki.ca.cert)
+    token = consumers.tokens["b"]
+    try:
+        gateway.start(token)
+        name = offer.add("secure")["metadata"]["name"]
+        with gateway.rear(token) as rear:
+            eventually(
+                lambda: (
+                    [f.flavor_id for f in rear.list_flavors(SensorFilter.from_query(offer.query()))]
+                    == [name]
+                ),
+                "the flavor listed over HTTPS",
+            )
+        with pytest.raises(httpx.HTTPError):  # plain HTTP is not served
+            httpx.get(f"http://127.0.0.1:{gateway.port}/api/v2/flavors", headers=bearer(token))
+        with pytest.raises(httpx.HTTPError):  # nor to a client that does not trust the CA
+            httpx.get(f"{gateway.url}/api/v2/flavors", headers=bearer(token))
+    finally:
+        gateway.stop()
