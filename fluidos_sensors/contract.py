@@ -10,14 +10,12 @@ fields); the credentials themselves never do: they live in a Secret in
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
-from urllib.parse import urlsplit
 
 from fluidos_sensors.api import ROUTE_NAMESPACE
+from fluidos_sensors.endpoints import AuthType, DeliveryFormat, check_endpoint_url
 from fluidos_sensors.flavor import SENSORS_PREFIX, label_safe
 
 # Annotations on a Contract (values are free text).
@@ -41,22 +39,6 @@ SECRET_USERNAME_KEY = "username"
 SECRET_PASSWORD_KEY = "password"
 
 AUTH_NONE = "none"  # the DELIVERY_AUTH_ANNOTATION value when the endpoint takes no credentials
-ENDPOINT_MAX_LENGTH = 2048
-
-
-class DeliveryFormat(StrEnum):
-    """How readings are encoded for the consumer's endpoint."""
-
-    INFLUX = "influx"  # InfluxDB line protocol: Telegraf http_listener_v2, InfluxDB write APIs
-    JSON = "json"
-
-
-class AuthType(StrEnum):
-    """How the provider authenticates to the consumer's endpoint."""
-
-    BEARER = "bearer"  # Authorization: Bearer <token>
-    TOKEN = "token"  # Authorization: Token <token> (InfluxDB v2)
-    BASIC = "basic"  # Authorization: Basic base64(username:password)
 
 
 class ContractError(ValueError):
@@ -78,60 +60,6 @@ class ContractDelivery:
     secret_name: str | None  # in secret_namespace; set exactly when auth_type is
     consumer: str
     secret_namespace: str = ROUTE_NAMESPACE
-
-
-def check_endpoint(url: object) -> str:
-    """The endpoint URL if deliverable (http/https, a host, no userinfo, bounded length).
-
-    Raises ValueError saying what is wrong (without echoing credentials found in it).
-    """
-    if not isinstance(url, str):
-        raise ValueError("must be a URL string")
-    if not url.strip():
-        raise ValueError("must not be empty")
-    if len(url) > ENDPOINT_MAX_LENGTH:
-        raise ValueError(f"must be at most {ENDPOINT_MAX_LENGTH} characters, got {len(url)}")
-    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
-        raise ValueError("must not contain whitespace or control characters")
-    try:
-        parts = urlsplit(url)
-        port = parts.port  # raises for a non-numeric or out-of-range port
-    except ValueError as exc:
-        raise ValueError(f"is not a valid URL: {exc}") from None
-    if parts.scheme not in ("http", "https"):
-        raise ValueError(f"must be an http:// or https:// URL, got scheme {parts.scheme!r}")
-    if "@" in parts.netloc:
-        # Credentials in the URL would end up in logs and objects: use "authorization".
-        raise ValueError('must not carry credentials (user:password@); use "authorization"')
-    host = parts.hostname or ""
-    if not host:
-        raise ValueError("must name a host")
-    if not _valid_host(host):
-        raise ValueError(f"has an invalid host {host!r}")
-    if port == 0:
-        raise ValueError("must not use port 0")
-    if parts.fragment:
-        raise ValueError("must not have a #fragment")
-    return url
-
-
-def _valid_host(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        pass
-    if len(host) > 253:
-        return False
-    labels = host.rstrip(".").split(".")
-    return all(
-        0 < len(label) <= 63
-        and all(ch.isalnum() or ch in "-_" for ch in label)
-        and label.isascii()
-        and not label.startswith("-")
-        and not label.endswith("-")
-        for label in labels
-    )
 
 
 def contract_annotations(
@@ -201,7 +129,7 @@ def delivery_target(contract: Mapping[str, Any]) -> ContractDelivery:
     if endpoint is None:
         raise ContractError(f"{where}: spec.ingressTelemetryEndpoint.endpoint is missing")
     try:
-        check_endpoint(endpoint)
+        check_endpoint_url(endpoint)
     except ValueError as exc:
         raise ContractError(f"{where}: spec.ingressTelemetryEndpoint.endpoint {exc}") from None
 

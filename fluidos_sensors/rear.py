@@ -33,7 +33,7 @@ from pydantic import (
     model_validator,
 )
 
-from fluidos_sensors.contract import ENDPOINT_MAX_LENGTH, AuthType, DeliveryFormat, check_endpoint
+from fluidos_sensors.endpoints import URL_MAX_LENGTH, AuthType, DeliveryFormat, check_endpoint_url
 from fluidos_sensors.filters import SensorFilter
 from fluidos_sensors.flavor import SENSORS_PREFIX
 
@@ -191,7 +191,7 @@ class TelemetryEndpoint(_Wire):
     """Where the provider sends the readings (``ingressTelemetryEndpoint``)."""
 
     endpoint: str = Field(
-        max_length=ENDPOINT_MAX_LENGTH,
+        max_length=URL_MAX_LENGTH,
         json_schema_extra={"format": "uri", "examples": ["http://telegraf.example:8186/telegraf"]},
     )
     intents: list[Annotated[str, Field(max_length=_TEXT_MAX)]] = Field(
@@ -203,7 +203,7 @@ class TelemetryEndpoint(_Wire):
     @field_validator("endpoint")
     @classmethod
     def _deliverable(cls, value: str) -> str:
-        return check_endpoint(value)
+        return check_endpoint_url(value)
 
 
 class PurchaseRequest(_Wire):

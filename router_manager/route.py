@@ -17,12 +17,12 @@ from fluidos_sensors.api import (
     ROUTE_NAMESPACE,
     SENSOR_ROUTE,
 )
-from fluidos_sensors.endpoints import EndpointError, check_endpoint_url
+from fluidos_sensors.endpoints import AuthType, DeliveryFormat, EndpointError, check_endpoint_url
 from fluidos_sensors.flavor import NODE_LABEL, label_safe, stable_name
 
-FORMATS = ("influx", "json")
-DEFAULT_FORMAT = "influx"
-AUTH_TYPES = ("bearer", "token", "basic")
+FORMATS = tuple(DeliveryFormat)
+DEFAULT_FORMAT = DeliveryFormat.INFLUX.value
+AUTH_TYPES = tuple(AuthType)
 ORIGIN_CONTRACT = "Contract"
 ORIGIN_MANUAL = "Manual"
 

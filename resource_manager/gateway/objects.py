@@ -35,11 +35,10 @@ from fluidos_sensors.contract import (
     SECRET_PASSWORD_KEY,
     SECRET_TOKEN_KEY,
     SECRET_USERNAME_KEY,
-    AuthType,
-    DeliveryFormat,
     contract_annotations,
     selection_labels,
 )
+from fluidos_sensors.endpoints import AuthType, DeliveryFormat
 from fluidos_sensors.flavor import DEVICE_ANNOTATION, SENSOR_KEY_ANNOTATION
 from fluidos_sensors.rear import (
     AuthorizationSummary,

@@ -13,12 +13,10 @@ from fluidos_sensors.contract import (
     AUTH_NONE,
     DELIVERY_AUTH_ANNOTATION,
     DELIVERY_SECRET_ANNOTATION,
-    AuthType,
     ContractError,
-    DeliveryFormat,
-    check_endpoint,
     delivery_target,
 )
+from fluidos_sensors.endpoints import AuthType, DeliveryFormat, check_endpoint_url
 from fluidos_sensors.filters import SensorFilter
 from fluidos_sensors.flavor import Price, ProviderConfig, build_flavor, sensor_from_flavor
 from fluidos_sensors.rear import (
@@ -142,7 +140,7 @@ def test_incomplete_authorization_is_refused(authorization: dict[str, str], prob
     ],
 )
 def test_deliverable_endpoints(url: str) -> None:
-    assert check_endpoint(url) == url
+    assert check_endpoint_url(url) == url
 
 
 @pytest.mark.parametrize(
@@ -163,7 +161,7 @@ def test_deliverable_endpoints(url: str) -> None:
 )
 def test_undeliverable_endpoints(url: str, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
-        check_endpoint(url)
+        check_endpoint_url(url)
     with pytest.raises(ValidationError) as refused:
         PurchaseRequest.model_validate({"ingressTelemetryEndpoint": {"endpoint": url}})
     assert refused.value.errors()[0]["loc"][:2] == ("ingressTelemetryEndpoint", "endpoint")
@@ -171,7 +169,7 @@ def test_undeliverable_endpoints(url: str, problem: str) -> None:
 
 def test_credentials_in_a_url_are_not_echoed_in_the_error() -> None:
     with pytest.raises(ValueError) as refused:
-        check_endpoint("http://admin:hunter2@host/x")
+        check_endpoint_url("http://admin:hunter2@host/x")
     assert "hunter2" not in str(refused.value)
 
 
