@@ -137,6 +137,10 @@ class ClusterPKI:
     def apiserver_serving(self) -> CertPair:
         return self._issue("apiserver", "kube-apiserver", server=True)
 
+    def rear_gateway_serving(self) -> CertPair:
+        """The REAR gateway's HTTPS certificate (loopback names), signed by the cluster CA."""
+        return self._issue("rear-gateway", "fluidos-sensors-rear-gateway", server=True)
+
     def admin_client(self) -> CertPair:
         # system:masters is bound to cluster-admin by the API server's bootstrap policy.
         return self._issue(

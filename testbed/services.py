@@ -17,19 +17,22 @@ import httpx
 
 from testbed import bootstrap, credentials
 from testbed.edge import DEVICE_NAMESPACE
+from testbed.pki import ClusterPKI
 from testbed.processes import ProcessSpec, free_port, port_open
 from testbed.topology import CONSUMER, PROVIDER, ClusterSpec, Topology
 
 _REPO = Path(__file__).resolve().parent.parent
 RESOURCE_MANAGER_RBAC = _REPO / "deploy" / "resource-manager" / "rbac.yaml"
 ROUTER_MANAGER_RBAC = _REPO / "deploy" / "router-manager" / "rbac.yaml"
+GATEWAY_RBAC = _REPO / "deploy" / "gateway" / "rbac.yaml"
 
+GATEWAY_PORT = "rear-gateway"
 INFLUX_HTTP_PORT = "influxdb-http"
 INFLUX_RPC_PORT = "influxdb-rpc"
 TELEGRAF_PORT = "telegraf-listener"
 # Named ports per cluster role; add a name when a cluster process needs one.
 CLUSTER_PORTS: dict[str, list[str]] = {
-    PROVIDER: [],
+    PROVIDER: [GATEWAY_PORT],
     CONSUMER: [INFLUX_HTTP_PORT, INFLUX_RPC_PORT, TELEGRAF_PORT],
 }
 DATABASE = "telegraf"
@@ -204,6 +207,50 @@ def router_manager(ctx: ClusterContext) -> ProcessSpec:
     )
 
 
+def gateway_url(ctx: ClusterContext) -> str:
+    return f"https://127.0.0.1:{ctx.ports[GATEWAY_PORT]}"
+
+
+def _gateway_up(url: str, ca: Path) -> bool:
+    try:  # up: it answers, and refuses a request without a token
+        return httpx.get(f"{url}/api/v2/flavors", verify=str(ca), timeout=2).status_code == 401
+    except httpx.HTTPError:
+        return False
+
+
+def rear_gateway(ctx: ClusterContext) -> ProcessSpec:
+    """The provider's REAR gateway over HTTPS (the cluster CA signs it), as its ServiceAccount."""
+    folder = ctx.folder("rear-gateway")
+    pki = ClusterPKI(ctx.directory / "pki", ctx.cluster.name)
+    serving = pki.rear_gateway_serving()
+    kubeconfig = ctx.service_account_kubeconfig(GATEWAY_RBAC, "fluidos-sensors-gateway")
+    url = gateway_url(ctx)
+    return ProcessSpec(
+        name=ctx.process_name("rear-gateway"),
+        argv=_python_cli(
+            "resource-manager",
+            "gateway",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--node-id",
+            ctx.cluster.name,
+            "--ip",
+            "127.0.0.1",
+            "--listen",
+            f"127.0.0.1:{ctx.ports[GATEWAY_PORT]}",
+            "--tls-cert",
+            str(serving.cert),
+            "--tls-key",
+            str(serving.key),
+        ),
+        log=folder / "rear-gateway.log",
+        ready=lambda: _gateway_up(url, pki.ca.cert),
+        ready_timeout=60.0,
+        cwd=_REPO,
+        ports=[ctx.ports[GATEWAY_PORT]],
+    )
+
+
 def _influx_initialised(stack: ConsumerStack) -> bool:
     """Ready once InfluxDB answers; then (idempotently) its admin user and database exist."""
     try:
@@ -308,7 +355,7 @@ def telegraf(ctx: ClusterContext) -> ProcessSpec:
 
 
 SERVICES: dict[str, list[ServiceFactory]] = {
-    PROVIDER: [resource_manager, router_manager],
+    PROVIDER: [resource_manager, router_manager, rear_gateway],
     CONSUMER: [influxdb, telegraf],
 }
 # Binaries those processes need, resolved by `testbed up` before anything starts.

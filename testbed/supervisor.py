@@ -20,12 +20,12 @@ from typing import Any
 
 from kubernetes import client
 
-from testbed import bootstrap, edge, services
+from testbed import bootstrap, edge, marketplace, services
 from testbed.controlplane import ClusterEndpoints, control_plane_processes, write_kubeconfig
 from testbed.pki import ClusterPKI
 from testbed.processes import ManagedProcess, ProcessFailed
 from testbed.state import write_status
-from testbed.topology import Topology
+from testbed.topology import CONSUMER, PROVIDER, Topology
 
 HEARTBEAT_SECONDS = 10.0
 TICK_SECONDS = 1.0  # how soon a dead process is noticed and a hold applied
@@ -141,7 +141,27 @@ class Supervisor:
                 ports = self.edge_ports.get(node.name, {})
                 for spec in edge.processes_for(cluster, node, directory, self.binaries, ports):
                     self._launch(ManagedProcess(spec))
+        self._connect_marketplace()
         self._publish(phase="ready", ready_at=time.time())
+
+    def _connect_marketplace(self) -> None:
+        """Every consumer gets a token for, and a SensorProvider of, every provider's gateway."""
+        consumers = [c for c in self.topology.clusters if c.role == CONSUMER]
+        for provider in (c for c in self.topology.clusters if c.role == PROVIDER):
+            directory = self.state_dir / provider.name
+            ctx = services.ClusterContext(
+                provider, directory, self.binaries, self.service_ports.get(provider.name, {})
+            )
+            ca = ClusterPKI(directory / "pki", provider.name).ca.cert
+            for consumer in consumers:
+                marketplace.connect(
+                    provider.name,
+                    directory / "kubeconfig",
+                    services.gateway_url(ctx),
+                    ca,
+                    consumer.name,
+                    self.state_dir / consumer.name,
+                )
 
     def _heartbeat_all(self) -> None:
         for cluster in self.topology.clusters:
