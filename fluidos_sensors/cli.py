@@ -8,6 +8,7 @@ from mapper.cli import app as mapper_app
 from resource_manager.cli import app as resource_manager_app
 from resource_manager.cli import flavors_app
 from testbed.cli import app as testbed_app
+from tui.cli import tui
 
 app = typer.Typer(
     help="FLUIDOS sensor marketplace: edge BLE boards as Sensor flavors.", no_args_is_help=True
@@ -16,3 +17,4 @@ app.add_typer(testbed_app, name="testbed")
 app.add_typer(resource_manager_app, name="resource-manager")
 app.add_typer(flavors_app, name="flavors")
 app.add_typer(mapper_app, name="mapper")
+app.command("tui")(tui)
