@@ -316,8 +316,13 @@ class Store:
         return batch
 
     def snapshot(self) -> Batch:
-        """Rows for everything the store holds (to fill a new view)."""
+        """Rows for everything the store holds (to fill a new view); it counts as a drain."""
         with self._lock:
+            for keys in self._dirty.values():
+                keys.clear()
+            self._new_events = []
+            self._clusters_dirty = False
+            self._notified = False
             everything = {
                 Kind.FLAVORS: set(self._objects[Kind.FLAVORS]),
                 Kind.DEVICES: set(self._objects[Kind.DEVICES])

@@ -26,6 +26,7 @@ the others keep working and it reconnects by itself (press **R** to retry now).
 | `1` `2` `3` `4` | Flavors, Routes, Requests, Devices |
 | `/` | type a flavor filter (Enter: back to the table, Esc: clear it) |
 | `s` / `S` | sort by the next column / reverse the order (or click a column header) |
+| `d` | hide or show the detail pane |
 | `n` | request a sensor like the selected flavor (asks for the delivery endpoint) |
 | `x` | Requests: delete the selected request; Routes: remove the selected target |
 | `R` | reconnect every cluster now |

@@ -62,6 +62,7 @@ class MainScreen(Screen[None]):
         Binding("slash", "focus_filter", "Filter"),
         Binding("n", "request_sensor", "Request sensor"),
         Binding("x", "remove_selected", "Remove"),
+        Binding("d", "toggle_detail", "Detail"),
         Binding("R", "reconnect", "Reconnect", show=False),
         Binding("escape", "leave_filter", "Clear filter", show=False),
     ]
@@ -215,6 +216,11 @@ class MainScreen(Screen[None]):
             table.focus()
         self._show_selection()
         self.refresh_bindings()
+
+    def action_toggle_detail(self) -> None:
+        """Hide the detail pane (more room for wide tables) or show it again."""
+        side = self.query_one("#side")
+        side.display = not side.display
 
     def action_show_tab(self, tab: str) -> None:
         self.query_one("#views", TabbedContent).active = tab
