@@ -6,6 +6,7 @@ app = SensorsApp(store, watches)   # watches None: a read-only view of a filled 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import ClassVar
 
 from kubernetes import client
@@ -22,7 +23,8 @@ from tui.screens.main import MainScreen
 class SensorsApp(App[None]):
     """fluidos-sensors: flavors, routes, requests and devices of several clusters, live."""
 
-    CSS_PATH = "styles.tcss"
+    # Absolute: a subclass in another folder (tests) still finds the stylesheet.
+    CSS_PATH = Path(__file__).parent / "styles.tcss"
     TITLE = "fluidos-sensors"
     SUB_TITLE = "sensor flavors, routes, requests and devices"
     BINDINGS: ClassVar[list[BindingType]] = [

@@ -336,22 +336,23 @@ class Store:
     def _build(
         self, keys: Mapping[Kind, set[ObjectKey]], events: list[EventRow], clusters: bool
     ) -> Batch:
+        # Keys in order: rows new in one batch appear sorted by cluster, namespace and name.
         objects = self._objects
         batch = Batch(events=list(events))
-        for key in keys.get(Kind.FLAVORS, ()):
+        for key in sorted(keys.get(Kind.FLAVORS, ())):
             obj = objects[Kind.FLAVORS].get(key)
             batch.flavors[key] = (
                 None
                 if obj is None
                 else flavor_row(key, obj, self._flavors[key], self._consumers(key))
             )
-        for key in keys.get(Kind.DEVICES, ()):
+        for key in sorted(keys.get(Kind.DEVICES, ())):
             device = objects[Kind.DEVICES].get(key)
             status = objects[Kind.DEVICE_STATUSES].get(key)
             batch.devices[key] = (
                 None if device is None and status is None else DeviceRow(key, device, status)
             )
-        for key in keys.get(Kind.ROUTES, ()):
+        for key in sorted(keys.get(Kind.ROUTES, ())):
             route = objects[Kind.ROUTES].get(key)
             if route is None:
                 batch.routes[key] = None
@@ -360,10 +361,10 @@ class Store:
                 target: tuple(values) for target, values in self._rate_history.get(key, {}).items()
             }
             batch.routes[key] = route_rows(key, route, histories)
-        for key in keys.get(Kind.REQUESTS, ()):
+        for key in sorted(keys.get(Kind.REQUESTS, ())):
             obj = objects[Kind.REQUESTS].get(key)
             batch.requests[key] = None if obj is None else RequestRow(key, obj)
-        for key in keys.get(Kind.PROVIDERS, ()):
+        for key in sorted(keys.get(Kind.PROVIDERS, ())):
             obj = objects[Kind.PROVIDERS].get(key)
             batch.providers[key] = None if obj is None else ProviderRow(key, obj)
         if clusters:

@@ -34,8 +34,9 @@ the others keep working and it reconnects by itself (press **R** to retry now).
 | `?` | this help |
 | `q` | quit |
 
-Arrows, PageUp/PageDown, Home/End move in a table; the detail pane on the right shows the
-selected row (its facts, its recent Events and the full object); Tab moves between panes.
+Arrows, PageUp/PageDown, Ctrl+Home/Ctrl+End move in a table (Home/End scroll sideways);
+the detail pane on the right shows the selected row (its facts, its recent Events and the
+full object); Tab moves between panes.
 
 ## Flavor filter
 

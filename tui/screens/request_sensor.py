@@ -9,13 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import yaml
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
+from fluidos_sensors.filters import describe, from_request_filter
 from tui.data.actions import ActionError, sensor_request_body
 from tui.data.rows import FlavorRow
 
@@ -96,9 +96,13 @@ class RequestSensorScreen(ModalScreen[RequestPlan | None]):
             preview.update("")
             return None
         error.update("")
+        spec = plan.body["spec"]
+        wanted = describe(from_request_filter(spec["filter"], "SensorRequest"))
         preview.update(
-            f"Creates in {plan.cluster}:\n"
-            + yaml.safe_dump(plan.body, sort_keys=False, allow_unicode=True)
+            f"Creates a SensorRequest in {plan.cluster}, namespace "
+            f"{plan.body['metadata']['namespace']}:\n"
+            f"  count {spec['count']}, filter {wanted}\n"
+            f"  delivered to {spec['endpoint']['url']} ({spec['endpoint']['format']})"
         )
         return plan
 
