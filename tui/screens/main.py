@@ -190,9 +190,11 @@ class MainScreen(Screen[None]):
 
     def _show_selection(self) -> None:
         row = self._tab_table().selected_row
-        if row is None and self.detail.row is None:
+        events = self._events_of(row)
+        # Rows are immutable: the same row and Events mean nothing to redraw.
+        if row is self.detail.row and events == self.detail.events:
             return
-        self.detail.show(row, self._events_of(row))
+        self.detail.show(row, events)
 
     def _events_of(self, row: AnyRow | None) -> list[Any]:
         if row is None:

@@ -56,10 +56,11 @@ class DetailPane(VerticalScroll):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.row: AnyRow | None = None
+        self.events: list[EventRow] = []
 
     def compose(self):  # type: ignore[no-untyped-def]
         yield Static(Text(EMPTY, style="dim"), id="detail-body")
 
     def show(self, row: AnyRow | None, events: list[EventRow]) -> None:
-        self.row = row
+        self.row, self.events = row, events
         self.query_one("#detail-body", Static).update(detail_renderable(row, events))

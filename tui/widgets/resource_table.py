@@ -10,32 +10,51 @@ linear time). Tones and row states are CSS component classes, styled in `styles.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
 from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding, BindingType
+from textual.geometry import Size
 from textual.widgets import DataTable
-from textual.widgets.data_table import ColumnKey, RowDoesNotExist, RowKey
+from textual.widgets.data_table import Column, ColumnKey, RowDoesNotExist, RowKey
 
 from tui.data.rows import AnyRow, Cell
 
 TONES = ("good", "bad", "warn", "dim")
 
 
-class SortableText(Text):
-    """A cell's text that sorts by its value (numbers as numbers, unknowns last)."""
+class TableCell:
+    """A cell as the DataTable holds it: rendered as its Text, sorted by its value.
 
-    sort_value: tuple[Any, ...] = (1, "")
+    It has no `__rich_measure__` on purpose: DataTable measures every cell of every new row
+    through Rich (seconds for 10,000 rows); this table keeps the column widths itself from
+    the texts' lengths instead.
+    """
+
+    __slots__ = ("plain", "sort_value", "style")
+
+    def __init__(self, plain: str, style: Style | None, sort_value: tuple[Any, ...]) -> None:
+        self.plain = plain
+        self.style = style
+        self.sort_value = sort_value
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        # Only visible cells are ever rendered: their Text is made here, not for every row.
+        yield Text(self.plain, style=self.style or "")
+
+    def __str__(self) -> str:
+        return self.plain
 
 
 def _sort_key(value: object) -> tuple[Any, ...]:
     return getattr(value, "sort_value", (1, ""))
 
 
-class ResourceTable(DataTable[Text]):
+class ResourceTable(DataTable[TableCell]):
     """Rows keyed by object; `upsert_rows` applies a batch of changes in place."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
@@ -49,6 +68,8 @@ class ResourceTable(DataTable[Text]):
     ]
     REBUILD_AT = 64
     """Removing more rows than this in one batch rebuilds the table instead."""
+    CHUNK = 500
+    """Rows applied per step; more wait for the next refresh."""
 
     def __init__(
         self,
@@ -65,10 +86,18 @@ class ResourceTable(DataTable[Text]):
         self.sort_column = sort_column
         self.sort_reverse = False
         self._styles: dict[str, Style] = {}
+        self._widened = False
+        self._backlog: dict[str, None] = {}  # row keys to apply, in order (an ordered set)
+        self._scheduled = False
+        self._resort = False
+        self._keep: str | None = None  # the selected row, to select again once it is back
+        self._column_objects: dict[str, Column] = {}
+        self._combined: dict[tuple[str, str], Style | None] = {}
 
     def on_mount(self) -> None:
         for key, label in self.column_specs:
             self.add_column(label, key=key)
+            self._column_objects[key] = self.columns[ColumnKey(key)]
         self._load_styles()
         self._update_title()
 
@@ -93,41 +122,81 @@ class ResourceTable(DataTable[Text]):
     # Updates
 
     def upsert_rows(self, changes: Mapping[str, AnyRow | None]) -> None:
-        """Apply new versions of rows (None: the row is gone), touching only what changed."""
+        """Apply new versions of rows (None: the row is gone), touching only what changed.
+
+        Up to `CHUNK` rows are applied at once; the rest follow after the next refresh, so a
+        batch of 10,000 rows never blocks keys and redraws for long.
+        """
         if not changes:
             return
-        selected = self.selected_key
-        leaving = [
-            key
-            for key, row in changes.items()
-            if key in self._drawn and (row is None or not self.accepts(row))
-        ]
+        leaving = 0
         for key, row in changes.items():
+            if key in self._drawn and (row is None or not self.accepts(row)):
+                leaving += 1
             if row is None:
                 self.rows_by_key.pop(key, None)
             else:
                 self.rows_by_key[key] = row
-        if len(leaving) > self.REBUILD_AT:
+            self._backlog[key] = None
+        if leaving > self.REBUILD_AT:
             self.rebuild()
+        else:
+            self._work()
+
+    @property
+    def pending(self) -> int:
+        """Rows changed but not applied yet."""
+        return len(self._backlog)
+
+    def _take(self) -> Iterator[str]:
+        """Backlog keys, oldest first, each removed as it is handed out."""
+        while self._backlog:
+            key = next(iter(self._backlog))
+            del self._backlog[key]
+            yield key
+
+    def _work(self) -> None:
+        self._scheduled = False
+        if not self._backlog:
             return
-        for key in leaving:
-            self._drawn.pop(key, None)
-            with contextlib.suppress(RowDoesNotExist):
-                self.remove_row(key)
-        resort = False
-        for key, row in changes.items():
+        selected = self._keep or self.selected_key
+        budget = self.CHUNK  # table operations, not keys: filtered-out rows cost nothing
+        for key in self._take():
+            row = self.rows_by_key.get(key)
+            drawn = self._drawn.get(key)
             if row is None or not self.accepts(row):
+                if drawn is not None:
+                    del self._drawn[key]
+                    with contextlib.suppress(RowDoesNotExist):
+                        self.remove_row(key)
+                    budget -= 1
+                if budget <= 0:
+                    break
                 continue
             cells, state = row.cells(), self.row_state(row)
-            drawn = self._drawn.get(key)
             if drawn is None:
                 self.add_row(*self._render_row(cells, state), key=key)
-                resort = True
+                self._resort = True
             else:
-                resort |= self._update_row(key, drawn, cells, state)
+                self._resort |= self._update_row(key, drawn, cells, state)
             self._drawn[key] = (cells, state)
-        if resort and self.sort_column:
-            self._sort(selected)
+            budget -= 1
+            if budget <= 0:
+                break
+        more = bool(self._backlog)
+        if not more:
+            if self._resort and self.sort_column:
+                self._sort(selected)
+            elif selected is not None and selected in self._drawn:
+                self._select(selected)
+            self._resort = False
+            self._keep = None
+        else:
+            self._keep = selected
+            if not self._scheduled:
+                self._scheduled = True
+                self.call_after_refresh(self._work)
+        self._apply_widths()
         self._update_title()
 
     def _update_row(
@@ -139,43 +208,54 @@ class ResourceTable(DataTable[Text]):
             new = cells.get(column)
             if new == old_cells.get(column) and state == old_state:
                 continue
-            text = self._render(new, state)
-            width = self.columns[ColumnKey(column)].content_width
-            self.update_cell(key, column, text, update_width=cell_len(text.plain) > width)
+            self.update_cell(key, column, self._render(column, new, state))
             touched_sort |= column == self.sort_column
         return touched_sort
 
     def rebuild(self) -> None:
-        """Clear and add every accepted row (after a filter change or a mass removal)."""
-        selected = self.selected_key
+        """Clear and add every accepted row again (after a filter change or a mass removal)."""
+        self._keep = self._keep or self.selected_key
         self.clear()
         self._drawn = {}
-        shown = [(k, r) for k, r in self.rows_by_key.items() if self.accepts(r)]
-        for key, row in shown:
-            cells, state = row.cells(), self.row_state(row)
-            self.add_row(*self._render_row(cells, state), key=key)
-            self._drawn[key] = (cells, state)
-        if self.sort_column:
-            self._sort(selected)
-        elif selected is not None:
-            self._select(selected)
-        self._update_title()
+        self._backlog = dict.fromkeys(self.rows_by_key)
+        self._resort = True
+        self._work()
 
-    def _render_row(self, cells: dict[str, Cell], state: str) -> list[Text]:
-        return [self._render(cells.get(column), state) for column, _ in self.column_specs]
+    def _render_row(self, cells: dict[str, Cell], state: str) -> list[TableCell]:
+        return [self._render(column, cells.get(column), state) for column, _ in self.column_specs]
 
-    def _render(self, cell: Cell | None, state: str) -> SortableText:
+    def _render(self, column: str, cell: Cell | None, state: str) -> TableCell:
         if cell is None:
-            text = SortableText("-")
-            text.sort_value = (1, "")
-            return text
-        style = self._styles.get(cell.tone) if cell.tone else None
-        if state:
-            row_style = self._styles.get(state)
-            style = row_style + style if style and row_style else row_style or style
-        text = SortableText(cell.text, style=style or "")
-        text.sort_value = cell.sort
-        return text
+            return TableCell("-", self._style("", state), (1, ""))
+        self._fit(column, cell.text)
+        return TableCell(cell.text, self._style(cell.tone, state), cell.sort)
+
+    def _style(self, tone: str, state: str) -> Style | None:
+        """The style of a cell's tone within a row state (cached: rows share a few)."""
+        key = (tone, state)
+        if key not in self._combined:
+            style, row_style = self._styles.get(tone), self._styles.get(state)
+            self._combined[key] = (
+                row_style + style if style and row_style else row_style or style or None
+            )
+        return self._combined[key]
+
+    def _fit(self, column: str, text: str) -> None:
+        """Widen a column to fit `text` (columns never shrink, as in DataTable)."""
+        width = len(text) if text.isascii() else cell_len(text)
+        spec = self._column_objects[column]
+        if width > spec.content_width:
+            spec.content_width = width
+            self._widened = True
+
+    def _apply_widths(self) -> None:
+        """After cells got wider: the scrollable width follows the columns."""
+        if not self._widened:
+            return
+        self._widened = False
+        width = sum(column.get_render_width(self) for column in self.columns.values())
+        self.virtual_size = Size(width, self.virtual_size.height)
+        self.refresh()
 
     # -------------------------------------------------------------------------------------
     # Sorting and selection
@@ -250,7 +330,7 @@ class ResourceTable(DataTable[Text]):
 
     def cell_style(self, key: str, column: str) -> Style | None:
         value = self.get_cell(key, column)
-        return value.style if isinstance(value, Text) and isinstance(value.style, Style) else None
+        return value.style if isinstance(value, TableCell) else None
 
     def component_style(self, name: str) -> Style:
         return self._styles[name]
