@@ -335,3 +335,21 @@ def test_cluster_phase_follows_the_worst_watch() -> None:
     assert (state.phase, state.message) == (Phase.UNREACHABLE, "connection refused")
     assert state.retry_at is not None
     assert store.drain().clusters is not None
+
+
+def test_event_row_reads_the_events_k8s_io_shape_too() -> None:
+    row = event_row(
+        "p",
+        {
+            "metadata": {"name": "e", "namespace": "ns", "uid": "u1"},
+            "regarding": {"kind": "Device", "name": "board", "namespace": "ns"},
+            "type": "Warning",
+            "reason": "InvalidSensor",
+            "note": "entry 2: latency must be a number",
+            "deprecatedLastTimestamp": "2025-03-01T12:00:09Z",
+            "deprecatedCount": 3,
+        },
+    )
+    assert (row.kind, row.namespace, row.name) == ("Device", "ns", "board")
+    assert row.message == "entry 2: latency must be a number"
+    assert (row.time, row.count) == ("03-01 12:00:09", 3)

@@ -731,7 +731,7 @@ class ProviderRow:
 
 @dataclass(frozen=True)
 class EventRow:
-    """One core/v1 Event as the log shows it."""
+    """One Event (core/v1 or events.k8s.io/v1) as the log shows it."""
 
     cluster: str
     uid: str
@@ -753,15 +753,20 @@ class EventRow:
 
 def event_row(cluster: str, obj: Mapping[str, Any]) -> EventRow:
     meta = _meta(obj)
+    # core/v1 and events.k8s.io/v1 name the same facts differently.
+    series = obj.get("series") or {}
     when = (
         obj.get("lastTimestamp")
+        or obj.get("deprecatedLastTimestamp")
+        or series.get("lastObservedTime")
         or obj.get("eventTime")
         or obj.get("firstTimestamp")
+        or obj.get("deprecatedFirstTimestamp")
         or meta.get("creationTimestamp")
     )
     parsed = parse_time(when)
     involved = obj.get("involvedObject") or obj.get("regarding") or {}
-    count = as_number(obj.get("count"))
+    count = as_number(obj.get("count") or obj.get("deprecatedCount") or series.get("count"))
     return EventRow(
         cluster=cluster,
         uid=str(meta.get("uid") or meta.get("name") or ""),

@@ -15,7 +15,8 @@ from tui.data.filter_text import ALIASES
 HELP = f"""\
 # fluidos-sensors TUI
 
-Live views of every cluster given on the command line (watches, no polling). A cluster
+Live views of every cluster given on the command line (watches, no polling), with the
+recent Events of every cluster at the bottom. A cluster
 whose API server does not answer is marked **unreachable** in the top bar with the reason;
 the others keep working and it reconnects by itself (press **R** to retry now).
 

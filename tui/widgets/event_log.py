@@ -1,4 +1,4 @@
-"""Recent core/v1 Events of every cluster, newest at the bottom."""
+"""Recent Events of every cluster, newest at the bottom."""
 
 from __future__ import annotations
 
