@@ -31,12 +31,21 @@ def tui(
     log_file: Annotated[
         Path | None, typer.Option("--log-file", help="Write debug logs here.")
     ] = None,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="A fixed sample deployment, no cluster (read-only).")
+    ] = False,
 ) -> None:
     """Browse flavors, routes, requests and devices of several clusters, live."""
     from testbed import paths
     from tui.app import SensorsApp
     from tui.data.store import Store
     from tui.data.watch import Watches
+
+    if demo:
+        from tui import sample
+
+        SensorsApp(sample.fill(Store())).run()
+        return
 
     clusters: list[ClusterConfig] = []
     try:

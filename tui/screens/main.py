@@ -105,6 +105,8 @@ class MainScreen(Screen[None]):
     def on_mount(self) -> None:
         self.apply(self.store.snapshot())
         self.store.on_change(lambda: self.post_message(self.ChangesWaiting()))
+        # Keys go to the table first (the filter is one "/" away), whatever took focus first.
+        self.call_after_refresh(self.flavor_table.focus)
 
     def on_unmount(self) -> None:
         self.store.on_change(None)
