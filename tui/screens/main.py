@@ -87,8 +87,11 @@ class MainScreen(Screen[None]):
         with Horizontal(id="body"):
             with TabbedContent(id="views", initial="flavors"):
                 with TabPane("Flavors", id="flavors"):
-                    yield FilterBar(id="filter")
+                    # The table comes first so that it, not the filter, takes the first focus
+                    # (a terminal's focus-in event focuses the first focusable widget); the
+                    # stylesheet docks the filter above it.
                     yield FlavorTable(id="flavor-table")
+                    yield FilterBar(id="filter")
                 with TabPane("Routes", id="routes"):
                     yield RouteTable(id="route-table")
                 with TabPane("Requests", id="requests"):
@@ -105,8 +108,6 @@ class MainScreen(Screen[None]):
     def on_mount(self) -> None:
         self.apply(self.store.snapshot())
         self.store.on_change(lambda: self.post_message(self.ChangesWaiting()))
-        # Keys go to the table first (the filter is one "/" away), whatever took focus first.
-        self.call_after_refresh(self.flavor_table.focus)
 
     def on_unmount(self) -> None:
         self.store.on_change(None)
