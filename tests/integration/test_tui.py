@@ -442,7 +442,14 @@ async def test_actions_create_a_request_and_remove_a_route_target(
 
         # Request a sensor like it: the dialog asks for the endpoint; Create makes the request.
         await pilot.press("n")
-        await wait_for(pilot, "the dialog", lambda: isinstance(app.screen, RequestSensorScreen))
+        await wait_for(
+            pilot,
+            "the dialog, ready for the endpoint",
+            lambda: (
+                isinstance(app.screen, RequestSensorScreen)
+                and getattr(app.screen.focused, "id", None) == "endpoint"
+            ),
+        )
         await pilot.press(*"http://sink.consumer-1:8186/telegraf", "enter")
         ref = f"{provider.name}/{FLUIDOS}/{humid['metadata']['name']}"
         await wait_for(pilot, "the SensorRequest", lambda: len(deployment.requests_for(ref)) == 1)

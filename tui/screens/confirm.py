@@ -19,6 +19,8 @@ class ConfirmScreen(ModalScreen[bool]):
         Binding("n,escape", "answer(False)", "No"),
     ]
 
+    AUTO_FOCUS = "#no"  # Enter on a fresh dialog cancels
+
     def __init__(self, title: str, message: str, confirm_label: str = "Yes") -> None:
         super().__init__()
         self.title_text = title
@@ -32,9 +34,6 @@ class ConfirmScreen(ModalScreen[bool]):
             with Horizontal(id="dialog-buttons"):
                 yield Button(f"{self.confirm_label} (y)", id="yes", variant="error")
                 yield Button("Cancel (n)", id="no")
-
-    def on_mount(self) -> None:
-        self.query_one("#no", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")

@@ -143,17 +143,21 @@ class MainScreen(Screen[None]):
     def active_tab(self) -> str:
         return self.query_one("#views", TabbedContent).active
 
-    def _tab_table(self) -> ResourceTable:
-        """The table whose selection the detail pane shows."""
-        tab = self.active_tab
-        if tab == "requests":
-            focused = self.focused
-            return focused if isinstance(focused, ProviderTable) else self.request_table
+    def _table_of(self, tab: str) -> ResourceTable:
+        """The main table of a tab."""
         return {
             "flavors": self.flavor_table,
             "routes": self.route_table,
+            "requests": self.request_table,
             "devices": self.device_table,
         }.get(tab, self.flavor_table)
+
+    def _tab_table(self) -> ResourceTable:
+        """The table whose selection the detail pane shows."""
+        tab = self.active_tab
+        if tab == "requests" and isinstance(self.focused, ProviderTable):
+            return self.provider_table
+        return self._table_of(tab)
 
     # -------------------------------------------------------------------------------------
     # Changes from the store
@@ -216,9 +220,10 @@ class MainScreen(Screen[None]):
         self._show_selection()
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        table = self._tab_table()
-        if self.focused is not self.query_one(FilterBar):
-            table.focus()
+        # A click on a tab: keys go to that tab's table (unless typing in the filter).
+        focused = self.focused
+        if focused is None or focused not in event.pane.walk_children():
+            self._table_of(self.active_tab).focus()
         self._show_selection()
         self.refresh_bindings()
 
@@ -228,6 +233,9 @@ class MainScreen(Screen[None]):
         side.display = not side.display
 
     def action_show_tab(self, tab: str) -> None:
+        # Focus first: a focused widget that its pane hides hands focus to whatever comes
+        # next (and that pane takes over again); focusing into a pane also shows it.
+        self._table_of(tab).focus()
         self.query_one("#views", TabbedContent).active = tab
 
     # -------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ class RequestPlan:
 
 class RequestSensorScreen(ModalScreen[RequestPlan | None]):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+    AUTO_FOCUS = "#endpoint"  # focused as the dialog opens: typing goes there at once
 
     def __init__(self, row: FlavorRow, clusters: list[str], default_cluster: str) -> None:
         super().__init__()
@@ -69,7 +70,6 @@ class RequestSensorScreen(ModalScreen[RequestPlan | None]):
                 yield Button("Cancel (esc)", id="cancel")
 
     def on_mount(self) -> None:
-        self.query_one("#endpoint", Input).focus()
         self._refresh_preview()
 
     def _plan(self) -> RequestPlan:
