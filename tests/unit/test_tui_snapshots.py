@@ -187,3 +187,29 @@ async def test_sorting_by_a_column_orders_numbers_as_numbers() -> None:
         await pilot.press("S")
         await settle(pilot)
         assert table.cell_texts(table.shown_keys()[0])["latency"] == "20 ms"
+
+
+async def test_command_palette_offers_every_action_and_each_cluster() -> None:
+    app = ActionsAllowedApp(sample.fill(Store()))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        titles = {command.title for command in app.get_system_commands(app.screen)}
+        assert {
+            "Show flavors",
+            "Show routes",
+            "Show requests",
+            "Show devices",
+            "Filter flavors",
+            "Request sensor",
+            "Delete request / remove route target",
+            "Help",
+            "Reconnect provider-1",
+            "Reconnect consumer-1",
+            "Reconnect provider-2",
+        } <= titles
+        show_devices = next(
+            c for c in app.get_system_commands(app.screen) if c.title == "Show devices"
+        )
+        show_devices.callback()
+        await settle(pilot)
+        assert app.main.active_tab == "devices"
