@@ -27,7 +27,14 @@ from tui.data.actions import (
     remove_route_target,
 )
 from tui.data.filter_text import FlavorQuery, parse_flavor_query
-from tui.data.rows import AnyRow, FlavorRow, RequestRow, RouteTargetRow
+from tui.data.rows import (
+    AnyRow,
+    DeviceRow,
+    FlavorRow,
+    ProviderRow,
+    RequestRow,
+    RouteTargetRow,
+)
 from tui.data.store import Batch, Store
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.request_sensor import RequestPlan, RequestSensorScreen
@@ -44,10 +51,13 @@ from tui.widgets.route_table import RouteTable
 
 TABS = ("flavors", "routes", "requests", "devices")
 FILTER_DELAY = 0.2  # seconds of no typing before the filter applies
-EVENT_KINDS = {
+# The kind Events name as their involved object, per row type (a device row: its Device).
+EVENT_KINDS: dict[type, str] = {
     FlavorRow: "Flavor",
-    RequestRow: "SensorRequest",
+    DeviceRow: "Device",
     RouteTargetRow: "SensorRoute",
+    RequestRow: "SensorRequest",
+    ProviderRow: "SensorProvider",
 }
 
 
@@ -207,10 +217,7 @@ class MainScreen(Screen[None]):
         if row is None:
             return []
         cluster, namespace, name = row.key
-        kind = EVENT_KINDS.get(type(row))
-        if kind is None:  # devices: Events name the Device
-            kind = "Device"
-        return self.store.events_about(cluster, kind, namespace, name)
+        return self.store.events_about(cluster, EVENT_KINDS[type(row)], namespace, name)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table is self._tab_table():
