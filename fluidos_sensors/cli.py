@@ -11,6 +11,7 @@ from resource_manager.cli import flavors_app
 from router_manager.cli import app as router_manager_app
 from router_manager.cli import routes_app
 from testbed.cli import app as testbed_app
+from tui.cli import tui
 
 app = typer.Typer(
     help="FLUIDOS sensor marketplace: edge BLE boards as Sensor flavors.", no_args_is_help=True
@@ -29,3 +30,4 @@ app.add_typer(flavors_app, name="flavors")
 app.add_typer(mapper_app, name="mapper")
 app.add_typer(router_manager_app, name="router-manager")
 app.add_typer(routes_app, name="routes")
+app.command("tui")(tui)

@@ -367,3 +367,53 @@ def describe(sensor_filter: SensorFilter) -> str:
             if value.max is not None:
                 parts.append(f"{item.name}<={format_number(value.max)}{unit}")
     return ", ".join(parts) or "any sensor"
+
+
+# A SensorRequest (deploy/crds/sensorrequests.yaml) carries the same filters in `spec.filter`,
+# camelCased: text lists for match filters, {min, max, exact} strings for range filters.
+REQUEST_FILTER_FIELDS = {
+    name: name.split("_")[0] + "".join(part.title() for part in name.split("_")[1:])
+    for name in FILTER_NAMES
+}
+
+
+def to_request_filter(sensor_filter: SensorFilter) -> dict[str, Any]:
+    """The `spec.filter` of a SensorRequest that expresses this filter."""
+    body: dict[str, Any] = {}
+    for name in MATCH_FILTERS:
+        if values := getattr(sensor_filter, name):
+            body[REQUEST_FILTER_FIELDS[name]] = list(values)
+    for name in RANGE_FILTERS:
+        bounds: NumberRange = getattr(sensor_filter, name)
+        suffix = f" {CURRENT_UNIT}" if bounds.unit == CURRENT_UNIT else ""
+        given = {
+            key: f"{format_number(value)}{suffix}"
+            for key, value in (("min", bounds.min), ("max", bounds.max), ("exact", bounds.exact))
+            if value is not None
+        }
+        if given:
+            body[REQUEST_FILTER_FIELDS[name]] = given
+    return body
+
+
+def from_request_filter(spec_filter: Mapping[str, Any] | None, where: str) -> SensorFilter:
+    """A SensorRequest's `spec.filter` as a SensorFilter; errors name `where` and the field."""
+    pairs: list[tuple[str, str]] = []
+    for name, field_name in REQUEST_FILTER_FIELDS.items():
+        value = (spec_filter or {}).get(field_name)
+        if value is None:
+            continue
+        path = f"{where}: spec.filter.{field_name}"
+        if name in MATCH_FILTERS:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise FilterError(f"{path} must be a list of strings")
+            pairs.extend((f"filter[{name}][match]", item) for item in value)
+            continue
+        if not isinstance(value, Mapping) or not set(value) <= {"min", "max", "exact"}:
+            raise FilterError(f"{path} must be an object with min, max and/or exact")
+        forms = {"min": "[range][min]", "max": "[range][max]", "exact": "[exact]"}
+        pairs.extend((f"filter[{name}]{forms[key]}", str(bound)) for key, bound in value.items())
+    try:
+        return SensorFilter.from_query(pairs)
+    except FilterError as exc:
+        raise FilterError(f"{where}: spec.filter: {exc}") from None
