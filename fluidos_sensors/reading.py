@@ -103,9 +103,16 @@ class Reading:
     def decode(cls, payload: bytes | bytearray | str) -> Reading:
         """Parse a payload (UTF-8 JSON); ReadingError, and nothing else, says what is wrong."""
         try:
-            body = load_json(payload, max_depth=READING_MAX_DEPTH)
-        except JSONInputError as err:
-            raise ReadingError(f"reading {err}") from None
+            # The C decoder alone, for the edge agent's every reading; from_json checks each
+            # field (numbers with as_float, so huge ones are refused, not raised).
+            body = json.loads(payload)
+        except (ValueError, TypeError, RecursionError):
+            body = None  # not JSON, not UTF-8, too deep, too many digits: say which, below
+        if body is None or not isinstance(body, dict):
+            try:
+                body = load_json(payload, max_depth=READING_MAX_DEPTH)
+            except JSONInputError as err:
+                raise ReadingError(f"reading {err}") from None
         if not isinstance(body, dict):
             raise ReadingError("reading must be a JSON object")
         return cls.from_json(body)

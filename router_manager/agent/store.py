@@ -13,6 +13,7 @@ store is used from one thread (the agent's event loop); every call is short.
 
 from __future__ import annotations
 
+import bisect
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ CREATE TABLE IF NOT EXISTS cursors (
 """
 # Separator overhead per reading in a batch body ("\n" or ",").
 _SEPARATOR = 1
+TAIL_SIZE = 4096  # newest readings per topic kept in memory as well
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,17 +81,54 @@ class TargetState:
     queued_bytes: int = 0
 
 
+class _Tail:
+    """The newest readings of one topic in memory: targets that keep up read their batches
+    from here instead of from the disk (they all want the same recent rows)."""
+
+    def __init__(self, complete_after: int, size: int = TAIL_SIZE) -> None:
+        self.size = size
+        # Every reading of the topic with a greater id is here (appended since, not trimmed).
+        self.complete_after = complete_after
+        self.ids: list[int] = []
+        self.entries: list[Entry] = []
+
+    def add(self, row_id: int, entry: Entry) -> None:
+        self.ids.append(row_id)
+        self.entries.append(entry)
+        if len(self.ids) > 2 * self.size:  # trim in steps, not at every reading
+            self.complete_after = self.ids[-self.size - 1]
+            del self.ids[: -self.size]
+            del self.entries[: -self.size]
+
+    def after(self, acked: int, limit: int, *, json: bool) -> list[Queued] | None:
+        """The readings after id `acked`, if the tail surely holds them all (else None)."""
+        if acked < self.complete_after:
+            return None
+        start = bisect.bisect_right(self.ids, acked)
+        stop = min(start + limit, len(self.ids))
+        return [
+            Queued(
+                self.ids[i],
+                self.entries[i].received,
+                self.entries[i].json if json else self.entries[i].line,
+            )
+            for i in range(start, stop)
+        ]
+
+
 class DurableLog:
     """Readings on disk, fanned out to targets by cursor."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, tail_size: int = TAIL_SIZE) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._tail_size = tail_size
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
         self._targets: dict[str, TargetState] = {}
         self._by_topic: dict[str, list[TargetState]] = {}
+        self._tail: dict[str, _Tail] = {}
 
     def close(self) -> None:
         self._db.close()
@@ -142,6 +181,7 @@ class DurableLog:
             siblings.remove(state)
         if not siblings:
             self._by_topic.pop(state.topic, None)
+            self._tail.pop(state.topic, None)
 
     def remove(self, target: str) -> None:
         """Stop a target for good: its cursor and whatever only it still needed go."""
@@ -179,6 +219,8 @@ class DurableLog:
                 "INSERT INTO readings (topic, received, line, json) VALUES (?, ?, ?, ?)",
                 [(e.topic, e.received, e.line, e.json) for e in kept],
             )
+            # One writer, one transaction: the rows got the ids up to the last one, in order.
+            last = self._db.execute("SELECT last_insert_rowid()").fetchone()[0]
             over: list[TargetState] = []
             for entry in kept:
                 for state in self._by_topic[entry.topic]:
@@ -193,6 +235,12 @@ class DurableLog:
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+        first = last - len(kept) + 1
+        for row_id, entry in enumerate(kept, start=first):
+            tail = self._tail.get(entry.topic)
+            if tail is None:
+                tail = self._tail[entry.topic] = _Tail(first - 1, self._tail_size)
+            tail.add(row_id, entry)
 
     def _enforce_bound(self, state: TargetState) -> None:
         """Skip the oldest readings of a target over its bound, counting them as dropped."""
@@ -228,6 +276,11 @@ class DurableLog:
     def peek(self, target: str, limit: int) -> list[Queued]:
         """The oldest readings a target has not had yet, in order."""
         state = self._targets[target]
+        tail = self._tail.get(state.topic)
+        if tail is not None:
+            found = tail.after(state.acked, limit, json=state.format == "json")
+            if found is not None:
+                return found
         column = self._size_column(state.format)
         return [
             Queued(*row)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from router_manager.agent.store import DurableLog, Entry
 
@@ -187,3 +190,42 @@ def test_ids_never_come_back_once_everything_was_delivered(log: DurableLog) -> N
     log.register("b", TOPIC, "influx", 10**6)
     log.append([entry(5)])
     assert numbers(log.peek("b", 10)) == [5]
+
+
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(["append", "ack", "reject", "reopen"]), st.integers(1, 40)),
+        max_size=40,
+    )
+)
+@settings(max_examples=60, deadline=None)
+def test_the_memory_tail_answers_exactly_what_the_disk_does(steps) -> None:
+    """Batches read from the in-memory tail equal those read from the disk."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "queue.sqlite"
+        store = DurableLog(path, tail_size=16)
+        for name, size in (("a", 10**6), ("b", 10**6), ("small", 200)):
+            store.register(name, TOPIC, "influx", size)
+        n = 0
+        for action, count in steps:
+            if action == "append":
+                store.append(
+                    [entry(n := n + 1, OTHER if n % 3 == 0 else TOPIC) for _ in range(count)]
+                )
+            elif action == "reopen":
+                store.close()
+                store = DurableLog(path, tail_size=16)
+                for name, size in (("a", 10**6), ("b", 10**6), ("small", 200)):
+                    store.register(name, TOPIC, "influx", size)
+            else:
+                batch = store.peek("a", count)
+                (store.ack if action == "ack" else store.reject)("a", batch)
+            disk = DurableLog(path, tail_size=16)
+            for name in ("a", "b", "small"):
+                state = store.target(name)
+                assert state is not None
+                disk.register(name, TOPIC, "influx", 10**9)
+                disk.target(name).acked = state.acked
+                assert store.peek(name, 25) == disk.peek(name, 25), (name, steps)
+            disk.close()
+        store.close()
