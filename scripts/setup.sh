@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Build the local multi-cluster testbed and run the demo.
-#   scripts/setup.sh [--providers M] [--consumers N] [--edge-workers K]   start (or report) it
-#   scripts/setup.sh --status                                             show what runs
-#   scripts/setup.sh --down                                               stop it, free its ports
+# Build the local multi-cluster testbed, start the whole system on it and run the demo.
+#   scripts/setup.sh [--providers M] [--consumers N] [--edge-workers K] [--no-demo]
+#                                          start (or find running) and run the seed's scenarios
+#   scripts/setup.sh --status              every process and route target
+#   scripts/setup.sh --down                stop everything, free every port
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bootstrap.sh
@@ -10,9 +11,20 @@ source scripts/bootstrap.sh
 case "${1:-}" in
   --down) fs_bootstrap ""; exec .venv/bin/fluidos-sensors testbed down ;;
   --status) fs_bootstrap ""; exec .venv/bin/fluidos-sensors testbed status ;;
-  -h|--help) sed -n '2,5p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
 esac
 
+demo=()
+up=()
+for arg in "$@"; do
+  if [ "$arg" = "--no-demo" ]; then demo+=(--no-demo); else up+=("$arg"); fi
+done
+
+started=$(date +%s)
 fs_bootstrap ""
-.venv/bin/fluidos-sensors testbed up "$@"
-exec .venv/bin/python -m testbed.demo
+.venv/bin/fluidos-sensors testbed up "${up[@]}"
+echo "testbed up after $(( $(date +%s) - started )) s"
+status=0
+.venv/bin/python -m testbed.demo "${demo[@]}" || status=$?
+echo "setup.sh done after $(( $(date +%s) - started )) s"
+exit $status

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -432,6 +433,7 @@ def resolve(
         return cached
     if not install:
         raise MissingBinary(f"{binary.name} {binary.version} is not installed")
+    started = time.monotonic()
     if binary.go and (shutil.which("go") or not binary.release):
         _build_with_go(binary, cached, log)
     elif binary.release:
@@ -441,6 +443,7 @@ def resolve(
         binary.installer(binary, cached)
     if not (cached.exists() and os.access(cached, os.X_OK)):
         raise MissingBinary(f"{binary.name}: install finished but {cached} is not executable")
+    log(f"{binary.name} {binary.version} ready in {time.monotonic() - started:.0f} s: {cached}")
     return cached
 
 

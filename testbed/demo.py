@@ -1,36 +1,296 @@
-"""What `scripts/setup.sh` shows once the testbed is up: each cluster, as kubectl sees it."""
+"""The seed's two scenarios as real consumer requests, run by `scripts/setup.sh` on the testbed.
+
+1. sharing: consumer 1 and consumer 2 both buy sensor subset S1 (the STWIN.box of board 1:
+   its temperature and pressure; the edge reads each once), consumer 2 also buys S3 (that
+   board's magnetometer);
+2. filtering: "an STM32 humidity sensor with latency < 16 ms" (consumer 1, one sensor) and
+   "< 25 ms" (consumer 2, every match, up to two): the simulated boards declare 10, 15, 20,
+   22 ms and only the SensorTiles (boards 2 and 4) carry humidity (HTS221), so the first
+   gets board 2's and the second boards 2's and 4's.
+
+Requests are plain `SensorRequest`s in each consumer cluster (namespace fluidos), resolved by
+that cluster's consumer operator through the providers' REAR gateways; readings go to each
+consumer's own Telegraf (basic auth from a Secret) and InfluxDB. Idempotent: re-running it finds
+its requests. `python -m testbed.demo [--no-demo]`.
+"""
 
 from __future__ import annotations
 
-import subprocess
+import argparse
 import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from testbed import binaries, manager, paths
-from testbed.state import TestbedState
+from influxdb_client import InfluxDBClient
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
-STEPS = {
-    "provider": [
-        ["get", "nodes", "-l", "node-role.fluidos.eu/sensors=true"],
-        ["get", "crd"],
-    ],
-    "consumer": [["get", "nodes"]],
-}
+from fluidos_sensors.api import FLUIDOS_NAMESPACE, MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from fluidos_sensors.api import SENSOR_REQUEST as REQUEST
+from fluidos_sensors.filters import FilterError
+from testbed import binaries, bootstrap, manager, paths
+from testbed.services import ConsumerStack
+from testbed.state import ClusterAccess, TestbedState
+from testbed.topology import CONSUMER, PROVIDER
+
+DEMO_LABEL = "sensors.fluidos.eu/demo"
+ENDPOINT_SECRET = "telegraf-delivery"
+WAIT_SECONDS = 240.0
+COUNT_WINDOW_SECONDS = 15
 
 
-def main() -> int:
+@dataclass(frozen=True)
+class DemoRequest:
+    consumer: int  # 1-based: which consumer cluster asks
+    name: str
+    scenario: str
+    says: str
+    filter: dict[str, Any]
+    count: int = 1
+
+
+REQUESTS = (
+    DemoRequest(
+        1, "s1-temperature", "sharing", "S1: board 1's temperature",
+        {"sensorType": ["temperature"], "sensorModel": ["STTS22H"], "latency": {"max": "10ms"}},
+    ),
+    DemoRequest(
+        1, "s1-pressure", "sharing", "S1: board 1's pressure",
+        {"sensorType": ["pressure"], "sensorModel": ["ILPS22QS"], "latency": {"max": "10ms"}},
+    ),
+    DemoRequest(
+        2, "s1-temperature", "sharing", "S1: board 1's temperature",
+        {"sensorType": ["temperature"], "sensorModel": ["STTS22H"], "latency": {"max": "10ms"}},
+    ),
+    DemoRequest(
+        2, "s1-pressure", "sharing", "S1: board 1's pressure",
+        {"sensorType": ["pressure"], "sensorModel": ["ILPS22QS"], "latency": {"max": "10ms"}},
+    ),
+    DemoRequest(
+        2, "s3-magnetometer", "sharing", "S3: board 1's magnetometer",
+        {"sensorType": ["magnetic_field"], "sensorModel": ["IIS2MDC"], "latency": {"max": "10ms"}},
+    ),
+    DemoRequest(
+        1, "humidity-under-16ms", "filtering", "an STM32 humidity sensor, latency < 16 ms",
+        {
+            "sensorType": ["humidity"],
+            "sensorManufacturer": ["STMicroelectronics"],
+            "latency": {"max": "15.9ms"},
+        },
+    ),
+    DemoRequest(
+        2, "humidity-under-25ms", "filtering", "STM32 humidity sensors, latency < 25 ms",
+        {
+            "sensorType": ["humidity"],
+            "sensorManufacturer": ["STMicroelectronics"],
+            "latency": {"max": "24.9ms"},
+        },
+        count=2,
+    ),
+)  # fmt: skip
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _consumers(state: TestbedState) -> list[ClusterAccess]:
+    return sorted((c for c in state.clusters.values() if c.role == CONSUMER), key=lambda c: c.name)
+
+
+def _delivery_secret(core: client.CoreV1Api, stack: ConsumerStack) -> None:
+    body = {
+        "metadata": {
+            "name": ENDPOINT_SECRET,
+            "namespace": FLUIDOS_NAMESPACE,
+            "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE},
+        },
+        "stringData": {"username": stack.telegraf_username, "password": stack.telegraf_password},
+    }
+    try:
+        core.create_namespaced_secret(FLUIDOS_NAMESPACE, body)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        core.replace_namespaced_secret(ENDPOINT_SECRET, FLUIDOS_NAMESPACE, body)
+
+
+def _request_body(request: DemoRequest, stack: ConsumerStack) -> dict[str, Any]:
+    return {
+        "apiVersion": REQUEST.api_version,
+        "kind": REQUEST.kind,
+        "metadata": {
+            "name": request.name,
+            "namespace": FLUIDOS_NAMESPACE,
+            "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, DEMO_LABEL: request.scenario},
+        },
+        "spec": {
+            "filter": request.filter,
+            "count": request.count,
+            "endpoint": {
+                "url": stack.telegraf_url,
+                "format": "influx",
+                "auth": {"type": "basic", "secretName": ENDPOINT_SECRET},
+            },
+        },
+    }
+
+
+def _custom(api: client.ApiClient) -> tuple[client.CustomObjectsApi, tuple[str, str, str, str]]:
+    return client.CustomObjectsApi(api), (
+        REQUEST.group,
+        REQUEST.version,
+        FLUIDOS_NAMESPACE,
+        REQUEST.plural,
+    )
+
+
+def ask(state: TestbedState) -> None:
+    """Create the demo's requests (those missing) in each consumer cluster."""
+    consumers = _consumers(state)
+    for request in REQUESTS:
+        if request.consumer > len(consumers):
+            continue
+        consumer = consumers[request.consumer - 1]
+        stack = ConsumerStack.load(state.directory / consumer.name)
+        with bootstrap.api_client(Path(consumer.kubeconfig)) as api:
+            _delivery_secret(client.CoreV1Api(api), stack)
+            custom, args = _custom(api)
+            try:
+                custom.create_namespaced_custom_object(*args, _request_body(request, stack))
+                say(f"  {consumer.name} asks for {request.says} (SensorRequest {request.name})")
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+                say(f"  {consumer.name} already asks for {request.says}")
+
+
+def _status(consumer: ClusterAccess, name: str) -> dict[str, Any]:
+    with bootstrap.api_client(Path(consumer.kubeconfig)) as api:
+        custom, args = _custom(api)
+        try:
+            return custom.get_namespaced_custom_object(*args, name).get("status") or {}
+        except ApiException:
+            return {}
+
+
+def wait_fulfilled(state: TestbedState, timeout: float = WAIT_SECONDS) -> bool:
+    """Until every demo request holds its contracts and saw its first reading."""
+    consumers = _consumers(state)
+    pending = [(consumers[r.consumer - 1], r) for r in REQUESTS if r.consumer <= len(consumers)]
+    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    while pending and time.monotonic() < deadline:
+        still = []
+        for consumer, request in pending:
+            status = _status(consumer, request.name)
+            if status.get("phase") == "Fulfilled" and status.get("firstData"):
+                say(
+                    f"  {consumer.name}/{request.name}: fulfilled, first reading after "
+                    f"{time.monotonic() - started:.0f} s"
+                )
+            else:
+                still.append((consumer, request))
+        pending = still
+        if pending:
+            time.sleep(2)
+    for consumer, request in pending:
+        status = _status(consumer, request.name)
+        say(
+            f"  {consumer.name}/{request.name}: {status.get('phase', 'not seen yet')}: "
+            f"{status.get('message', '')}"
+        )
+    return not pending
+
+
+def _recent_counts(stack: ConsumerStack, seconds: int) -> dict[tuple[str, str], int]:
+    flux = (
+        f'from(bucket: "{stack.bucket}") |> range(start: -{seconds}s)'
+        ' |> filter(fn: (r) => r._field == "seq")'
+        ' |> group(columns: ["device", "sensor"]) |> count()'
+    )
+    with InfluxDBClient(url=stack.influx_url, token=stack.influx_token, org="-") as influx:
+        tables = influx.query_api().query(flux)
+    return {
+        (str(record.values.get("device")), str(record.values.get("sensor"))): int(
+            record.get_value()
+        )
+        for table in tables
+        for record in table.records
+    }
+
+
+def report(state: TestbedState) -> None:
+    """Per consumer: what it bought, and how many readings reached its InfluxDB lately."""
+    for consumer in _consumers(state):
+        stack = ConsumerStack.load(state.directory / consumer.name)
+        say(f"\n{consumer.name} bought:")
+        for request in (r for r in REQUESTS if _consumers(state)[r.consumer - 1] is consumer):
+            status = _status(consumer, request.name)
+            for contract in status.get("contracts") or []:
+                say(
+                    f"  {request.name:22} {contract.get('device', '?')}/"
+                    f"{contract.get('sensor', '?')}  ({contract.get('provider')}, "
+                    f"{contract.get('contractID')})"
+                )
+        counts = _recent_counts(stack, COUNT_WINDOW_SECONDS)
+        say(f"  readings in its InfluxDB over the last {COUNT_WINDOW_SECONDS} s:")
+        for (device, sensor), count in sorted(counts.items()):
+            say(f"    {device}/{sensor}: {count}")
+        if not counts:
+            say("    none yet")
+
+
+def summary(state: TestbedState) -> None:
+    kubectl = binaries.resolve(binaries.KUBECTL, install=False)
+    say("\nClusters:")
+    for cluster in state.clusters.values():
+        command = manager.kubectl_command(cluster.kubeconfig, kubectl)
+        say(f"  {cluster.name} ({cluster.role}): {command}")
+        if cluster.role == PROVIDER:
+            say("      get sensorroutes -A; get flavors -n fluidos; get contracts -n fluidos")
+        else:
+            say("      get sensorrequests -n fluidos; get sensorproviders -n fluidos")
+            stack = ConsumerStack.load(state.directory / cluster.name)
+            where = ConsumerStack.path(state.directory / cluster.name)
+            say(f"      InfluxDB {stack.influx_url} (database {stack.database})")
+            say(f"      Telegraf {stack.telegraf_url}; credentials in {where}")
+    say(
+        "\nNext:\n"
+        "  .venv/bin/fluidos-sensors tui --testbed       # flavors, routes, requests, devices\n"
+        "  .venv/bin/fluidos-sensors testbed status      # every process and route target\n"
+        "  .venv/bin/fluidos-sensors testbed logs agent  # a component's log (-f to follow)\n"
+        "  scripts/setup.sh --down                       # stop everything"
+    )  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the seed's scenarios on the testbed.")
+    parser.add_argument("--no-demo", action="store_true", help="only show the testbed")
+    args = parser.parse_args(argv)
     state = TestbedState.read(paths.state_dir())
     if state is None or not state.running:
         print("no testbed running: start it with scripts/setup.sh", file=sys.stderr)
         return 1
-    kubectl = binaries.resolve(binaries.KUBECTL, install=False)
-    for cluster in state.clusters.values():
-        for args in STEPS[cluster.role]:
-            print(f"\n$ {manager.kubectl_command(cluster.kubeconfig, kubectl)} {' '.join(args)}")
-            sys.stdout.flush()
-            subprocess.run(
-                [str(kubectl), "--kubeconfig", str(cluster.kubeconfig), *args], check=True
-            )
-    print("\nStop the testbed with: scripts/setup.sh --down")
+    if not args.no_demo and len(_consumers(state)) < 2:
+        say("the scenarios need two consumer clusters (scripts/setup.sh --consumers 2)")
+    elif not args.no_demo:
+        say("\nScenario 1 (sharing) and scenario 2 (filtering), as consumer requests:")
+        try:
+            ask(state)
+        except (ApiException, FilterError, OSError) as exc:
+            print(f"error: cannot create the demo requests: {exc}", file=sys.stderr)
+            return 1
+        say("\nWaiting for the consumer operators to buy, and for the first readings:")
+        fulfilled = wait_fulfilled(state)
+        time.sleep(COUNT_WINDOW_SECONDS if fulfilled else 0)
+        report(state)
+        if not fulfilled:
+            summary(state)
+            return 1
+    summary(state)
     return 0
 
 

@@ -73,17 +73,26 @@ def up(
             start_new_session=True,  # survives the shell that ran setup.sh
             cwd=Path(__file__).resolve().parent.parent,
         )
+    log(f"starting the testbed ({len(topology.clusters)} clusters) from {state_dir}")
     try:
-        return _wait_ready(state_dir, timeout), True
+        return _wait_ready(state_dir, timeout, log), True
     except TestbedError:
         down(state_dir, log=lambda _m: None, keep_logs=True)
         raise
 
 
-def _wait_ready(state_dir: Path, timeout: float) -> TestbedState:
+def _wait_ready(
+    state_dir: Path, timeout: float, log: Callable[[str], None] = lambda _m: None
+) -> TestbedState:
     deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    seen: set[str] = set()
     while time.monotonic() < deadline:
         state = TestbedState.read(state_dir)
+        for name in state.status.get("processes", {}) if state else {}:
+            if name not in seen:  # progress: the supervisor starts them one after the other
+                seen.add(name)
+                log(f"  {time.monotonic() - started:5.1f} s  starting {name}")
         if state and state.phase == "ready":
             return state
         if state and state.phase in ("failed", "stopped"):
