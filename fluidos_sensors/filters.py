@@ -42,6 +42,21 @@ MATCH_FILTERS = (
 RANGE_FILTERS = ("sampling_rate", "latency", "accuracy", "consumption", "observed_latency")
 FILTER_NAMES = MATCH_FILTERS + RANGE_FILTERS
 
+# SensorRequest spec.filter (deploy/crds/sensorrequests.yaml) field -> filter name.
+_SPEC_FIELDS = {
+    "sensorType": "sensor_type",
+    "sensorModel": "sensor_model",
+    "sensorManufacturer": "sensor_manufacturer",
+    "sensorCategory": "sensor_category",
+    "sensorMarket": "sensor_market",
+    "node": "node",
+    "samplingRate": "sampling_rate",
+    "latency": "latency",
+    "accuracy": "accuracy",
+    "consumption": "consumption",
+    "observedLatency": "observed_latency",
+}
+_SPEC_BOUNDS = {"min": "[range][min]", "max": "[range][max]", "exact": "[exact]"}
 _KEY = re.compile(r"^filter\[(?P<name>[^\[\]]*)\](?P<rest>(?:\[[^\[\]]*\])*)$")
 _EXACT_FORMS = ("", "[exact]", "[match]")  # FLUIDOS encodes a quantity's equality as [match]
 
@@ -186,6 +201,44 @@ class SensorFilter:
                 if value is not None:
                     option = f"--{name.replace('_', '-')}{suffix.replace('_', '-')}"
                     builder.add(name, form, _option_text(value, option), option)
+        return builder.build()
+
+    @classmethod
+    def from_request_spec(cls, spec_filter: Mapping[str, Any] | None) -> SensorFilter:
+        """From a SensorRequest's ``spec.filter``: camelCase keys, lists of text to match and
+        ``{min, max, exact}`` bounds. FilterError names the field (``filter.latency.max``)."""
+        if spec_filter is None:
+            return cls()
+        if not isinstance(spec_filter, Mapping):
+            raise FilterError(f'"filter" must be an object, got {show(spec_filter)}')
+        builder = _Builder()
+        for key, value in spec_filter.items():
+            name = _SPEC_FIELDS.get(key) if isinstance(key, str) else None
+            where = f"filter.{clip(str(key))}"
+            if name is None:
+                raise FilterError(f'unknown field "{where}"; known: {", ".join(_SPEC_FIELDS)}')
+            if value is None:
+                continue
+            if name in MATCH_FILTERS:
+                values = [value] if isinstance(value, str) else value
+                if not isinstance(values, Sequence):
+                    raise FilterError(f'"{where}" must be a list of text, got {show(value)}')
+                for index, item in enumerate(values):
+                    builder.add(name, "[match]", item, f"{where}[{index}]")
+                continue
+            if not isinstance(value, Mapping):
+                raise FilterError(
+                    f'"{where}" must be an object {{min, max, exact}}, got {show(value)}'
+                )
+            for bound, item in value.items():
+                form = _SPEC_BOUNDS.get(bound) if isinstance(bound, str) else None
+                if form is None:
+                    raise FilterError(
+                        f'unknown field "{where}.{clip(str(bound))}"; use min, max, exact'
+                    )
+                if item is not None:
+                    at = f"{where}.{bound}"
+                    builder.add(name, form, _option_text(item, at), at)
         return builder.build()
 
     def to_query(self) -> list[tuple[str, str]]:
