@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -112,6 +112,11 @@ class _State:
     def wake_all(self) -> None:
         for event in self.wakeups.values():
             event.set()
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` in the background (cancelled when the operator stops)."""
+        self.tasks = [task for task in self.tasks if not task.done()]
+        self.tasks.append(asyncio.create_task(work))
 
     def forget(self, uid: str) -> None:
         self.locks.pop(uid, None)
@@ -224,7 +229,7 @@ def build_registry(
 
     @kopf.on.startup(registry=registry)
     async def _startup(**_: Any) -> None:
-        state.tasks.append(asyncio.create_task(watch_providers(), name="provider checks"))
+        state.spawn(watch_providers())
         if ready_file is not None:
             ready_file.touch()
 
@@ -238,9 +243,9 @@ def build_registry(
         return {name: snapshot(body)}
 
     @kopf.on.event(*provider_kind, id="provider_event", registry=registry)
-    def provider_event(event: kopf.RawEvent, name: str, body: kopf.Body, **_: Any) -> None:
-        """Keep the providers for the checks; a new, changed or deleted one may satisfy (or
-        fail) requests: they look again."""
+    async def provider_event(event: kopf.RawEvent, name: str, body: kopf.Body, **_: Any) -> None:
+        """Keep the providers for the checks; a new, changed or deleted one is checked at once
+        and may satisfy (or fail) requests: they look again."""
         if event.get("type") == "DELETED":
             state.providers.pop(name, None)
             seen = None
@@ -250,6 +255,16 @@ def build_registry(
         if state.provider_specs.get(name, "unseen") != seen:
             state.provider_specs[name] = seen
             state.wake_all()
+            if seen is not None:
+                state.spawn(check_now(name))
+
+    async def check_now(name: str) -> None:
+        obj = state.providers.get(name)
+        if obj is not None:
+            try:
+                await check_provider(name, obj)
+            except Exception:  # reported like the periodic checks
+                log.exception("SensorProvider %s/%s: check failed", settings.namespace, name)
 
     async def write_status(name: str, current: dict[str, Any], new: dict[str, Any]) -> dict:
         if not st.changed(current, new):
@@ -280,7 +295,9 @@ def build_registry(
             generation = body.get("metadata", {}).get("generation")
             if wake.is_set():
                 wake.clear()
-                if current.get("phase") != st.FULFILLED:
+                # A provider changed: worth a pass unless the request is fulfilled, or cannot
+                # be resolved until its spec changes (next_pass None).
+                if current.get("phase") != st.FULFILLED and next_pass is not None:
                     next_pass = now
             if current.get("observedGeneration") != generation:
                 next_pass = now
