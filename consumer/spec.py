@@ -100,7 +100,7 @@ def parse_request(obj: Mapping[str, Any]) -> RequestSpec:
     try:
         sensor_filter = SensorFilter.from_request_spec(spec.get("filter"))
     except FilterError as exc:
-        raise SpecError(where, "spec.filter", f"is malformed: {exc}") from None
+        raise SpecError(where, "", str(exc)) from None
     count = spec.get("count", 1)
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= COUNT_MAX:
         raise SpecError(

@@ -35,6 +35,9 @@ DEVICE_STATUS = Resource(KUBEEDGE_DEVICES_GROUP, "v1beta1", "devicestatuses", "D
 RULE = Resource("rules.kubeedge.io", "v1", "rules", "Rule")
 RULE_ENDPOINT = Resource("rules.kubeedge.io", "v1", "ruleendpoints", "RuleEndpoint")
 
+# Kubernetes Events as the events.k8s.io group serves them (the same objects as core/v1 Events).
+EVENT = Resource("events.k8s.io", "v1", "events", "Event")
+
 # FLUIDOS node (CRDs mirrored from the FLUIDOS edge-support branch).
 FLAVOR = Resource("nodecore.fluidos.eu", "v1alpha1", "flavors", "Flavor")
 SOLVER = Resource("nodecore.fluidos.eu", "v1alpha1", "solvers", "Solver")

@@ -13,6 +13,7 @@ from resource_manager.cli import flavors_app
 from router_manager.cli import app as router_manager_app
 from router_manager.cli import routes_app
 from testbed.cli import app as testbed_app
+from tui.cli import tui
 
 app = typer.Typer(
     help="FLUIDOS sensor marketplace: edge BLE boards as Sensor flavors.", no_args_is_help=True
@@ -34,3 +35,4 @@ app.add_typer(routes_app, name="routes")
 app.command("request")(request_command)
 app.add_typer(requests_app, name="requests")
 app.add_typer(consumer_app, name="consumer")
+app.command("tui")(tui)

@@ -42,21 +42,6 @@ MATCH_FILTERS = (
 RANGE_FILTERS = ("sampling_rate", "latency", "accuracy", "consumption", "observed_latency")
 FILTER_NAMES = MATCH_FILTERS + RANGE_FILTERS
 
-# SensorRequest spec.filter (deploy/crds/sensorrequests.yaml) field -> filter name.
-_SPEC_FIELDS = {
-    "sensorType": "sensor_type",
-    "sensorModel": "sensor_model",
-    "sensorManufacturer": "sensor_manufacturer",
-    "sensorCategory": "sensor_category",
-    "sensorMarket": "sensor_market",
-    "node": "node",
-    "samplingRate": "sampling_rate",
-    "latency": "latency",
-    "accuracy": "accuracy",
-    "consumption": "consumption",
-    "observedLatency": "observed_latency",
-}
-_SPEC_BOUNDS = {"min": "[range][min]", "max": "[range][max]", "exact": "[exact]"}
 _KEY = re.compile(r"^filter\[(?P<name>[^\[\]]*)\](?P<rest>(?:\[[^\[\]]*\])*)$")
 _EXACT_FORMS = ("", "[exact]", "[match]")  # FLUIDOS encodes a quantity's equality as [match]
 
@@ -205,40 +190,35 @@ class SensorFilter:
 
     @classmethod
     def from_request_spec(cls, spec_filter: Mapping[str, Any] | None) -> SensorFilter:
-        """From a SensorRequest's ``spec.filter``: camelCase keys, lists of text to match and
-        ``{min, max, exact}`` bounds. FilterError names the field (``filter.latency.max``)."""
+        """From a SensorRequest's ``spec.filter`` (``REQUEST_FILTER_FIELDS``: lists of strings
+        to match, ``{min, max, exact}`` bounds); FilterError names the field."""
         if spec_filter is None:
             return cls()
         if not isinstance(spec_filter, Mapping):
-            raise FilterError(f'"filter" must be an object, got {show(spec_filter)}')
+            raise FilterError(f"spec.filter must be an object, got {show(spec_filter)}")
+        names = {field_name: name for name, field_name in REQUEST_FILTER_FIELDS.items()}
         builder = _Builder()
         for key, value in spec_filter.items():
-            name = _SPEC_FIELDS.get(key) if isinstance(key, str) else None
-            where = f"filter.{clip(str(key))}"
+            name = names.get(key) if isinstance(key, str) else None
+            where = f"spec.filter.{clip(str(key))}"
             if name is None:
-                raise FilterError(f'unknown field "{where}"; known: {", ".join(_SPEC_FIELDS)}')
+                raise FilterError(f"{where} is not a filter; known: {', '.join(names)}")
             if value is None:
                 continue
             if name in MATCH_FILTERS:
-                values = [value] if isinstance(value, str) else value
-                if not isinstance(values, Sequence):
-                    raise FilterError(f'"{where}" must be a list of text, got {show(value)}')
-                for index, item in enumerate(values):
+                if not isinstance(value, list | tuple):
+                    raise FilterError(f"{where} must be a list of strings, got {show(value)}")
+                for index, item in enumerate(value):
                     builder.add(name, "[match]", item, f"{where}[{index}]")
-                continue
-            if not isinstance(value, Mapping):
+            elif not isinstance(value, Mapping) or not set(value) <= set(_REQUEST_BOUNDS):
                 raise FilterError(
-                    f'"{where}" must be an object {{min, max, exact}}, got {show(value)}'
+                    f"{where} must be an object with min, max and/or exact, got {show(value)}"
                 )
-            for bound, item in value.items():
-                form = _SPEC_BOUNDS.get(bound) if isinstance(bound, str) else None
-                if form is None:
-                    raise FilterError(
-                        f'unknown field "{where}.{clip(str(bound))}"; use min, max, exact'
-                    )
-                if item is not None:
-                    at = f"{where}.{bound}"
-                    builder.add(name, form, _option_text(item, at), at)
+            else:
+                for bound, item in value.items():
+                    if item is not None:
+                        at = f"{where}.{bound}"
+                        builder.add(name, _REQUEST_BOUNDS[bound], _option_text(item, at), at)
         return builder.build()
 
     def to_query(self) -> list[tuple[str, str]]:
@@ -420,3 +400,39 @@ def describe(sensor_filter: SensorFilter) -> str:
             if value.max is not None:
                 parts.append(f"{item.name}<={format_number(value.max)}{unit}")
     return ", ".join(parts) or "any sensor"
+
+
+# A SensorRequest (deploy/crds/sensorrequests.yaml) carries the same filters in `spec.filter`,
+# camelCased: text lists for match filters, {min, max, exact} strings for range filters.
+REQUEST_FILTER_FIELDS = {
+    name: name.split("_")[0] + "".join(part.title() for part in name.split("_")[1:])
+    for name in FILTER_NAMES
+}
+_REQUEST_BOUNDS = {"min": "[range][min]", "max": "[range][max]", "exact": "[exact]"}
+
+
+def to_request_filter(sensor_filter: SensorFilter) -> dict[str, Any]:
+    """The `spec.filter` of a SensorRequest that expresses this filter."""
+    body: dict[str, Any] = {}
+    for name in MATCH_FILTERS:
+        if values := getattr(sensor_filter, name):
+            body[REQUEST_FILTER_FIELDS[name]] = list(values)
+    for name in RANGE_FILTERS:
+        bounds: NumberRange = getattr(sensor_filter, name)
+        suffix = f" {CURRENT_UNIT}" if bounds.unit == CURRENT_UNIT else ""
+        given = {
+            key: f"{format_number(value)}{suffix}"
+            for key, value in (("min", bounds.min), ("max", bounds.max), ("exact", bounds.exact))
+            if value is not None
+        }
+        if given:
+            body[REQUEST_FILTER_FIELDS[name]] = given
+    return body
+
+
+def from_request_filter(spec_filter: Mapping[str, Any] | None, where: str) -> SensorFilter:
+    """A SensorRequest's `spec.filter` as a SensorFilter; errors name `where` and the field."""
+    try:
+        return SensorFilter.from_request_spec(spec_filter)
+    except FilterError as exc:
+        raise FilterError(f"{where}: {exc}") from None

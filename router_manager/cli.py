@@ -14,7 +14,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from fluidos_sensors.api import FLAVOR, ROUTE_NAMESPACE
+from fluidos_sensors.api import FLAVOR, FLUIDOS_NAMESPACE, ROUTE_NAMESPACE
 from fluidos_sensors.endpoints import EndpointError, check_endpoint_url, redact_url
 from fluidos_sensors.flavor import (
     DEFAULT_FLAVOR_NAMESPACE,
@@ -182,6 +182,9 @@ def run(
     kubeconfig: Kubeconfig = None,
     context: Context = None,
     route_namespace: RouteNamespace = ROUTE_NAMESPACE,
+    contract_namespace: Annotated[
+        str, typer.Option(help="Namespace of the FLUIDOS Contracts (the REAR gateway's).")
+    ] = FLUIDOS_NAMESPACE,
     kubeedge_rules: Annotated[
         bool,
         typer.Option(
@@ -210,6 +213,7 @@ def run(
         operator.Settings(
             api=api,
             route_namespace=route_namespace,
+            contract_namespace=contract_namespace,
             kubeedge_rules=kubeedge_rules,
             ready_file=ready_file,
         )

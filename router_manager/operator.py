@@ -3,6 +3,8 @@
 - SensorRoutes -> KubeEdge RuleEndpoints and Rules (optional): created, recreated when they
   must change (KubeEdge ignores updates), deleted with the route; orphans are removed.
 - SensorRoute status -> the Flavor's ``typeData.observed`` (latency, rate), at a bounded rate.
+- Contracts (written by the REAR gateway at purchase) -> targets of the route of the sold
+  sensor; a deleted Contract's target leaves (also when it went while we were down).
 
 Decisions live in `kubeedge` and `observed`; this module only does the I/O.
 """
@@ -22,7 +24,9 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from fluidos_sensors.api import (
+    CONTRACT,
     FLAVOR,
+    FLUIDOS_NAMESPACE,
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
     ROUTE_NAMESPACE,
@@ -30,10 +34,18 @@ from fluidos_sensors.api import (
     RULE_ENDPOINT,
     SENSOR_ROUTE,
 )
+from fluidos_sensors.contract import ContractError, delivery_target
 from fluidos_sensors.flavor import ObservedPerformance
 from fluidos_sensors.kube import REQUEST_TIMEOUT
 from router_manager import kubeedge, observed
-from router_manager.route import parse_route
+from router_manager.route import (
+    ORIGIN_CONTRACT,
+    RouteTarget,
+    contract_target_id,
+    parse_route,
+    target_for_contract,
+)
+from router_manager.routes_api import RouteApi
 
 log = logging.getLogger("router_manager")
 
@@ -44,6 +56,7 @@ _CREATE_ATTEMPTS = 20
 class Settings:
     api: client.ApiClient
     route_namespace: str = ROUTE_NAMESPACE
+    contract_namespace: str = FLUIDOS_NAMESPACE
     kubeedge_rules: bool = True
     ready_file: Path | None = None  # touched once the operator has started
 
@@ -58,6 +71,8 @@ class _Runtime:
     # Route name -> the spec its Rule was last made from: status updates (every few seconds
     # per route) must not cost a list of Rules each.
     ruled: dict[str, Any] = field(default_factory=dict)
+    # Contract name -> the target last written for it (Contract status updates cost nothing).
+    delivered: dict[str, tuple[str, str, RouteTarget]] = field(default_factory=dict)
 
 
 _runtime: _Runtime | None = None
@@ -76,6 +91,10 @@ def _rt() -> _Runtime:
 
 def _in_route_namespace(namespace: str | None, **_: Any) -> bool:
     return namespace == _rt().settings.route_namespace
+
+
+def _in_contract_namespace(namespace: str | None, **_: Any) -> bool:
+    return namespace == _rt().settings.contract_namespace
 
 
 def _kubeedge_on(**_: Any) -> bool:
@@ -210,6 +229,72 @@ def report_observed(route_obj: Mapping[str, Any], now: float | None = None) -> b
     return True
 
 
+# ------------------------------------------------------------------------------ contracts
+
+
+def _routes(rt: _Runtime) -> RouteApi:
+    return RouteApi(rt.settings.api, rt.settings.route_namespace)
+
+
+def deliver_contract(contract: Mapping[str, Any]) -> RouteTarget | None:
+    """Make the Contract's endpoint a target of the route of its sensor (None: unusable)."""
+    rt = _rt()
+    name = str((contract.get("metadata") or {}).get("name"))
+    try:
+        delivery = delivery_target(contract)
+    except ContractError as exc:
+        log.error("%s; no route target for it", exc)
+        kopf.event(dict(contract), type="Warning", reason="NotDeliverable", message=str(exc)[:1000])
+        return None
+    target = target_for_contract(delivery)
+    wanted = (delivery.node, delivery.broker_topic, target)
+    if rt.delivered.get(name) == wanted:
+        return target
+    flavor = f"{delivery.namespace}/{delivery.flavor}"
+    previous = rt.delivered.get(name)
+    if previous is not None and previous[:2] != wanted[:2]:  # the sensor moved
+        _routes(rt).remove_target(previous[0], previous[1], previous[2].id)
+    _routes(rt).add_target(delivery.node, delivery.broker_topic, flavor, target)
+    rt.delivered[name] = wanted
+    log.info("Contract %s: delivering %s to target %s", name, delivery.broker_topic, target.id)
+    return target
+
+
+def withdraw_contract(contract: Mapping[str, Any]) -> None:
+    """The Contract is gone: its target leaves its route (the route goes with its last one)."""
+    rt = _rt()
+    name = str((contract.get("metadata") or {}).get("name"))
+    known = rt.delivered.pop(name, None)
+    target_id = contract_target_id(name)
+    if known is not None:
+        _routes(rt).remove_target(known[0], known[1], target_id)
+        return
+    try:
+        delivery = delivery_target(contract)
+    except ContractError:
+        return  # never delivered: nothing to withdraw
+    _routes(rt).remove_target(delivery.node, delivery.broker_topic, target_id)
+
+
+def withdraw_orphans(route_obj: Mapping[str, Any], contracts: Mapping[str, Any]) -> list[str]:
+    """Targets of Contracts that no longer exist (deleted while we were down) leave the route."""
+    route, _ = parse_route(route_obj)
+    if route is None:
+        return []
+    gone = [
+        t.id
+        for t in route.targets
+        if t.origin_kind == ORIGIN_CONTRACT
+        and t.origin_namespace == _rt().settings.contract_namespace
+        and t.origin_name
+        and t.origin_name not in contracts
+    ]
+    for target_id in gone:
+        _routes(_rt()).remove_target(route.node, route.topic, target_id)
+        log.info("route %s: target %s of a deleted Contract removed", route.name, target_id)
+    return gone
+
+
 # ------------------------------------------------------------------------------ handlers
 
 
@@ -247,10 +332,26 @@ def routes_index(name: str, **_: Any) -> dict[str, bool]:
     return {name: True}
 
 
+@kopf.index(CONTRACT.group, CONTRACT.version, CONTRACT.plural, when=_in_contract_namespace)
+def contracts_index(name: str, **_: Any) -> dict[str, bool]:
+    return {name: True}
+
+
+@kopf.on.event(CONTRACT.group, CONTRACT.version, CONTRACT.plural, when=_in_contract_namespace)
+def contract_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    obj = {"metadata": dict(body.get("metadata", {})), "spec": dict(body.get("spec") or {})}
+    if event.get("type") == "DELETED":
+        withdraw_contract(obj)
+    else:
+        deliver_contract(obj)
+
+
 @kopf.on.event(
     SENSOR_ROUTE.group, SENSOR_ROUTE.version, SENSOR_ROUTE.plural, when=_in_route_namespace
 )
-def route_event(event: kopf.RawEvent, body: kopf.Body, name: str, **_: Any) -> None:
+def route_event(
+    event: kopf.RawEvent, body: kopf.Body, name: str, contracts_index: kopf.Index, **_: Any
+) -> None:
     rt = _rt()
     if event.get("type") == "DELETED":
         rt.ruled.pop(name, None)
@@ -259,8 +360,11 @@ def route_event(event: kopf.RawEvent, body: kopf.Body, name: str, **_: Any) -> N
         return
     obj = {"metadata": dict(body.get("metadata", {})), "spec": dict(body.get("spec") or {})}
     obj["status"] = dict(body.get("status") or {})
-    if rt.settings.kubeedge_rules and rt.ruled.get(name) != obj["spec"]:
-        sync_rule(obj)
+    if rt.ruled.get(name) != obj["spec"]:
+        if withdraw_orphans(obj, contracts_index):
+            return  # the route changed: its next event does the rest
+        if rt.settings.kubeedge_rules:
+            sync_rule(obj)
         rt.ruled[name] = obj["spec"]
     report_observed(obj)
 

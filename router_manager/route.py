@@ -17,6 +17,7 @@ from fluidos_sensors.api import (
     ROUTE_NAMESPACE,
     SENSOR_ROUTE,
 )
+from fluidos_sensors.contract import ContractDelivery
 from fluidos_sensors.endpoints import AuthType, DeliveryFormat, EndpointError, check_endpoint_url
 from fluidos_sensors.flavor import NODE_LABEL, label_safe, stable_name
 
@@ -114,6 +115,22 @@ def manual_target_id(url: str) -> str:
 def contract_target_id(contract: str) -> str:
     """The target id of a purchase: its Contract's name."""
     return stable_name(f"contract-{contract}", contract)
+
+
+def target_for_contract(delivery: ContractDelivery) -> RouteTarget:
+    """The route target a sold sensor's Contract asks for (its Secret holds the credentials)."""
+    auth = None
+    if delivery.auth_type is not None and delivery.secret_name:
+        auth = TargetAuth(str(delivery.auth_type), delivery.secret_name)
+    return RouteTarget(
+        id=contract_target_id(delivery.contract),
+        url=delivery.endpoint,
+        format=str(delivery.format),
+        auth=auth,
+        origin_kind=ORIGIN_CONTRACT,
+        origin_name=delivery.contract,
+        origin_namespace=delivery.namespace,
+    )
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,1 +1,1 @@
-"""Textual terminal UI over flavors, contracts, routes and devices (not built yet)."""
+"""Textual terminal UI over flavors, routes, requests and devices of several clusters."""

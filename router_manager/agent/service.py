@@ -164,6 +164,8 @@ class Agent:
         self._custom = client.CustomObjectsApi(api) if api is not None else None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._metrics_server: uvicorn.Server | None = None
+        self._logged: set[str] = set()
+        self._routed = asyncio.Event()  # set once the routes were applied
 
     # ------------------------------------------------------------------ routes
 
@@ -185,9 +187,11 @@ class Agent:
             if found:
                 problems[name] = found
                 for problem in found:
-                    log.warning("%s", problem)
+                    if str(problem) not in self._logged:  # once, not at every change
+                        log.warning("%s", problem)
             if route is not None:
                 routes[route.name] = route
+        self._logged = {str(p) for found in problems.values() for p in found}
         await self.credentials.refresh(
             {t.auth.secret_name for r in routes.values() for t in r.targets if t.auth},
             force=True,
@@ -415,7 +419,7 @@ class Agent:
         else:
             self.on_routes(dict(self._static_routes or {}))
         tasks = [
-            asyncio.create_task(self.subscriber.run(), name="subscriber"),
+            asyncio.create_task(self._subscribe_once_routed(), name="subscriber"),
             asyncio.create_task(self._apply_loop(), name="routes"),
             asyncio.create_task(self._housekeeping(), name="housekeeping"),
         ]
@@ -442,6 +446,12 @@ class Agent:
             await self._http.aclose()
             self.store.close()
 
+    async def _subscribe_once_routed(self) -> None:
+        # The persistent session hands over what the broker kept the moment we connect: a
+        # reading of a topic whose targets are not known yet would be acknowledged and lost.
+        await self._routed.wait()
+        await self.subscriber.run()
+
     async def _serve_metrics(self) -> None:
         host, port = self.settings.metrics_address  # type: ignore[misc]
         config = uvicorn.Config(
@@ -459,16 +469,25 @@ class Agent:
         await server.serve()
 
     async def _apply_loop(self) -> None:
+        applied: dict[str, Any] | None = None
         while True:
             await self._changed.wait()
             self._changed.clear()
-            if self._snapshot is not None:
-                try:
-                    await self.apply(self._snapshot)
-                except Exception:  # a bug in one round must not stop the agent
-                    log.exception("applying routes failed")
-                await self.write_status()
-                self._write_status_file()
+            snapshot = self._snapshot
+            if snapshot is None:
+                continue
+            # Our own status writes come back as watch events: only spec changes matter.
+            specs = {key: obj.get("spec") for key, obj in snapshot.items()}
+            if specs == applied:
+                continue
+            try:
+                await self.apply(snapshot)
+                applied = specs
+                self._routed.set()
+            except Exception:  # a bug in one round must not stop the agent
+                log.exception("applying routes failed")
+            await self.write_status()
+            self._write_status_file()
 
     async def _housekeeping(self) -> None:
         while True:

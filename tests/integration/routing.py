@@ -43,6 +43,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float
+    status: int
 
 
 @dataclass
@@ -60,7 +61,9 @@ class Endpoint:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
-                endpoint.requests.append(Received(self.path, dict(self.headers), body, time.time()))
+                endpoint.requests.append(
+                    Received(self.path, dict(self.headers), body, time.time(), endpoint.status)
+                )
                 payload = b'{"error":"test endpoint says no"}' if endpoint.status >= 400 else b""
                 self.send_response(endpoint.status)
                 self.send_header("Content-Length", str(len(payload)))
@@ -70,7 +73,11 @@ class Endpoint:
             def log_message(self, *_: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 256  # dozens of targets may connect at once
+            daemon_threads = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
@@ -84,19 +91,22 @@ class Endpoint:
         assert self.server is not None
         return f"http://127.0.0.1:{self.server.server_address[1]}/telegraf"
 
-    def lines(self) -> list[str]:
+    def lines(self, *, refused_too: bool = False) -> list[str]:
+        """Lines of the requests it accepted (answered 2xx; with `refused_too`, of every
+        request), in arrival order."""
         return [
             line
             for request in list(self.requests)
+            if refused_too or request.status < 300
             for line in request.body.decode().splitlines()
             if line
         ]
 
-    def seqs(self, device: str, sensor: str) -> list[int]:
-        """seq of every line of that device and sensor, in arrival order."""
+    def seqs(self, device: str, sensor: str, *, refused_too: bool = False) -> list[int]:
+        """seq of every accepted line of that device and sensor, in arrival order."""
         wanted = (f"device={device},", f"sensor={sensor},", f"sensor={sensor} ")
         found = []
-        for line in self.lines():
+        for line in self.lines(refused_too=refused_too):
             tags = line.split(" ", 1)[0] + " "
             if wanted[0] in tags and (wanted[1] in tags or wanted[2] in tags):
                 match = _SEQ.search(line)

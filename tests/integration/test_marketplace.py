@@ -528,7 +528,7 @@ def test_unsatisfiable_waits_for_a_matching_device_and_a_malformed_filter_fails(
 
     bad = one.settled(malformed)["status"]
     assert bad["phase"] == st.FAILED
-    assert '"filter.latency.max" must be a number of ms, got "fast"' in bad["message"]
+    assert '"spec.filter.latency.max" must be a number of ms, got "fast"' in bad["message"]
     assert bad["contractCount"] == 0
 
     nowhere = one.settled(elsewhere)["status"]

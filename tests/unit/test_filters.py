@@ -373,3 +373,50 @@ def test_hostile_options_raise_only_filter_error(options: dict[str, Any], messag
 def test_large_but_finite_numbers_still_filter() -> None:
     assert SensorFilter.from_options(latency_max=10**300).latency.max == 1e300
     assert q("filter[latency][range][max]=1e300").latency.max == 1e300
+
+
+# The same filters in a SensorRequest's spec.filter
+
+
+def test_request_filter_round_trip_and_camel_case() -> None:
+    from fluidos_sensors.filters import from_request_filter, to_request_filter
+
+    wanted = SensorFilter.from_options(
+        sensor_type=["humidity"],
+        sensor_manufacturer="STMicroelectronics",
+        node="edge-1",
+        latency_max="0.1 s",
+        sampling_rate_min="1 kHz",
+        consumption_max="5 mA",
+        observed_latency_max=20,
+    )
+    body = to_request_filter(wanted)
+    assert body == {
+        "sensorType": ["humidity"],
+        "sensorManufacturer": ["STMicroelectronics"],
+        "node": ["edge-1"],
+        "samplingRate": {"min": "1000"},
+        "latency": {"max": "100"},
+        "consumption": {"max": "5 mA"},
+        "observedLatency": {"max": "20"},
+    }
+    assert from_request_filter(body, "SensorRequest ns/r") == wanted
+    assert from_request_filter(None, "SensorRequest ns/r").is_empty
+
+
+@pytest.mark.parametrize(
+    ("spec_filter", "message"),
+    [
+        ({"sensorType": "humidity"}, "spec.filter.sensorType must be a list of strings"),
+        ({"latency": {"below": "3"}}, "spec.filter.latency must be an object with min"),
+        ({"latency": {"max": "fast"}}, 'must be a number of ms, got "fast"'),
+    ],
+)
+def test_request_filter_errors_name_the_request_and_field(
+    spec_filter: dict[str, Any], message: str
+) -> None:
+    from fluidos_sensors.filters import from_request_filter
+
+    with pytest.raises(FilterError, match="SensorRequest ns/r") as caught:
+        from_request_filter(spec_filter, "SensorRequest ns/r")
+    assert message in str(caught.value)
