@@ -148,10 +148,13 @@ class Resolver:
         problems += [
             f"SensorProvider {self.settings.namespace}/{name} not found" for name in missing
         ]
-        if current.get("observedGeneration") != generation or current.get("phase") in (
+        # Progress phases show on the first pass of a spec only: later passes (resync) of a
+        # request that is settled must not make its phase flap.
+        first_pass = current.get("observedGeneration") != generation or current.get("phase") in (
             None,
             st.PENDING,
-        ):
+        )
+        if first_pass:
             await report(st.SEARCHING, f"asking {', '.join(asked) or 'no provider'}")
         holding = [c.provider for c in held if c.provider in providers]
         names = list(dict.fromkeys([*asked, *holding]))
@@ -179,11 +182,12 @@ class Resolver:
                 if await self._release(clients[contract.provider], contract, problems, events):
                     continue
                 kept.append(contract)  # not released: still ours, tried again next pass
-            if decision.missing and decision.buy:
+            if decision.missing and decision.buy and first_pass:
                 await report(
                     st.PURCHASING,
                     f"buying {decision.missing} of {len(decision.buy)} matching sensor(s)",
                 )
+            if decision.missing and decision.buy:
                 endpoint = telemetry(spec, intent, authorization)
                 refused: set[str] = set()  # providers that failed this pass
                 bought = 0
