@@ -841,3 +841,110 @@ def test_a_provider_down_at_delete_time_delays_the_release_until_it_is_back(
         assert contract in provider_contracts(provider_api, one.name)
     eventually(lambda: one.get(name) is None, "the request gone once the gateway is back", 180)
     assert contract not in provider_contracts(provider_api, one.name)
+
+
+def test_a_refused_purchase_moves_on_to_the_next_candidate(
+    sides: list[Consumer],
+    provider_api: client.ApiClient,
+    broker: BrokerAccess,
+    extra_devices: list[ExtraDevice],
+) -> None:
+    """The best-ranked sensor is refused (409: this consumer holds it already, for another
+    request): the next candidate is bought instead."""
+    one, _ = sides
+    tile = board_flavor(provider_api, "sensortile", "humidity")
+    extra = ExtraDevice(
+        provider_api,
+        broker,
+        unique("hts221-next"),
+        kind="humidity",
+        unit="%RH",
+        model="HTS221",
+        manufacturer="STMicroelectronics",
+        latency="20",
+        accuracy="3.5",
+    )
+    extra_devices.append(extra)
+    second = extra.flavor()
+    holder, wanting = unique("holder"), unique("wanting")
+    one.request(holder, {"sensorType": ["humidity"], "latency": {"max": "16 ms"}})
+    assert set(contracts_of(one.settled(holder)["status"])) == {tile}
+    one.request(wanting, {"sensorType": ["humidity"], "sensorModel": ["HTS221"]})
+    status = one.settled(wanting)["status"]
+    assert [c["flavorID"] for c in status["candidates"]] == [tile, second]
+    assert status["phase"] == st.FULFILLED
+    assert set(contracts_of(status)) == {second}
+    assert f"{PROVIDER}/{tile}: " in status["message"] and "already holds" in status["message"]
+
+
+def cli(*args: str, kubeconfig: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fluidos_sensors", *args, "--kubeconfig", str(kubeconfig)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def test_cli_request_list_and_delete(sides: list[Consumer], provider_api: client.ApiClient) -> None:
+    one, _ = sides
+    tile = board_flavor(provider_api, "sensortile", "humidity")
+    name = unique("cli-hum")
+    made = cli(
+        "request",
+        "--type",
+        "humidity",
+        "--manufacturer",
+        "STMicroelectronics",
+        "--max-latency",
+        "16ms",
+        "--endpoint",
+        one.stack.telegraf_url,
+        "--auth-type",
+        "basic",
+        "--auth-secret",
+        one.telegraf_secret(),
+        "--name",
+        name,
+        "--wait",
+        "--timeout",
+        "60",
+        kubeconfig=one.kubeconfig,
+    )
+    one.requests.append(name)
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert f"SensorRequest {name}: Fulfilled" in made.stdout
+    assert tile in made.stdout
+    assert one.stack.telegraf_password not in made.stdout + made.stderr
+
+    listed = cli("requests", "list", "-o", "json", kubeconfig=one.kubeconfig)
+    assert listed.returncode == 0, listed.stderr
+    mine = [r for r in json.loads(listed.stdout) if r["metadata"]["name"] == name]
+    assert mine and mine[0]["status"]["phase"] == st.FULFILLED
+    table = cli("requests", "list", kubeconfig=one.kubeconfig)
+    row = next(line for line in table.stdout.splitlines() if line.startswith(name))
+    assert row.split()[1:4] == [st.FULFILLED, "1", "1"]
+
+    nothing = unique("cli-none")
+    refused = cli(
+        "request",
+        "--type",
+        "humidity",
+        "--model",
+        "NO-SUCH-MODEL",
+        "--endpoint",
+        one.stack.telegraf_url,
+        "--name",
+        nothing,
+        "--wait",
+        kubeconfig=one.kubeconfig,
+    )
+    one.requests.append(nothing)
+    assert refused.returncode == 1
+    assert f"SensorRequest {nothing}: Unsatisfiable - no available sensor matches" in refused.stdout
+
+    gone = cli("requests", "delete", name, "--wait", kubeconfig=one.kubeconfig)
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert one.get(name) is None
+    assert tile not in provider_contracts(provider_api, one.name).values()
