@@ -72,7 +72,12 @@ def status(
     state_dir: StateDir = None,
     output: Annotated[str, typer.Option("-o", "--output", help="text or json")] = "text",
 ) -> None:
-    """Show the clusters, their nodes and the processes of the running testbed."""
+    """Every process (up, down or held; restarts, ports, log) and every route target's
+    deliveries in the last minute. Exits 1 when a process is down or a target failing."""
+    from rich.console import Console
+
+    from testbed import report
+
     state = TestbedState.read(state_dir or paths.state_dir())
     if state is None or not state.running:
         typer.echo("no testbed running", err=True)
@@ -80,16 +85,22 @@ def status(
     if output == "json":
         typer.echo(json.dumps(state.status, indent=2))
         return
-    typer.echo(f"phase: {state.phase} (supervisor pid {state.supervisor_pid})")
+    console = Console(width=200)
+    console.print(f"phase: {state.phase} (supervisor pid {state.supervisor_pid})")
     _echo_access(state)
-    for cluster in state.clusters.values():
-        for node in cluster.nodes:
-            typer.echo(f"  node {node['name']}{' (edge)' if node['edge'] else ''}")
-    for name, proc in state.status.get("processes", {}).items():
-        typer.echo(
-            f"  process {name}: pid {proc['pid']} "
-            f"{'running' if proc['alive'] else 'exited'}, restarts {proc['restarts']}"
-        )
+    processes, healthy = report.processes_table(state)
+    console.print(processes)
+    try:
+        targets = report.route_targets(state)
+    except Exception as exc:  # the report must not fail on an API hiccup
+        console.print(f"[red]route targets unavailable:[/] {exc}")
+        raise typer.Exit(1) from exc
+    if targets:
+        console.print(report.routes_table(targets))
+    else:
+        console.print("no route targets (nothing bought yet)")
+    if not healthy or not all(t.healthy for t in targets):
+        raise typer.Exit(1)
 
 
 @app.command("binaries")

@@ -24,7 +24,7 @@ AGENT_METRICS_PORT = "agent-metrics"
 # Named ports every edge node gets; add a name here when an edge process needs one.
 EDGE_PORTS: list[str] = [MQTT_PORT, AGENT_METRICS_PORT]
 MQTT_USERNAME = "fluidos-sensors"
-SIMULATED_BOARDS = 2
+SIMULATED_BOARDS = 4  # STWIN.box, SensorTile, STWIN.box, SensorTile
 DEVICE_NAMESPACE = "default"
 _REPO = Path(__file__).resolve().parent.parent
 MAPPER_RBAC = _REPO / "deploy" / "mapper" / "rbac.yaml"

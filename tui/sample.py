@@ -190,7 +190,7 @@ def route(rates: list[float], delivered: int) -> dict[str, Any]:
             "targets": [
                 {
                     "id": "consumer-1-telegraf",
-                    "state": "delivering",
+                    "state": "Delivering",
                     "delivered": delivered,
                     "failed": 0,
                     "rejected": 0,
@@ -203,7 +203,7 @@ def route(rates: list[float], delivered: int) -> dict[str, Any]:
                 },
                 {
                     "id": "lab-influx",
-                    "state": "retrying",
+                    "state": "Retrying",
                     "delivered": 310,
                     "failed": 42,
                     "rejected": 0,

@@ -26,7 +26,7 @@ from fluidos_sensors.endpoints import redact_url
 from router_manager.agent.store import DurableLog, Queued
 from router_manager.agent.window import LatencyWindow
 from router_manager.encoding import batch_body
-from router_manager.route import RouteTarget
+from router_manager.route import RouteTarget, TargetState
 
 log = logging.getLogger(__name__)
 
@@ -74,25 +74,17 @@ def _printable(text: str) -> str:
     return cleaned[:ERROR_TEXT_MAX] + ("…" if len(cleaned) > ERROR_TEXT_MAX else "")
 
 
-class DeliveryState(enum.Enum):
-    IDLE = "Idle"
-    DELIVERING = "Delivering"
-    RETRYING = "Retrying"
-    REJECTING = "Rejecting"
-    WAITING = "WaitingForCredentials"
-
-
 @dataclass
 class TargetHealth:
     """What the status and metrics show of a target besides its queue counters."""
 
-    state: DeliveryState = DeliveryState.IDLE
+    state: TargetState = TargetState.IDLE
     last_error: str = ""
     last_error_time: float | None = None
     last_success: float | None = None
     window: LatencyWindow = field(default_factory=LatencyWindow)
 
-    def error(self, message: str, state: DeliveryState) -> None:
+    def error(self, message: str, state: TargetState) -> None:
         self.state = state
         self.last_error = message
         self.last_error_time = time.time()
@@ -150,7 +142,7 @@ class TargetWorker:
                 raise
             except Exception as exc:  # a bug must not stop the data path for good
                 log.exception("target %s: unexpected error", self.key)
-                self.health.error(f"internal error: {type(exc).__name__}", DeliveryState.RETRYING)
+                self.health.error(f"internal error: {type(exc).__name__}", TargetState.RETRYING)
                 await asyncio.sleep(self._backoff.next())
 
     async def _next_batch(self) -> list[Queued]:
@@ -192,7 +184,7 @@ class TargetWorker:
                     self.health.error(
                         f"Secret {self.target.auth.secret_name} is missing or lacks the keys "
                         f"auth type {self.target.auth.type} needs; readings wait in the queue",
-                        DeliveryState.WAITING,
+                        TargetState.WAITING,
                     )
                     await asyncio.sleep(self._backoff.next())
                     batch = self.store.peek(self.key, self.target.batch_size)
@@ -214,21 +206,21 @@ class TargetWorker:
                 now = self._clock()
                 self.store.ack(self.key, batch)
                 self.health.window.add([now - item.received for item in batch])
-                self.health.state = DeliveryState.DELIVERING
+                self.health.state = TargetState.DELIVERING
                 self.health.last_success = now
                 self._backoff.reset()
                 return
             if verdict is Verdict.REJECTED:
                 self.store.reject(self.key, batch)
-                self.health.error(message, DeliveryState.REJECTING)
+                self.health.error(message, TargetState.REJECTING)
                 log.warning(
                     "target %s refused %d reading(s): %s", self.key, len(batch), message[:120]
                 )
                 return
             self.store.count_failure(self.key)
-            if self.health.state is not DeliveryState.RETRYING:
+            if self.health.state is not TargetState.RETRYING:
                 log.warning("target %s failing, retrying: %s", self.key, message[:120])
-            self.health.error(message, DeliveryState.RETRYING)
+            self.health.error(message, TargetState.RETRYING)
             await asyncio.sleep(max(self._backoff.next(), wait or 0.0))
             # Re-read: readings dropped at the bound meanwhile are not sent, and the batch may
             # have grown to its full size.

@@ -32,13 +32,20 @@ from fluidos_sensors.flavor import NODE_LABEL
 from fluidos_sensors.kube import REQUEST_TIMEOUT, ObjectWatch, Snapshot
 from fluidos_sensors.reading import Reading, ReadingError
 from mapper.broker import BrokerAccess
-from router_manager.agent.delivery import DeliveryState, TargetWorker, authorization
+from router_manager.agent.delivery import TargetWorker, authorization
 from router_manager.agent.metrics import metrics_app
 from router_manager.agent.store import DurableLog, Entry
 from router_manager.agent.subscriber import Subscriber
 from router_manager.agent.window import LatencyWindow
 from router_manager.encoding import LineProtocolEncoder
-from router_manager.route import Route, RouteProblem, RouteTarget, parse_route
+from router_manager.route import (
+    FAILING_STATES,
+    Route,
+    RouteProblem,
+    RouteTarget,
+    TargetState,
+    parse_route,
+)
 
 log = logging.getLogger(__name__)
 
@@ -300,18 +307,18 @@ class Agent:
                 entry["lastErrorTime"] = _now_rfc3339(health.last_error_time)
             if health.last_success:
                 entry["lastSuccess"] = _now_rfc3339(health.last_success)
-            if health.state in (
-                DeliveryState.RETRYING,
-                DeliveryState.REJECTING,
-                DeliveryState.WAITING,
-            ):
+            if health.state in FAILING_STATES:
                 failing += 1
             delivered += state.delivered
             targets.append(entry)
         for problem in problems:
             if problem.target is not None:
                 targets.append(
-                    {"id": problem.target, "state": "Invalid", "lastError": str(problem)[:500]}
+                    {
+                        "id": problem.target,
+                        "state": TargetState.INVALID.value,
+                        "lastError": str(problem)[:500],
+                    }
                 )
                 failing += 1
         status: dict[str, Any] = {

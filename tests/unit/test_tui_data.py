@@ -110,8 +110,11 @@ def test_route_rows_one_per_target_and_failing_target() -> None:
     ("status", "failing"),
     [
         (None, False),
-        ({"state": "delivering", "lastSuccess": "2025-01-01T00:00:05Z"}, False),
-        ({"state": "Backoff"}, True),
+        ({"state": "Delivering", "lastSuccess": "2025-01-01T00:00:05Z"}, False),
+        ({"state": "Retrying"}, True),
+        ({"state": "Rejecting"}, True),
+        ({"state": "WaitingForCredentials"}, True),
+        ({"state": "Invalid"}, True),
         ({"lastError": "x", "lastErrorTime": "2025-01-01T00:00:05Z"}, True),
         (
             {"lastErrorTime": "2025-01-01T00:00:05Z", "lastSuccess": "2025-01-01T00:00:06Z"},

@@ -18,6 +18,7 @@ from fluidos_sensors.flavor import FlavorError, SensorFlavor, sensor_from_flavor
 from fluidos_sensors.sensor import format_number
 from mapper.bluest.features import BATTERY
 from mapper.dataplane.twins import EXTENSIONS_KEY, OFFLINE, ONLINE
+from router_manager.route import FAILING_STATES
 
 ObjectKey = tuple[str, str, str]
 """(cluster, namespace, name) of one object."""
@@ -27,7 +28,6 @@ GOOD, BAD, WARN, DIM = "good", "bad", "warn", "dim"
 
 # Route target states an edge agent may report for a target that does not deliver. Whatever
 # the state says, a last error newer than the last success also marks the target as failing.
-FAILING_STATES = frozenset({"failing", "failed", "error", "down", "backoff", "retrying"})
 SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 16
 
@@ -451,7 +451,7 @@ def target_failing(status: Mapping[str, Any] | None) -> bool:
     """Whether a target's status says it does not deliver now."""
     if not status:
         return False
-    if str(status.get("state") or "").casefold() in FAILING_STATES:
+    if str(status.get("state") or "") in FAILING_STATES:
         return True
     error_time = parse_time(status.get("lastErrorTime"))
     if error_time is None:
