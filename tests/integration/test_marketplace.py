@@ -2,10 +2,11 @@
 clusters, resolved by the testbed's consumer operators (each running as its least-privilege
 ServiceAccount, deploy/consumer/rbac.yaml) against the provider's REAR gateway over HTTPS.
 
-The provider's Flavors come from Devices only: the testbed's mapper registers an STWIN.box and
-a SensorTile (every sensor declares 15 ms); tests add Devices of their own in the provider's
-`default` namespace (the one its resource manager serves) and publish their readings on the
-edge broker themselves, as a mapper would.
+The provider's Flavors come from Devices only: the testbed's mapper registers four simulated
+boards on the edge node (STWIN.box 1, SensorTile 2, STWIN.box 3, SensorTile 4, declaring 10, 15,
+20 and 22 ms: `mapper.simulated.LINK_LATENCY_MS`); tests add Devices of their own in the
+provider's `default` namespace (the one its resource manager serves) and publish their readings
+on the edge broker themselves, as a mapper would.
 """
 
 from __future__ import annotations
@@ -222,16 +223,15 @@ def provider_contracts(api: client.ApiClient, consumer: str) -> dict[str, str]:
 
 
 def board_flavor(api: client.ApiClient, board: str, sensor: str) -> str:
-    """The Flavor name of a sensor of the testbed mapper's board (stwin-box, sensortile)."""
+    """The Flavor name of a sensor of one of the testbed mapper's boards ("sensortile-2")."""
 
     def find() -> str | None:
         for item in client.CustomObjectsApi(api).list_namespaced_custom_object(
             fs_api.FLAVOR.group, fs_api.FLAVOR.version, fs_api.FLUIDOS_NAMESPACE, "flavors"
         )["items"]:
             annotations = item["metadata"].get("annotations") or {}
-            device = annotations.get(DEVICE_ANNOTATION, "")
             if (
-                device.startswith(f"{DEVICES}/{EDGE}-{board}-")
+                annotations.get(DEVICE_ANNOTATION) == f"{DEVICES}/{EDGE}-{board}"
                 and annotations.get(SENSOR_KEY_ANNOTATION) == sensor
             ):
                 return str(item["metadata"]["name"])
@@ -400,30 +400,16 @@ def flavor_topic(api: client.ApiClient, flavor: str) -> str:
 
 
 def test_latency_filters_pick_different_sensors_and_data_reaches_each_buyer(
-    sides: list[Consumer],
-    provider_api: client.ApiClient,
-    broker: BrokerAccess,
-    extra_devices: list[ExtraDevice],
+    sides: list[Consumer], provider_api: client.ApiClient
 ) -> None:
     """The seed's filtering scenario: "an STM32 humidity sensor with latency < 16 ms" and
-    "< 25 ms". Humidity sensors on offer: the SensorTile's HTS221 (15 ms) and an extra HTS221
-    Device declaring 20 ms. "< 16 ms" matches only the SensorTile's and takes it; "< 25 ms,
-    count 2" matches both and takes both, ranked lowest latency first."""
+    "< 25 ms". Humidity sensors on offer: the HTS221 of SensorTile 2 (15 ms) and of SensorTile
+    4 (22 ms). "< 16 ms" matches only the first and takes it; "< 25 ms, count 2" matches both
+    and takes both, ranked lowest latency first. Each buyer's InfluxDB gets the data of what
+    it bought."""
     one, two = sides
-    sensortile = board_flavor(provider_api, "sensortile", "humidity")
-    extra = ExtraDevice(
-        provider_api,
-        broker,
-        unique("hts221-slow"),
-        kind="humidity",
-        unit="%RH",
-        model="HTS221",
-        manufacturer="STMicroelectronics",
-        latency="20",
-        accuracy="4.5",
-    )
-    extra_devices.append(extra)
-    slow = extra.flavor()
+    fast_tile = board_flavor(provider_api, "sensortile-2", "humidity")
+    slow_tile = board_flavor(provider_api, "sensortile-4", "humidity")
     wanted = {"sensorType": ["humidity"], "sensorManufacturer": ["STMicroelectronics"]}
     fast_name, wide_name = unique("hum-16ms"), unique("hum-25ms")
     one.request(fast_name, {**wanted, "latency": {"max": "16ms"}})
@@ -433,20 +419,20 @@ def test_latency_filters_pick_different_sensors_and_data_reaches_each_buyer(
     wide = two.settled(wide_name)["status"]
     assert fast["phase"] == st.FULFILLED, fast["message"]
     assert wide["phase"] == st.FULFILLED, wide["message"]
-    assert set(contracts_of(fast)) == {sensortile}
-    assert set(contracts_of(wide)) == {sensortile, slow}
+    assert set(contracts_of(fast)) == {fast_tile}
+    assert set(contracts_of(wide)) == {fast_tile, slow_tile}
     assert fast["matched"] == 1 and wide["matched"] == 2
-    # Ranked lowest latency first: the 15 ms sensor, then the 20 ms one.
-    assert [c["flavorID"] for c in wide["candidates"]] == [sensortile, slow]
-    assert [c["latencyMs"] for c in wide["candidates"]] == ["15", "20"]
+    # Ranked lowest latency first: the 15 ms sensor, then the 22 ms one.
+    assert [c["flavorID"] for c in wide["candidates"]] == [fast_tile, slow_tile]
+    assert [c["latencyMs"] for c in wide["candidates"]] == ["15", "22"]
+    # With count 1, "< 25 ms" would take the 15 ms one too: the ranking, not the filter, decides.
     # The provider holds exactly these contracts, each for its buyer.
-    assert set(provider_contracts(provider_api, one.name).values()) == {sensortile}
-    assert set(provider_contracts(provider_api, two.name).values()) == {sensortile, slow}
+    assert set(provider_contracts(provider_api, one.name).values()) == {fast_tile}
+    assert set(provider_contracts(provider_api, two.name).values()) == {fast_tile, slow_tile}
 
     # Data of each bought sensor lands in the InfluxDB of the consumer that bought it, and
-    # each request records when its first reading arrived. (Needs the router manager to turn
-    # Contracts into route targets.)
-    for side, status in ((one, fast), (two, wide)):
+    # each request records when its first reading arrived.
+    for side, name, status in ((one, fast_name, fast), (two, wide_name, wide)):
         for contract in status["contracts"]:
             eventually(
                 lambda s=side, c=contract: s.first_point(c["device"], c["sensor"], c["since"]),
@@ -454,13 +440,14 @@ def test_latency_filters_pick_different_sensors_and_data_reaches_each_buyer(
                 timeout=DATA,
             )
         first = eventually(
-            lambda s=side, n=(fast_name if side is one else wide_name): (
-                (s.get(n) or {}).get("status", {}).get("firstData")
-            ),
+            lambda s=side, n=name: (s.get(n) or {}).get("status", {}).get("firstData"),
             f"{side.name}: firstData of its request",
             timeout=DATA,
         )
         assert first >= min(c["since"] for c in status["contracts"])[:19]
+    # Nothing of consumer 2's second sensor reached consumer 1.
+    slow = next(c for c in wide["contracts"] if c["flavorID"] == slow_tile)
+    assert one.first_point(slow["device"], slow["sensor"], slow["since"]) is None
 
 
 def c_name(contract: dict[str, Any]) -> str:
@@ -473,12 +460,13 @@ def test_sharing_driven_by_requests_subscribes_once_at_the_edge(
     testbed: TestbedState,
     provider: ClusterAccess,
 ) -> None:
-    """Consumers 1 and 2 both request S1 (the STWIN.box temperature, pinned by node, type and
-    model); consumer 2 also requests S3 (the SensorTile pressure). The provider sells S1 twice;
-    the edge reads it once (one subscription, one route with two targets)."""
+    """Consumers 1 and 2 both request S1 (an STWIN.box temperature, pinned by node, type and
+    model: the best ranked of the two is the 10 ms board's); consumer 2 also requests S3 (a
+    SensorTile pressure). The provider sells S1 twice; the edge reads it once (one
+    subscription, one route with two targets)."""
     one, two = sides
-    s1 = board_flavor(provider_api, "stwin-box", "temperature")
-    s3 = board_flavor(provider_api, "sensortile", "pressure")
+    s1 = board_flavor(provider_api, "stwin-box-1", "temperature")
+    s3 = board_flavor(provider_api, "sensortile-2", "pressure")
     pin_s1 = {"node": [EDGE], "sensorType": ["temperature"], "sensorModel": ["STTS22H"]}
     pin_s3 = {"node": [EDGE], "sensorType": ["pressure"], "sensorModel": ["LPS22HB"]}
     r1, r2, r3 = unique("s1"), unique("s1"), unique("s3")
@@ -572,29 +560,28 @@ def test_a_spec_change_releases_what_no_longer_matches_and_buys_what_is_missing(
     sides: list[Consumer], provider_api: client.ApiClient
 ) -> None:
     one, _ = sides
-    stwin = board_flavor(provider_api, "stwin-box", "temperature")
-    tile = board_flavor(provider_api, "sensortile", "temperature")
+    stwin = board_flavor(provider_api, "stwin-box-1", "temperature")  # STTS22H, 10 ms
+    tile = board_flavor(provider_api, "sensortile-2", "temperature")  # HTS221, 15 ms
     name = unique("temps")
     one.request(name, {"sensorType": ["temperature"], "node": [EDGE]}, count=2)
     both = one.settled(name)["status"]
     assert both["phase"] == st.FULFILLED and set(contracts_of(both)) == {stwin, tile}
+    assert both["matched"] == 4
 
-    # Count down: the worse ranked goes (equal latency and accuracy: by flavor id).
+    # Count down: the worse ranked (15 ms) goes.
     one.patch_spec(name, {"count": 1})
     first = one.settled(name)["status"]
-    worse = max(stwin, tile)
-    better = min(stwin, tile)
-    assert set(contracts_of(first)) == {better}
-    assert set(provider_contracts(provider_api, one.name).values()) == {better}
-    assert any(reason == "Released" and worse in message for reason, message in one.events(name))
+    assert set(contracts_of(first)) == {stwin}
+    assert set(provider_contracts(provider_api, one.name).values()) == {stwin}
+    assert any(reason == "Released" and tile in message for reason, message in one.events(name))
 
-    # Pin the other model: the held one no longer matches and is released; the other bought.
-    model = "STTS22H" if better == tile else "HTS221"
-    one.patch_spec(name, {"filter": {"sensorType": ["temperature"], "sensorModel": [model]}})
+    # Pin the HTS221: the held STTS22H no longer matches and is released; the best HTS221
+    # (15 ms, not the 22 ms one) is bought.
+    one.patch_spec(name, {"filter": {"sensorType": ["temperature"], "sensorModel": ["HTS221"]}})
     second = one.settled(name)["status"]
     assert second["phase"] == st.FULFILLED
-    assert set(contracts_of(second)) == {worse}
-    assert set(provider_contracts(provider_api, one.name).values()) == {worse}
+    assert set(contracts_of(second)) == {tile}
+    assert set(provider_contracts(provider_api, one.name).values()) == {tile}
 
 
 def test_a_provider_with_a_wrong_token_is_skipped_with_its_name(
@@ -634,7 +621,7 @@ def test_a_provider_with_a_wrong_token_is_skipped_with_its_name(
         },
     )
     try:
-        tile = board_flavor(provider_api, "sensortile", "humidity")
+        tile = board_flavor(provider_api, "sensortile-2", "humidity")
         name = unique("hum")
         one.request(name, {"sensorType": ["humidity"], "sensorModel": ["HTS221"], "node": [EDGE]})
         status = one.settled(name)["status"]
@@ -682,8 +669,8 @@ def test_deleting_a_request_releases_its_contracts_and_nothing_else(
     sides: list[Consumer], provider_api: client.ApiClient
 ) -> None:
     one, two = sides
-    pressure = board_flavor(provider_api, "stwin-box", "pressure")
-    tile = board_flavor(provider_api, "sensortile", "temperature")
+    pressure = board_flavor(provider_api, "stwin-box-1", "pressure")
+    tile = board_flavor(provider_api, "sensortile-2", "temperature")
     doomed, kept, other = unique("doomed"), unique("kept"), unique("other")
     one.request(doomed, {"sensorType": ["pressure"], "sensorModel": ["ILPS22QS"]})
     one.request(kept, {"sensorType": ["temperature"], "sensorModel": ["HTS221"]})
@@ -805,7 +792,7 @@ def test_a_restarted_operator_finds_its_contracts_at_the_provider(
     operator that lost what it bought (a crash between purchase and status write) adopts the
     contract again instead of buying another."""
     one, _ = sides
-    tile = board_flavor(provider_api, "sensortile", "pressure")
+    tile = board_flavor(provider_api, "sensortile-2", "pressure")
     name = unique("pressure")
     one.request(name, {"sensorType": ["pressure"], "sensorModel": ["LPS22HB"]})
     status = one.settled(name)["status"]
@@ -826,7 +813,7 @@ def test_a_provider_down_at_delete_time_delays_the_release_until_it_is_back(
     sides: list[Consumer], provider_api: client.ApiClient, testbed: TestbedState
 ) -> None:
     one, _ = sides
-    stwin = board_flavor(provider_api, "stwin-box", "magnetic-field")
+    stwin = board_flavor(provider_api, "stwin-box-1", "magnetic-field")
     name = unique("mag")
     one.request(name, {"sensorType": ["magnetic_field"], "sensorModel": ["IIS2MDC"]})
     contract = contracts_of(one.settled(name)["status"])[stwin]
@@ -844,37 +831,22 @@ def test_a_provider_down_at_delete_time_delays_the_release_until_it_is_back(
 
 
 def test_a_refused_purchase_moves_on_to_the_next_candidate(
-    sides: list[Consumer],
-    provider_api: client.ApiClient,
-    broker: BrokerAccess,
-    extra_devices: list[ExtraDevice],
+    sides: list[Consumer], provider_api: client.ApiClient
 ) -> None:
     """The best-ranked sensor is refused (409: this consumer holds it already, for another
     request): the next candidate is bought instead."""
     one, _ = sides
-    tile = board_flavor(provider_api, "sensortile", "humidity")
-    extra = ExtraDevice(
-        provider_api,
-        broker,
-        unique("hts221-next"),
-        kind="humidity",
-        unit="%RH",
-        model="HTS221",
-        manufacturer="STMicroelectronics",
-        latency="20",
-        accuracy="3.5",
-    )
-    extra_devices.append(extra)
-    second = extra.flavor()
+    best = board_flavor(provider_api, "sensortile-2", "humidity")  # 15 ms
+    next_best = board_flavor(provider_api, "sensortile-4", "humidity")  # 22 ms
     holder, wanting = unique("holder"), unique("wanting")
     one.request(holder, {"sensorType": ["humidity"], "latency": {"max": "16 ms"}})
-    assert set(contracts_of(one.settled(holder)["status"])) == {tile}
+    assert set(contracts_of(one.settled(holder)["status"])) == {best}
     one.request(wanting, {"sensorType": ["humidity"], "sensorModel": ["HTS221"]})
     status = one.settled(wanting)["status"]
-    assert [c["flavorID"] for c in status["candidates"]] == [tile, second]
+    assert [c["flavorID"] for c in status["candidates"]] == [best, next_best]
     assert status["phase"] == st.FULFILLED
-    assert set(contracts_of(status)) == {second}
-    assert f"{PROVIDER}/{tile}: " in status["message"] and "already holds" in status["message"]
+    assert set(contracts_of(status)) == {next_best}
+    assert f"{PROVIDER}/{best}: " in status["message"] and "already holds" in status["message"]
 
 
 def cli(*args: str, kubeconfig: Path) -> subprocess.CompletedProcess[str]:
@@ -889,7 +861,7 @@ def cli(*args: str, kubeconfig: Path) -> subprocess.CompletedProcess[str]:
 
 def test_cli_request_list_and_delete(sides: list[Consumer], provider_api: client.ApiClient) -> None:
     one, _ = sides
-    tile = board_flavor(provider_api, "sensortile", "humidity")
+    tile = board_flavor(provider_api, "sensortile-2", "humidity")
     name = unique("cli-hum")
     made = cli(
         "request",
