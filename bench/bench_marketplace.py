@@ -101,8 +101,11 @@ class Bench:
             raise
 
     def _in_influx(self, contract: dict[str, Any]) -> bool:
+        # From the purchase on (the contract start has whole seconds only): points an earlier
+        # repetition brought within that second must not count.
+        since = contract.get("boughtAt") or contract["since"]
         flux = (
-            f'from(bucket: "{self.stack.bucket}") |> range(start: time(v: "{contract["since"]}"))'
+            f'from(bucket: "{self.stack.bucket}") |> range(start: time(v: "{since}"))'
             f' |> filter(fn: (r) => r.device == "{contract["device"]}"'
             f' and r.sensor == "{contract["sensor"]}") |> first()'
         )

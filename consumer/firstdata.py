@@ -60,16 +60,20 @@ def format_time(value: datetime) -> str:
 
 
 def first_data_query(bucket: str, contracts: Sequence[HeldContract]) -> str | None:
-    """The Flux query for the earliest point of any contract's sensor since its start.
+    """The Flux query for the earliest point of any contract's sensor since it was bought.
 
-    None when no contract names its device and sensor (nothing to look for).
+    "Since": the later of the contract's start (whole seconds) and the operator's own time of
+    the purchase (milliseconds), so readings the same endpoint got from an earlier contract on
+    the same sensor a moment before do not count. None when no contract names its device and
+    sensor (nothing to look for).
     """
     conditions = []
     starts = []
     for contract in contracts:
-        start = parse_time(contract.since)
-        if not contract.device or not contract.sensor or start is None:
+        known = [t for t in (parse_time(contract.since), parse_time(contract.bought)) if t]
+        if not contract.device or not contract.sensor or not known:
             continue
+        start = max(known)
         starts.append(start)
         conditions.append(
             f"(r.device == {_flux_string(contract.device)}"

@@ -210,7 +210,11 @@ async def discover(
 
 
 def held_from_answer(
-    provider: str, answer: ContractAnswer, generation: int, known: Candidate | None = None
+    provider: str,
+    answer: ContractAnswer,
+    generation: int,
+    known: Candidate | None = None,
+    bought: str | None = None,
 ) -> HeldContract:
     """What the status remembers of a contract the provider answered."""
     item = known
@@ -229,6 +233,7 @@ def held_from_answer(
         device=item.device if item else None,
         sensor=item.sensor if item else None,
         since=answer.start_time,
+        bought=bought,
         generation=generation,
     )
 

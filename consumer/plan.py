@@ -33,7 +33,8 @@ class HeldContract:
     sensor_types: tuple[str, ...] = ()
     device: str | None = None
     sensor: str | None = None
-    since: str | None = None  # the contract's start time (RFC 3339, provider clock)
+    since: str | None = None  # the contract's start time (RFC 3339, provider clock, seconds)
+    bought: str | None = None  # when this operator reserved it (its own clock, milliseconds)
     generation: int = 0  # the spec generation it last matched
 
     @property

@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from consumer import status as st
-from consumer.firstdata import InfluxSettings
+from consumer.firstdata import InfluxSettings, format_time
 from consumer.market import (
     Discovery,
     EndpointProblem,
@@ -196,6 +197,7 @@ class Resolver:
                         break
                     if item.provider in refused:
                         continue
+                    bought_at = format_time(datetime.now(UTC))
                     try:
                         answer = await buy(
                             clients[item.provider], item.flavor_id, self.settings.buyer, endpoint
@@ -208,7 +210,9 @@ class Resolver:
                         refused.add(item.provider)
                         continue
                     bought += 1
-                    kept.append(held_from_answer(item.provider, answer, generation, item))
+                    kept.append(
+                        held_from_answer(item.provider, answer, generation, item, bought_at)
+                    )
                     events.append(
                         Event(
                             "Normal",

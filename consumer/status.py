@@ -118,6 +118,7 @@ def contract_entry(contract: HeldContract) -> dict[str, Any]:
         ("device", contract.device),
         ("sensor", contract.sensor),
         ("since", contract.since),
+        ("boughtAt", contract.bought),
     ):
         if value:
             entry[key] = value
@@ -156,6 +157,7 @@ def held_contracts(status: Mapping[str, Any] | None) -> list[HeldContract]:
                 device=_text(entry, "device") or None,
                 sensor=_text(entry, "sensor") or None,
                 since=_text(entry, "since") or None,
+                bought=_text(entry, "boughtAt") or None,
                 generation=generation if isinstance(generation, int) else 0,
             )
         )

@@ -163,6 +163,24 @@ def test_first_data_query_asks_each_sensor_since_its_contract() -> None:
     assert first_data_query("b", [no_tags]) is None
 
 
+def test_first_data_counts_from_the_later_of_contract_start_and_purchase() -> None:
+    """The contract start has whole seconds: readings an earlier contract of the same sensor
+    brought to the same endpoint within that second must not count."""
+    bought = HeldContract(
+        provider="p",
+        flavor_id="f",
+        contract_id="c",
+        device="board-1",
+        sensor="hts221",
+        since="2026-01-01T00:00:07Z",
+        bought="2026-01-01T00:00:07.640Z",
+    )
+    flux = first_data_query("b", [bought])
+    assert flux is not None and '"2026-01-01T00:00:07.640000Z"' in flux
+    assert '"2026-01-01T00:00:07.000000Z"' not in flux
+    assert st.held_contracts({"contracts": [st.contract_entry(bought)]}) == [bought]
+
+
 def test_times() -> None:
     moment = parse_time("2026-01-01T10:00:00.5Z")
     assert moment is not None and format_time(moment) == "2026-01-01T10:00:00.500Z"
