@@ -98,8 +98,8 @@ class TargetWorker:
         key: str,
         target: RouteTarget,
         store: DurableLog,
-        http: httpx.AsyncClient,
         *,
+        timeout: float = 10.0,
         credentials: Callable[[], str | None] | None = None,
         backoff: Callable[[], Backoff] = lambda: Backoff(0.2, 30.0),
         clock: Callable[[], float] = time.time,
@@ -107,13 +107,18 @@ class TargetWorker:
         self.key = key
         self.target = target
         self.store = store
-        self.http = http
+        # A client (connection pool) per target: one pool shared by many targets costs a scan
+        # of every pooled connection per request.
+        self.http = httpx.AsyncClient(
+            timeout=timeout, limits=httpx.Limits(max_connections=2, max_keepalive_connections=1)
+        )
         self.health = TargetHealth()
         self._credentials = credentials
         self._backoff = backoff()
         self._clock = clock
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._pending_since: float | None = None  # monotonic: when readings began to wait
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"deliver {self.key}")
@@ -123,6 +128,7 @@ class TargetWorker:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self.http.aclose()
 
     def update(self, target: RouteTarget) -> None:
         """New settings (same id): they apply from the next batch."""
@@ -146,28 +152,28 @@ class TargetWorker:
                 await asyncio.sleep(self._backoff.next())
 
     async def _next_batch(self) -> list[Queued]:
+        """Wait for a full batch, or for the oldest waiting reading to have waited the
+        batch delay here (not since the mapper read it: a backlog must still batch)."""
         while True:
             state = self.store.target(self.key)
             size, delay = self.target.batch_size, self.target.batch_delay_ms / 1000.0
             self._wake.clear()
-            if state is not None and state.queued >= size:
-                batch = self.store.peek(self.key, size)
-                if batch:
-                    return batch
-                log.error("target %s: queue counters out of step; recounting", self.key)
-                self.store.recount(self.key)
-                continue
             timeout: float | None = None
             if state is not None and state.queued > 0:
-                oldest = self.store.oldest_received(self.key)
-                waited = self._clock() - oldest if oldest is not None else 0.0
-                if oldest is None:  # counters out of step with the disk
+                now = time.monotonic()
+                if self._pending_since is None:
+                    self._pending_since = now
+                if state.queued >= size or now - self._pending_since >= delay:
+                    batch = self.store.peek(self.key, size)
+                    self._pending_since = None
+                    if batch:
+                        return batch
                     log.error("target %s: queue counters out of step; recounting", self.key)
                     self.store.recount(self.key)
                     continue
-                if waited >= delay:
-                    return self.store.peek(self.key, size)
-                timeout = delay - waited
+                timeout = delay - (now - self._pending_since)
+            else:
+                self._pending_since = None
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await self._wake.wait()

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
-import httpx
 import numpy as np
 import uvicorn
 from kubernetes import client
@@ -164,7 +163,6 @@ class Agent:
         self.workers: dict[str, TargetWorker] = {}
         self.by_topic: dict[str, list[TargetWorker]] = {}
         self.topics: dict[str, TopicStats] = {}
-        self._http: httpx.AsyncClient | None = None
         self._changed = asyncio.Event()
         self._snapshot: Snapshot | None = None
         self._written: dict[str, tuple[dict[str, Any], float]] = {}
@@ -217,7 +215,7 @@ class Agent:
                     key,
                     target,
                     self.store,
-                    self._http,  # type: ignore[arg-type]
+                    timeout=self.settings.http_timeout,
                     credentials=lambda t=target, k=key: self.credentials.header(
                         self.workers[k].target if k in self.workers else t
                     ),
@@ -411,8 +409,6 @@ class Agent:
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set."""
         self._loop = asyncio.get_running_loop()
-        limits = httpx.Limits(max_connections=512, max_keepalive_connections=256)
-        self._http = httpx.AsyncClient(timeout=self.settings.http_timeout, limits=limits)
         watcher = None
         if self.api is not None:
             watcher = ObjectWatch(
@@ -450,7 +446,6 @@ class Agent:
                 await worker.stop()
             with contextlib.suppress(Exception):
                 await self.write_status(force=True)
-            await self._http.aclose()
             self.store.close()
 
     async def _subscribe_once_routed(self) -> None:

@@ -238,15 +238,6 @@ class DurableLog:
             )
         ]
 
-    def oldest_received(self, target: str) -> float | None:
-        """Receive time of the oldest reading waiting for the target."""
-        state = self._targets[target]
-        row = self._db.execute(
-            "SELECT received FROM readings WHERE topic = ? AND id > ? ORDER BY id LIMIT 1",
-            (state.topic, state.acked),
-        ).fetchone()
-        return None if row is None else float(row[0])
-
     def ack(self, target: str, batch: Sequence[Queued]) -> None:
         """The target answered 2xx for `batch`: it is delivered."""
         self._settle(target, batch, "delivered")
