@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from consumer.cli import consumer_app, requests_app
+from consumer.cli import request as request_command
 from fluidos_sensors.limits import allow_kubernetes_nesting
 from mapper.cli import app as mapper_app
 from resource_manager.cli import app as resource_manager_app
@@ -30,4 +32,7 @@ app.add_typer(flavors_app, name="flavors")
 app.add_typer(mapper_app, name="mapper")
 app.add_typer(router_manager_app, name="router-manager")
 app.add_typer(routes_app, name="routes")
+app.command("request")(request_command)
+app.add_typer(requests_app, name="requests")
+app.add_typer(consumer_app, name="consumer")
 app.command("tui")(tui)

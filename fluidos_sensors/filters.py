@@ -188,6 +188,39 @@ class SensorFilter:
                     builder.add(name, form, _option_text(value, option), option)
         return builder.build()
 
+    @classmethod
+    def from_request_spec(cls, spec_filter: Mapping[str, Any] | None) -> SensorFilter:
+        """From a SensorRequest's ``spec.filter`` (``REQUEST_FILTER_FIELDS``: lists of strings
+        to match, ``{min, max, exact}`` bounds); FilterError names the field."""
+        if spec_filter is None:
+            return cls()
+        if not isinstance(spec_filter, Mapping):
+            raise FilterError(f"spec.filter must be an object, got {show(spec_filter)}")
+        names = {field_name: name for name, field_name in REQUEST_FILTER_FIELDS.items()}
+        builder = _Builder()
+        for key, value in spec_filter.items():
+            name = names.get(key) if isinstance(key, str) else None
+            where = f"spec.filter.{clip(str(key))}"
+            if name is None:
+                raise FilterError(f"{where} is not a filter; known: {', '.join(names)}")
+            if value is None:
+                continue
+            if name in MATCH_FILTERS:
+                if not isinstance(value, list | tuple):
+                    raise FilterError(f"{where} must be a list of strings, got {show(value)}")
+                for index, item in enumerate(value):
+                    builder.add(name, "[match]", item, f"{where}[{index}]")
+            elif not isinstance(value, Mapping) or not set(value) <= set(_REQUEST_BOUNDS):
+                raise FilterError(
+                    f"{where} must be an object with min, max and/or exact, got {show(value)}"
+                )
+            else:
+                for bound, item in value.items():
+                    if item is not None:
+                        at = f"{where}.{bound}"
+                        builder.add(name, _REQUEST_BOUNDS[bound], _option_text(item, at), at)
+        return builder.build()
+
     def to_query(self) -> list[tuple[str, str]]:
         """The REAR deepObject query parameters expressing this filter."""
         pairs: list[tuple[str, str]] = []
@@ -375,6 +408,7 @@ REQUEST_FILTER_FIELDS = {
     name: name.split("_")[0] + "".join(part.title() for part in name.split("_")[1:])
     for name in FILTER_NAMES
 }
+_REQUEST_BOUNDS = {"min": "[range][min]", "max": "[range][max]", "exact": "[exact]"}
 
 
 def to_request_filter(sensor_filter: SensorFilter) -> dict[str, Any]:
@@ -398,22 +432,7 @@ def to_request_filter(sensor_filter: SensorFilter) -> dict[str, Any]:
 
 def from_request_filter(spec_filter: Mapping[str, Any] | None, where: str) -> SensorFilter:
     """A SensorRequest's `spec.filter` as a SensorFilter; errors name `where` and the field."""
-    pairs: list[tuple[str, str]] = []
-    for name, field_name in REQUEST_FILTER_FIELDS.items():
-        value = (spec_filter or {}).get(field_name)
-        if value is None:
-            continue
-        path = f"{where}: spec.filter.{field_name}"
-        if name in MATCH_FILTERS:
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise FilterError(f"{path} must be a list of strings")
-            pairs.extend((f"filter[{name}][match]", item) for item in value)
-            continue
-        if not isinstance(value, Mapping) or not set(value) <= {"min", "max", "exact"}:
-            raise FilterError(f"{path} must be an object with min, max and/or exact")
-        forms = {"min": "[range][min]", "max": "[range][max]", "exact": "[exact]"}
-        pairs.extend((f"filter[{name}]{forms[key]}", str(bound)) for key, bound in value.items())
     try:
-        return SensorFilter.from_query(pairs)
+        return SensorFilter.from_request_spec(spec_filter)
     except FilterError as exc:
-        raise FilterError(f"{where}: spec.filter: {exc}") from None
+        raise FilterError(f"{where}: {exc}") from None

@@ -29,3 +29,14 @@ def source_topic(device: str, sensor: str) -> str:
 def broker_topic(namespace: str, device: str, sensor: str) -> str:
     """The MQTT topic the mapper publishes a sensor's readings to."""
     return f"{_check('namespace', namespace)}/{source_topic(device, sensor)}"
+
+
+def split_source_topic(topic: str) -> tuple[str, str] | None:
+    """(device, sensor) of a `source_topic`, or None when `topic` is not one (a Flavor's
+    ``access.resource.topic``: the device and sensor tags its readings carry)."""
+    parts = topic.split("/") if isinstance(topic, str) else []
+    if len(parts) != 3 or parts[0] != TOPIC_ROOT:
+        return None
+    if not all(_SEGMENT.match(part) for part in parts[1:]):
+        return None
+    return parts[1], parts[2]

@@ -25,6 +25,7 @@ _REPO = Path(__file__).resolve().parent.parent
 RESOURCE_MANAGER_RBAC = _REPO / "deploy" / "resource-manager" / "rbac.yaml"
 ROUTER_MANAGER_RBAC = _REPO / "deploy" / "router-manager" / "rbac.yaml"
 GATEWAY_RBAC = _REPO / "deploy" / "gateway" / "rbac.yaml"
+CONSUMER_RBAC = _REPO / "deploy" / "consumer" / "rbac.yaml"
 
 GATEWAY_PORT = "rear-gateway"
 INFLUX_HTTP_PORT = "influxdb-http"
@@ -354,9 +355,46 @@ def telegraf(ctx: ClusterContext) -> ProcessSpec:
     )
 
 
+def consumer_operator(ctx: ClusterContext) -> ProcessSpec:
+    """SensorRequests -> REAR purchases, as its ServiceAccount; the cluster's own InfluxDB
+    tells it when a request's first reading arrived."""
+    folder = ctx.folder("consumer")
+    ready = folder / "ready"
+    ready.unlink(missing_ok=True)
+    stack = consumer_stack(ctx)
+    token_file = folder / "influx-token"
+    credentials.write_secret_file(token_file, stack.influx_token)
+    kubeconfig = ctx.service_account_kubeconfig(CONSUMER_RBAC, "fluidos-sensors-consumer")
+    return ProcessSpec(
+        name=ctx.process_name("consumer"),
+        argv=_python_cli(
+            "consumer",
+            "run",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--node-id",
+            ctx.cluster.name,
+            "--ip",
+            "127.0.0.1",
+            "--influx-url",
+            stack.influx_url,
+            "--influx-token-file",
+            str(token_file),
+            "--influx-bucket",
+            stack.bucket,
+            "--ready-file",
+            str(ready),
+        ),
+        log=folder / "consumer.log",
+        ready=ready.exists,
+        ready_timeout=60.0,
+        cwd=_REPO,
+    )
+
+
 SERVICES: dict[str, list[ServiceFactory]] = {
     PROVIDER: [resource_manager, router_manager, rear_gateway],
-    CONSUMER: [influxdb, telegraf],
+    CONSUMER: [influxdb, telegraf, consumer_operator],
 }
 # Binaries those processes need, resolved by `testbed up` before anything starts.
 SERVICE_BINARIES: list[str] = ["influxd", "telegraf"]

@@ -1,0 +1,430 @@
+"""`fluidos-sensors request`, `fluidos-sensors requests ...` and `fluidos-sensors consumer run`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from consumer import status as st
+from fluidos_sensors.api import FLUIDOS_NAMESPACE, SENSOR_REQUEST
+from fluidos_sensors.endpoints import AuthType, DeliveryFormat, EndpointError, check_endpoint_url
+from fluidos_sensors.filters import FilterError, SensorFilter
+from fluidos_sensors.kube import api_client
+from fluidos_sensors.limits import clip
+
+requests_app = typer.Typer(
+    help="SensorRequests: sensors a consumer wants, bought from the providers.",
+    no_args_is_help=True,
+)
+consumer_app = typer.Typer(help="Consumer side of the marketplace.", no_args_is_help=True)
+
+Kubeconfig = Annotated[
+    Path | None, typer.Option("--kubeconfig", envvar="KUBECONFIG", help="Consumer cluster.")
+]
+Context = Annotated[str | None, typer.Option("--context", help="kubeconfig context.")]
+Namespace = Annotated[
+    str, typer.Option("--namespace", "-n", help="Namespace of the requests and providers.")
+]
+Texts = list[str] | None
+
+_POLL_S = 1.0
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _custom(api: client.ApiClient) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(api)
+
+
+def _args(namespace: str) -> tuple[str, str, str, str]:
+    return SENSOR_REQUEST.group, SENSOR_REQUEST.version, namespace, SENSOR_REQUEST.plural
+
+
+def _get(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        return _custom(api).get_namespaced_custom_object(*_args(namespace), name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+# ------------------------------------------------------------------------------ request
+
+
+def request_filter(
+    *,
+    types: Texts = None,
+    models: Texts = None,
+    manufacturers: Texts = None,
+    categories: Texts = None,
+    markets: Texts = None,
+    nodes: Texts = None,
+    bounds: Mapping[str, str | None] | None = None,
+) -> dict[str, Any]:
+    """A SensorRequest's `spec.filter` from CLI options; `bounds` maps option names such as
+    "--max-latency" to their text. Raises FilterError naming the option."""
+    spec: dict[str, Any] = {}
+    for key, values in (
+        ("sensorType", types),
+        ("sensorModel", models),
+        ("sensorManufacturer", manufacturers),
+        ("sensorCategory", categories),
+        ("sensorMarket", markets),
+        ("node", nodes),
+    ):
+        if values:
+            spec[key] = list(values)
+    for option, value in (bounds or {}).items():
+        if value is None:
+            continue
+        bound, _, quantity = option.removeprefix("--").partition("-")
+        key = _BOUND_OPTIONS[quantity]
+        try:  # checked one by one so the error names the option
+            SensorFilter.from_request_spec({key: {bound: value}})
+        except FilterError as exc:
+            raise FilterError(f"{option}: {exc}") from None
+        spec.setdefault(key, {})[bound] = value
+    SensorFilter.from_request_spec(spec)  # what only the whole says (min above max)
+    return spec
+
+
+# --<min|max>-<quantity> option -> spec.filter key
+_BOUND_OPTIONS = {
+    "latency": "latency",
+    "rate": "samplingRate",
+    "accuracy": "accuracy",
+    "consumption": "consumption",
+    "observed-latency": "observedLatency",
+}
+
+
+def _summary(obj: Mapping[str, Any]) -> str:
+    status = obj.get("status") or {}
+    name = (obj.get("metadata") or {}).get("name")
+    lines = [
+        f"SensorRequest {name}: {status.get('phase') or st.PENDING}"
+        + (f" - {status['message']}" if status.get("message") else "")
+    ]
+    for contract in status.get("contracts") or []:
+        lines.append(
+            f"  contract {contract.get('contractID')}: {contract.get('flavorID')} at "
+            f"{contract.get('provider')} (node {contract.get('node') or '?'}, "
+            f"{contract.get('sensorType') or '?'})"
+        )
+    if status.get("firstData"):
+        lines.append(f"  first data: {status['firstData']}")
+    return "\n".join(lines)
+
+
+def _settled(obj: Mapping[str, Any]) -> bool:
+    status = obj.get("status") or {}
+    generation = (obj.get("metadata") or {}).get("generation")
+    return status.get("observedGeneration") == generation and status.get("phase") in st.SETTLED
+
+
+def request(
+    endpoint: Annotated[str, typer.Option(help="Where the readings go (http or https URL).")],
+    sensor_type: Annotated[
+        Texts, typer.Option("--type", help="Measured quantity, e.g. humidity (repeat: all).")
+    ] = None,
+    model: Annotated[Texts, typer.Option("--model", help="Sensor model, e.g. HTS221.")] = None,
+    manufacturer: Annotated[Texts, typer.Option("--manufacturer")] = None,
+    category: Annotated[Texts, typer.Option("--category", help="e.g. Environmental.")] = None,
+    market: Annotated[Texts, typer.Option("--market")] = None,
+    node: Annotated[Texts, typer.Option("--node", help="Provider's edge node.")] = None,
+    min_latency: Annotated[str | None, typer.Option(help='e.g. "5ms".')] = None,
+    max_latency: Annotated[str | None, typer.Option(help='e.g. "16ms", "0.1 s".')] = None,
+    min_rate: Annotated[str | None, typer.Option(help='Sampling rate, e.g. "10 Hz".')] = None,
+    max_rate: Annotated[str | None, typer.Option()] = None,
+    max_accuracy: Annotated[
+        str | None, typer.Option(help="Largest acceptable ± of the quantity.")
+    ] = None,
+    max_consumption: Annotated[str | None, typer.Option(help='e.g. "5 mW".')] = None,
+    max_observed_latency: Annotated[
+        str | None, typer.Option(help="Measured on the data path, e.g. 50ms.")
+    ] = None,
+    format_name: Annotated[
+        DeliveryFormat, typer.Option("--format", help="How readings are encoded.")
+    ] = DeliveryFormat.INFLUX,
+    auth_type: Annotated[
+        AuthType | None, typer.Option(help="How providers authenticate to the endpoint.")
+    ] = None,
+    auth_secret: Annotated[
+        str | None,
+        typer.Option(help="Secret (same namespace): token, or username and password."),
+    ] = None,
+    count: Annotated[int, typer.Option(min=1, max=100, help="How many sensors.")] = 1,
+    provider: Annotated[
+        Texts, typer.Option("--provider", help="SensorProvider to ask (repeat, in order).")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Request name (default: generated).")] = None,
+    namespace: Namespace = FLUIDOS_NAMESPACE,
+    wait: Annotated[
+        bool, typer.Option(help="Wait for the outcome; exit 1 unless fulfilled.")
+    ] = False,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds --wait waits.")] = 120.0,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+) -> None:
+    """Ask for sensors: a SensorRequest the consumer operator resolves at the providers."""
+    try:
+        url = check_endpoint_url(endpoint)
+    except EndpointError as exc:
+        raise _fail(f"--endpoint {exc}") from exc
+    if (auth_type is None) != (auth_secret is None):
+        raise _fail("--auth-type and --auth-secret go together")
+    try:
+        spec_filter = request_filter(
+            types=sensor_type,
+            models=model,
+            manufacturers=manufacturer,
+            categories=category,
+            markets=market,
+            nodes=node,
+            bounds={
+                "--min-latency": min_latency,
+                "--max-latency": max_latency,
+                "--min-rate": min_rate,
+                "--max-rate": max_rate,
+                "--max-accuracy": max_accuracy,
+                "--max-consumption": max_consumption,
+                "--max-observed-latency": max_observed_latency,
+            },
+        )
+    except FilterError as exc:
+        raise _fail(str(exc)) from exc
+    target: dict[str, Any] = {"url": url, "format": format_name.value}
+    if auth_type is not None:
+        target["auth"] = {"type": auth_type.value, "secretName": auth_secret}
+    spec: dict[str, Any] = {"filter": spec_filter, "count": count, "endpoint": target}
+    if provider:
+        spec["providers"] = list(provider)
+    metadata: dict[str, Any] = {"namespace": namespace}
+    if name:
+        metadata["name"] = name
+    else:
+        metadata["generateName"] = f"{(sensor_type or ['sensors'])[0].lower()[:40]}-"
+    body = {
+        "apiVersion": SENSOR_REQUEST.api_version,
+        "kind": SENSOR_REQUEST.kind,
+        "metadata": metadata,
+        "spec": spec,
+    }
+    with api_client(kubeconfig, context) as api:
+        try:
+            created = _custom(api).create_namespaced_custom_object(*_args(namespace), body)
+        except ApiException as exc:
+            raise _fail(
+                f"the API server refused the request: {exc.status} {_reason(exc)}", 1
+            ) from exc
+        made = created["metadata"]["name"]
+        typer.echo(f"SensorRequest {namespace}/{made} created")
+        if not wait:
+            return
+        deadline = time.monotonic() + timeout
+        obj: dict[str, Any] | None = created
+        while time.monotonic() < deadline:
+            obj = _get(api, namespace, made)
+            if obj is None:
+                raise _fail(f"SensorRequest {namespace}/{made} was deleted", 1)
+            if _settled(obj):
+                break
+            time.sleep(_POLL_S)
+        else:
+            typer.echo(_summary(obj or created))
+            raise _fail(f"no outcome within {timeout:.0f}s", 1)
+    typer.echo(_summary(obj))
+    if (obj.get("status") or {}).get("phase") != st.FULFILLED:
+        raise typer.Exit(1)
+
+
+def _reason(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
+    except ValueError:
+        return str(exc.reason)
+
+
+# ------------------------------------------------------------------------------ requests
+
+
+def _age(timestamp: str | None) -> str:
+    if not timestamp:
+        return "-"
+    try:
+        then = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return "-"
+    seconds = int((datetime.now(UTC) - then).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
+
+
+def request_rows(items: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """One table row per SensorRequest."""
+    rows = []
+    for item in items:
+        meta, status = item.get("metadata") or {}, item.get("status") or {}
+        rows.append(
+            {
+                "NAME": str(meta.get("name", "")),
+                "PHASE": str(status.get("phase") or st.PENDING),
+                "MATCHED": str(status.get("matched", "-")),
+                "CONTRACTS": str(status.get("contractCount", 0)),
+                "FIRST DATA": str(status.get("firstData") or "-"),
+                "AGE": _age(meta.get("creationTimestamp")),
+                "MESSAGE": clip(str(status.get("message") or ""), 80),
+            }
+        )
+    return rows
+
+
+@requests_app.command("list")
+def list_requests(
+    namespace: Namespace = FLUIDOS_NAMESPACE,
+    output: Annotated[str, typer.Option("-o", "--output", help="table, json or yaml")] = "table",
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+) -> None:
+    """Every SensorRequest with its phase, contracts and first data."""
+    if output not in ("table", "json", "yaml"):
+        raise _fail("-o must be table, json or yaml")
+    with api_client(kubeconfig, context) as api:
+        items = _custom(api).list_namespaced_custom_object(*_args(namespace))["items"]
+    items.sort(key=lambda i: i["metadata"]["name"])
+    if output == "json":
+        typer.echo(json.dumps(items, indent=2))
+        return
+    if output == "yaml":
+        typer.echo(yaml.safe_dump(items, sort_keys=False), nl=False)
+        return
+    rows = request_rows(items)
+    if not rows:
+        typer.echo(f"no requests in {namespace}")
+        return
+    widths = {k: max(len(k), *(len(r[k]) for r in rows)) for k in rows[0]}
+    typer.echo("  ".join(k.ljust(w) for k, w in widths.items()).rstrip())
+    for row in rows:
+        typer.echo("  ".join(row[k].ljust(w) for k, w in widths.items()).rstrip())
+
+
+@requests_app.command("delete")
+def delete_request(
+    name: Annotated[str, typer.Argument(help="The SensorRequest.")],
+    namespace: Namespace = FLUIDOS_NAMESPACE,
+    wait: Annotated[
+        bool, typer.Option(help="Wait until its contracts are released and it is gone.")
+    ] = False,
+    timeout: Annotated[float, typer.Option(min=1)] = 120.0,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+) -> None:
+    """Delete a request: the operator releases its contracts at the providers first."""
+    with api_client(kubeconfig, context) as api:
+        try:
+            _custom(api).delete_namespaced_custom_object(*_args(namespace), name)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise _fail(f"SensorRequest {namespace}/{name} not found", 1) from exc
+            raise _fail(f"the API server refused: {exc.status} {_reason(exc)}", 1) from exc
+        typer.echo(f"SensorRequest {namespace}/{name} deleting")
+        if not wait:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if _get(api, namespace, name) is None:
+                typer.echo(f"SensorRequest {namespace}/{name} gone; its contracts are released")
+                return
+            time.sleep(_POLL_S)
+    raise _fail(f"still there after {timeout:.0f}s (see its Events: kubectl describe sreq)", 1)
+
+
+# ------------------------------------------------------------------------------ operator
+
+
+@consumer_app.command()
+def run(
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    namespace: Namespace = FLUIDOS_NAMESPACE,
+    node_id: Annotated[
+        str, typer.Option(envvar="FLUIDOS_NODE_ID", help="FLUIDOS node id of this consumer.")
+    ] = "",
+    ip: Annotated[
+        str, typer.Option(envvar="FLUIDOS_NODE_IP", help="This consumer's address.")
+    ] = "",
+    domain: Annotated[str, typer.Option(envvar="FLUIDOS_DOMAIN")] = "fluidos.eu",
+    resync: Annotated[
+        float, typer.Option(min=1, help="Seconds between passes of unsettled requests.")
+    ] = 20.0,
+    rear_timeout: Annotated[float, typer.Option(min=1, help="Seconds per REAR call.")] = 10.0,
+    influx_url: Annotated[
+        str | None, typer.Option(help="The consumer's InfluxDB, to tell when data arrives.")
+    ] = None,
+    influx_token_file: Annotated[
+        Path | None, typer.Option(help='File with its token (1.8: "user:password").')
+    ] = None,
+    influx_bucket: Annotated[str | None, typer.Option(help="Bucket (1.8: db/rp).")] = None,
+    influx_org: Annotated[str, typer.Option()] = "-",
+    ready_file: Annotated[
+        Path | None, typer.Option(help="Touched once the operator has started.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the consumer operator (kopf) until interrupted."""
+    from consumer import operator
+    from consumer.firstdata import InfluxSettings
+    from consumer.resolver import ConsumerSettings
+    from fluidos_sensors.rear import NodeIdentity
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    if not verbose:  # kopf logs every handler run at INFO; a healthy steady state stays quiet
+        logging.getLogger("kopf").setLevel(logging.WARNING)
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+    if not node_id or not ip:
+        raise _fail("--node-id and --ip are required (or FLUIDOS_NODE_ID, FLUIDOS_NODE_IP)")
+    influx = None
+    given = [influx_url, influx_token_file, influx_bucket]
+    if any(given):
+        if not all(given):
+            raise _fail("--influx-url, --influx-token-file and --influx-bucket go together")
+        assert influx_url and influx_token_file and influx_bucket
+        try:
+            token = influx_token_file.read_text().strip()
+        except OSError as exc:
+            raise _fail(f"--influx-token-file: {exc}") from exc
+        if not token:
+            raise _fail(f"--influx-token-file {influx_token_file} is empty")
+        influx = InfluxSettings(url=influx_url, token=token, bucket=influx_bucket, org=influx_org)
+    settings = ConsumerSettings(
+        namespace=namespace,
+        buyer=NodeIdentity(node_id=node_id, ip=ip, domain=domain),
+        resync=resync,
+        rear_timeout=rear_timeout,
+        influx=influx,
+    )
+    api = api_client(kubeconfig, context)
+    try:
+        asyncio.run(operator.run(settings, api, ready_file))
+    finally:
+        api.close()
