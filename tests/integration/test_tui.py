@@ -151,7 +151,9 @@ class Deployment:
 
     def flavor(self, device: str, spec: SensorSpec, **extra: Any) -> dict[str, Any]:
         body = build_flavor(
-            DeviceRef("default", f"{device}-{self.tag}"),
+            # Not namespace "default": the testbed's resource manager serves that one and would
+            # delete Flavors whose Device it does not know.
+            DeviceRef(f"tui-{self.tag}", f"{device}-{self.tag}"),
             self.node,
             spec,
             self.config,
