@@ -189,14 +189,14 @@ class Deployment:
             "targets": [
                 {
                     "id": "good",
-                    "state": "delivering",
+                    "state": "Delivering",
                     "delivered": 120,
                     "rateHz": 1.0,
                     "lastSuccess": "2025-03-01T12:00:00Z",
                 },
                 {
                     "id": "broken",
-                    "state": "retrying",
+                    "state": "Retrying",
                     "failed": 7,
                     "queued": 30,
                     "lastError": "connection refused",
