@@ -33,7 +33,7 @@ from consumer.market import ProviderProblem, Secrets, open_provider, snapshot
 from consumer.resolver import ConsumerSettings, Event, Resolver
 from consumer.spec import SpecError, parse_provider
 from fluidos_sensors.api import SENSOR_PROVIDER, SENSOR_REQUEST, SENSORS_GROUP
-from fluidos_sensors.kube import REQUEST_TIMEOUT
+from fluidos_sensors.kube import REQUEST_TIMEOUT, kopf_login
 from fluidos_sensors.rear import RearError
 
 log = logging.getLogger("consumer")
@@ -173,20 +173,7 @@ def build_registry(
     @kopf.on.login(registry=registry)
     def _login(**_: Any) -> kopf.ConnectionInfo:
         """kopf talks to the cluster with the same credentials as our API client."""
-        conf = api.configuration
-        keys = conf.api_key or {}
-        token = keys.get("BearerToken") or keys.get("authorization") or ""
-        scheme, _, value = token.partition(" ")
-        return kopf.ConnectionInfo(
-            server=conf.host,
-            ca_path=conf.ssl_ca_cert,
-            insecure=not conf.verify_ssl,
-            certificate_path=conf.cert_file,
-            private_key_path=conf.key_file,
-            scheme=scheme or None,
-            token=value or None,
-            default_namespace=settings.namespace,
-        )
+        return kopf_login(api, settings.namespace)
 
     async def check_provider(name: str, obj: dict[str, Any]) -> None:
         """Record whether the provider's gateway answers this consumer and how many sensors

@@ -33,6 +33,28 @@ def api_client(kubeconfig: Path | None = None, context: str | None = None) -> cl
     )
 
 
+def kopf_login(api: client.ApiClient, default_namespace: str | None = None) -> Any:
+    """kopf's connection info from our API client, so an operator and its own API calls use
+    the same credentials (a kubeconfig's token or client certificate, or in-cluster)."""
+    import kopf  # only operators need it
+
+    conf = api.configuration
+    keys = conf.api_key or {}
+    # The client names the header value "BearerToken" (newer) or "authorization" (older).
+    token = keys.get("BearerToken") or keys.get("authorization") or ""
+    scheme, _, value = token.partition(" ")
+    return kopf.ConnectionInfo(
+        server=conf.host,
+        ca_path=conf.ssl_ca_cert,
+        insecure=not conf.verify_ssl,
+        certificate_path=conf.cert_file,
+        private_key_path=conf.key_file,
+        scheme=scheme or None,
+        token=value or None,
+        default_namespace=default_namespace,
+    )
+
+
 def object_key(obj: dict[str, Any]) -> str:
     meta = obj.get("metadata") or {}
     namespace = meta.get("namespace")

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from fluidos_sensors.kube import api_client
 from mapper.ble import BleBackends
 from mapper.broker import (
     DEFAULT_HOST,
@@ -22,7 +23,7 @@ from mapper.broker import (
 )
 from mapper.dataplane.publisher import MqttPublisher
 from mapper.dataplane.twins import TwinReporter
-from mapper.kube import DeviceApi, DeviceStatusStore, api_client
+from mapper.kube import DeviceApi, DeviceStatusStore
 from mapper.service import Mapper, MapperSettings
 from mapper.simulated import simulated_boards, simulated_devices
 from mapper.simulator import SimulatedRadio, client_backend, scanner_backend

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import threading
-from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from fluidos_sensors.api import DEVICE, DEVICE_STATUS, MANAGED_BY_LABEL, MANAGED_BY_VALUE
@@ -22,16 +20,6 @@ log = logging.getLogger(__name__)
 COMPONENT = "fluidos-sensors-mapper"
 # (connect, read) seconds: an API outage must cost a report, not stall the mapper.
 REQUEST_TIMEOUT = (3.0, 10.0)
-
-
-def api_client(kubeconfig: Path | None = None, context: str | None = None) -> client.ApiClient:
-    """In-cluster credentials when running in a Pod without a kubeconfig, else the kubeconfig."""
-    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-        config.load_incluster_config()
-        return client.ApiClient()
-    return config.new_client_from_config(
-        config_file=str(kubeconfig) if kubeconfig else None, context=context
-    )
 
 
 def _now() -> str:

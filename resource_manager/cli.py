@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import yaml
-from kubernetes import client, config
+from kubernetes import client
 
 from fluidos_sensors.api import FLAVOR
 from fluidos_sensors.filters import FilterError, SensorFilter
@@ -24,6 +23,7 @@ from fluidos_sensors.flavor import (
     is_sensor_flavor,
     sensor_from_flavor,
 )
+from fluidos_sensors.kube import api_client
 from fluidos_sensors.limits import allow_kubernetes_nesting
 from fluidos_sensors.sensor import format_number
 
@@ -36,15 +36,6 @@ Kubeconfig = Annotated[
     Path | None, typer.Option("--kubeconfig", envvar="KUBECONFIG", help="Cluster to use.")
 ]
 Context = Annotated[str | None, typer.Option("--context", help="kubeconfig context.")]
-
-
-def _api_client(kubeconfig: Path | None, context: str | None) -> client.ApiClient:
-    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-        config.load_incluster_config()
-        return client.ApiClient()
-    return config.new_client_from_config(
-        config_file=str(kubeconfig) if kubeconfig else None, context=context
-    )
 
 
 @app.command()
@@ -110,7 +101,7 @@ def run(
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    api = _api_client(kubeconfig, context)
+    api = api_client(kubeconfig, context)
     operator.configure(
         operator.Settings(
             provider=provider,
@@ -198,7 +189,7 @@ def list_flavors(
         typer.echo("error: -o must be table, json or yaml", err=True)
         raise typer.Exit(2)
     allow_kubernetes_nesting()  # Flavors copied from other providers may nest deep
-    with _api_client(kubeconfig, context) as api:
+    with api_client(kubeconfig, context) as api:
         items = client.CustomObjectsApi(api).list_namespaced_custom_object(
             FLAVOR.group, FLAVOR.version, namespace, FLAVOR.plural
         )["items"]

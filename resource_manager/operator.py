@@ -29,6 +29,7 @@ from fluidos_sensors.api import (
     ROLE_LABEL_VALUE,
 )
 from fluidos_sensors.flavor import DEVICE_ANNOTATION, ProviderConfig
+from fluidos_sensors.kube import kopf_login
 from fluidos_sensors.limits import allow_kubernetes_nesting
 from fluidos_sensors.sensor import DeviceRef
 from resource_manager import discovery
@@ -336,21 +337,7 @@ def remove_device(device_key: str, flavors: kopf.Index[str, dict[str, Any]]) -> 
 @kopf.on.login()
 def _login(**_: Any) -> kopf.ConnectionInfo:
     """kopf talks to the cluster with the same credentials as our API client."""
-    conf = _rt().settings.api.configuration
-    keys = conf.api_key or {}
-    # The client names the header value "BearerToken" (newer) or "authorization" (older).
-    token = keys.get("BearerToken") or keys.get("authorization") or ""
-    scheme, _, value = token.partition(" ")
-    return kopf.ConnectionInfo(
-        server=conf.host,
-        ca_path=conf.ssl_ca_cert,
-        insecure=not conf.verify_ssl,
-        certificate_path=conf.cert_file,
-        private_key_path=conf.key_file,
-        scheme=scheme or None,
-        token=value or None,
-        default_namespace=_rt().settings.provider.namespace,
-    )
+    return kopf_login(_rt().settings.api, _rt().settings.provider.namespace)
 
 
 @kopf.on.startup()

@@ -36,7 +36,7 @@ from fluidos_sensors.api import (
 )
 from fluidos_sensors.contract import ContractError, delivery_target
 from fluidos_sensors.flavor import ObservedPerformance
-from fluidos_sensors.kube import REQUEST_TIMEOUT
+from fluidos_sensors.kube import REQUEST_TIMEOUT, kopf_login
 from router_manager import kubeedge, observed
 from router_manager.route import (
     ORIGIN_CONTRACT,
@@ -301,20 +301,7 @@ def withdraw_orphans(route_obj: Mapping[str, Any], contracts: Mapping[str, Any])
 @kopf.on.login()
 def _login(**_: Any) -> kopf.ConnectionInfo:
     """kopf talks to the cluster with the same credentials as our API client."""
-    conf = _rt().settings.api.configuration
-    keys = conf.api_key or {}
-    token = keys.get("BearerToken") or keys.get("authorization") or ""
-    scheme, _, value = token.partition(" ")
-    return kopf.ConnectionInfo(
-        server=conf.host,
-        ca_path=conf.ssl_ca_cert,
-        insecure=not conf.verify_ssl,
-        certificate_path=conf.cert_file,
-        private_key_path=conf.key_file,
-        scheme=scheme or None,
-        token=value or None,
-        default_namespace=_rt().settings.route_namespace,
-    )
+    return kopf_login(_rt().settings.api, _rt().settings.route_namespace)
 
 
 @kopf.on.startup()
