@@ -10,13 +10,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from kubernetes import client
+from support import eventually
 
 from fluidos_sensors import api as fs_api
 from fluidos_sensors.flavor import DEVICE_NAMESPACE_LABEL, sensor_from_flavor
@@ -24,17 +24,6 @@ from testbed.state import ClusterAccess, TestbedState
 
 EDGE = "provider-1-edge"
 _SEQ = re.compile(r"[ ,]seq=(\d+)i")
-
-
-def eventually(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
 
 
 @dataclass

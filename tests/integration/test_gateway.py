@@ -11,7 +11,6 @@ import ssl
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -21,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
+import support
 import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 from kubernetes import client
@@ -68,14 +68,7 @@ ENDPOINT = "http://127.0.0.1:8186/telegraf"
 
 
 def eventually(check: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+    return support.eventually(check, what, timeout)
 
 
 def free_port() -> int:

@@ -27,6 +27,7 @@ from typing import Any
 
 import aiomqtt
 import pytest
+import support
 from influxdb_client import InfluxDBClient
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -52,14 +53,7 @@ DATA = 90.0
 
 
 def eventually(check: Callable[[], Any], what: str, timeout: float = RESOLVE) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+    return support.eventually(check, what, timeout)
 
 
 def unique(prefix: str) -> str:
