@@ -15,6 +15,7 @@ from kubernetes.client.exceptions import ApiException
 
 from fluidos_sensors.api import Resource
 from fluidos_sensors.backoff import Backoff
+from fluidos_sensors.limits import allow_kubernetes_nesting
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ class ObjectWatch:
         )
 
     def start(self) -> None:
+        allow_kubernetes_nesting()  # objects may nest as deep as the API server stores them
         self._thread.start()
 
     def stop(self) -> None:

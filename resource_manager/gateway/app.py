@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fluidos_sensors.filters import MATCH_FILTERS, RANGE_FILTERS, FilterError, SensorFilter
+from fluidos_sensors.limits import preview
 from fluidos_sensors.rear import (
     CONTRACT_PATH,
     CONTRACTS_PATH,
@@ -144,6 +145,11 @@ def _content_length(scope: Scope) -> int | None:
 def sensor_filter(pairs: Iterable[tuple[str, str]]) -> SensorFilter:
     """The filter of a ``/flavors/sensors`` query; GatewayError 400 naming the parameter."""
     pairs = list(pairs)
+    for key, _ in pairs:
+        if not key.startswith("filter"):  # a typo must not silently widen the query
+            raise GatewayError(
+                400, f'unknown query parameter "{preview(key)}": only filter[...] is taken', key
+            )
     try:
         return SensorFilter.from_query(pairs)
     except FilterError as exc:

@@ -26,7 +26,7 @@ from mapper.dataplane.publisher import MqttPublisher, settle_disconnect
 from mapper.dataplane.twins import EXTENSIONS_KEY, DeviceKey, TwinReporter, reported_twin
 from mapper.kube import DeviceApi, DeviceStatusStore
 from mapper.service import Mapper, MapperSettings, unbound_device_name
-from mapper.simulated import simulated_boards, simulated_devices
+from mapper.simulated import SIMULATED_LABEL, simulated_boards, simulated_devices
 from mapper.simulator import SimulatedRadio, client_backend, scanner_backend
 from testbed import edge
 from testbed.processes import ManagedProcess, free_port, port_open
@@ -185,12 +185,19 @@ async def test_testbed_mapper_registers_its_boards_and_publishes_their_topics(
         r.group, r.version, "default", r.plural
     )["items"]
     ours = sorted(
-        (d for d in devices if d["spec"].get("nodeName") == EDGE),
+        (
+            d
+            for d in devices
+            if d["spec"].get("nodeName") == EDGE
+            and (d["metadata"].get("labels") or {}).get(SIMULATED_LABEL) == "true"
+        ),
         key=lambda d: d["metadata"]["name"],
     )
     assert [d["metadata"]["name"] for d in ours] == [
         f"{EDGE}-sensortile-2",
+        f"{EDGE}-sensortile-4",
         f"{EDGE}-stwin-box-1",
+        f"{EDGE}-stwin-box-3",
     ]
     topics = {}
     for device in ours:

@@ -133,6 +133,9 @@ async def test_sensor_query_and_listing(setup: Setup) -> None:
         bad = await http.get("/api/v2/flavors/sensors", params={"filter[latency][range][max]": "x"})
         assert bad.status_code == 400
         assert bad.json()["field"] == "filter[latency][range][max]"
+        typo = await http.get("/api/v2/flavors/sensors", params={"sensor_type": "humidity"})
+        assert typo.status_code == 400 and typo.json()["field"] == "sensor_type"
+        assert "unknown query parameter" in typo.json()["error"]
 
 
 async def test_bodies_are_bounded_and_checked(setup: Setup) -> None:

@@ -34,6 +34,7 @@ from fluidos_sensors.api import (
     Resource,
 )
 from fluidos_sensors.backoff import Backoff
+from fluidos_sensors.limits import allow_kubernetes_nesting
 from tui.data.clusters import ClusterConfig
 from tui.data.store import Health, Kind, Store
 
@@ -326,6 +327,7 @@ class Watches:
         self.clusters = {c.name: ClusterWatch(c, store, **options) for c in clusters}
 
     def start(self) -> None:
+        allow_kubernetes_nesting()  # objects may nest as deep as the API server stores them
         for cluster in self.clusters.values():
             cluster.start()
 
