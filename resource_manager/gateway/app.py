@@ -148,7 +148,7 @@ def sensor_filter(pairs: Iterable[tuple[str, str]]) -> SensorFilter:
     for key, _ in pairs:
         if not key.startswith("filter"):  # a typo must not silently widen the query
             raise GatewayError(
-                400, f'unknown query parameter "{preview(key)}": only filter[...] is taken', key
+                400, f"unknown query parameter {preview(key)}: only filter[...] is taken", key
             )
     try:
         return SensorFilter.from_query(pairs)
