@@ -130,8 +130,8 @@ def manual_target_id(url: str) -> str:
 
 
 def contract_target_id(contract: str) -> str:
-    """The target id of a purchase: its Contract's name."""
-    return stable_name(f"contract-{contract}", contract)
+    """The target id of a purchase, after its Contract's name."""
+    return stable_name(contract, contract)
 
 
 def target_for_contract(delivery: ContractDelivery) -> RouteTarget:

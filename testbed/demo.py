@@ -224,10 +224,11 @@ def _recent_counts(stack: ConsumerStack, seconds: int) -> dict[tuple[str, str], 
 
 def report(state: TestbedState) -> None:
     """Per consumer: what it bought, and how many readings reached its InfluxDB lately."""
-    for consumer in _consumers(state):
+    consumers = _consumers(state)
+    for index, consumer in enumerate(consumers, start=1):
         stack = ConsumerStack.load(state.directory / consumer.name)
         say(f"\n{consumer.name} bought:")
-        for request in (r for r in REQUESTS if _consumers(state)[r.consumer - 1] is consumer):
+        for request in (r for r in REQUESTS if r.consumer == index):
             status = _status(consumer, request.name)
             for contract in status.get("contracts") or []:
                 say(

@@ -89,7 +89,10 @@ def _targets(cluster: str, route: dict[str, Any]) -> list[TargetRow]:
                 target=str(target.get("id", "")),
                 state=str(seen.get("state") or "Pending"),
                 delivered=int(seen.get("delivered") or 0),
-                last_minute=round(float(seen.get("rateHz") or 0.0) * 60),
+                # The rate is over the last minute, or over the target's life when younger.
+                last_minute=min(
+                    round(float(seen.get("rateHz") or 0.0) * 60), int(seen.get("delivered") or 0)
+                ),
                 queued=int(seen.get("queued") or 0),
                 last_error=str(seen.get("lastError") or "")[:60],
             )
