@@ -7,8 +7,12 @@ same batching (size and delay). For each router and target count, in one run:
 - steady: a load generator publishes readings at `--rate` per second for `--seconds`;
   router-added latency = arrival at the sink - the reading's own timestamp (set when it was
   published), p50 and p99 over every delivery to every target;
-- burst: `--burst` readings published as fast as the generator can; throughput = readings
-  delivered per second to each target (first publish to last arrival), and loss per target.
+- burst: `--burst` readings wait at the broker for the router's persistent session, then the
+  router starts: throughput = readings delivered per second to each target while it drains
+  them (the generator's own speed does not count);
+- outage: every consumer answers 503 for `--outage-seconds` while `--outage-rate` readings/s
+  stream; loss per target once they are back;
+- crash: the router is SIGKILLed in the middle of a steady stream and started again; loss.
 
 Also: the router process's CPU seconds, so that "readings per CPU-second" compares the two.
 Telegraf is configured as a router should be: inputs.mqtt_consumer (json_v2, the reading's
@@ -16,7 +20,8 @@ timestamp) -> one outputs.http per target (line protocol, batch format), flush_i
 our batch delay, metric_batch_size = our batch size, metric_buffer_limit 100000.
 
     .venv/bin/python bench/bench_router.py [--targets 1,4,16] [--rate 1000] [--seconds 15]
-        [--burst 30000] [--batch-size 1000] [--batch-delay-ms 100]
+        [--burst 30000] [--outage-seconds 40] [--outage-rate 3000]
+        [--phases steady,burst,outage,crash] [--batch-size 1000] [--batch-delay-ms 100]
 
 It builds/uses the cached Telegraf, starts its own mosquitto, sink, generator and routers and
 stops them all; no process is left behind.
@@ -36,6 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 from bench_mapper import start_mosquitto  # this folder: run as bench/bench_router.py
 
 from mapper.broker import BrokerAccess
@@ -51,6 +57,7 @@ import asyncio, json, re, sys, time
 import uvicorn
 SEQ = re.compile(rb"[ ,]seq=(\d+)i")
 paths = {}
+down_until = [0.0]
 async def app(scope, receive, send):
     if scope["type"] != "http":
         return
@@ -61,6 +68,15 @@ async def app(scope, receive, send):
         if not message.get("more_body"):
             break
     now = time.time()
+    if scope["method"] == "PUT":  # /down/<seconds>: answer 503 to every delivery that long
+        down_until[0] = now + float(scope["path"].rsplit("/", 1)[1])
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    if now < down_until[0]:
+        await send({"type": "http.response.start", "status": 503, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        return
     if scope["method"] == "GET":
         out = json.dumps(paths).encode()
         await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -145,9 +161,11 @@ class Sink:
         return f"http://127.0.0.1:{self.port}/{run}/t{index}"
 
     def stats(self) -> dict[str, Any]:
-        import httpx
-
         return httpx.get(f"http://127.0.0.1:{self.port}/", timeout=60).json()
+
+    def down(self, seconds: float) -> None:
+        """Every target answers 503 for that long (a consumer outage)."""
+        httpx.put(f"http://127.0.0.1:{self.port}/down/{seconds}", timeout=10).raise_for_status()
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -333,9 +351,12 @@ def measure(
 ) -> dict[str, Any]:
     """Steady: publish at a rate while the router runs. Burst: the router subscribes, stops,
     `--burst` readings wait at the broker (its persistent session), the router starts again:
-    how fast it drains them is its throughput, independent of the generator's speed."""
+    how fast it drains them is its throughput, independent of the generator's speed.
+    Outage: the consumers answer 503 for `--outage-seconds` while readings stream at
+    `--outage-rate`; what arrives once they are back. Crash: the router is SIGKILLed in the
+    middle of a steady stream and started again; what arrives."""
     result: dict[str, Any] = {"router": kind, "targets": targets}
-    for phase in ("steady", "burst"):
+    for phase in args.phases.split(","):
         run = f"{kind}-{targets}-{phase}"
         urls = [sink.url(i, run) for i in range(targets)]
 
@@ -344,16 +365,33 @@ def measure(
 
         router = start()
         time.sleep(4)  # connected and subscribed before the first reading
-        count = int(args.rate * args.seconds) if phase == "steady" else args.burst
+        cpu_before = router.cpu()
+        cpu_spent = 0.0
         if phase == "burst":
+            count = args.burst
             router.stop()
             sent = publish(access, count, 0, 0)
             router = start()
-        cpu_before = router.cpu()
-        if phase == "steady":
+            cpu_before = router.cpu()
+        elif phase == "outage":
+            count = int(args.outage_rate * args.outage_seconds * 1.25)
+            sink.down(args.outage_seconds)
+            sent = publish(access, count, args.outage_rate, 0)
+        elif phase == "crash":
+            count = int(args.rate * args.seconds)
+            publishing = publish_in_background(access, count, args.rate)
+            time.sleep(args.seconds / 2)
+            cpu_spent = router.cpu() - cpu_before
+            router.proc.kill()  # SIGKILL: whatever the router held only in memory is gone
+            router.proc.wait()
+            router = start()
+            cpu_before = router.cpu()
+            sent = finish(publishing)
+        else:
+            count = int(args.rate * args.seconds)
             sent = publish(access, count, args.rate, 0)
-        stats = settle(sink, run, targets, count, timeout=180)
-        cpu = router.cpu() - cpu_before
+        stats = settle(sink, run, targets, count, timeout=300)
+        cpu = cpu_spent + router.cpu() - cpu_before
         router.stop()
         forget_session(access, router.client_id)
         delivered = [v["lines"] for v in stats.values()] + [0] * (targets - len(stats))
@@ -374,12 +412,25 @@ def measure(
             entry["offered_per_second"] = round(sent["sent"] / sent["seconds"], 1)
             entry["latency_p50_ms"] = _ms(percentile(latencies, 50))
             entry["latency_p99_ms"] = _ms(percentile(latencies, 99))
-        else:
+        elif phase == "burst":
             entry["drain_seconds"] = round(span, 3)
             entry["throughput_per_target"] = round(min(unique) / span, 1) if span else 0.0
             entry["throughput_total"] = round(sum(unique) / span, 1) if span else 0.0
         result[phase] = entry
     return result
+
+
+def publish_in_background(access: BrokerAccess, count: int, rate: float) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", _LOADGEN, access_json(access), str(count), str(rate), "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(publishing: subprocess.Popen[str]) -> dict[str, Any]:
+    out, _ = publishing.communicate(timeout=600)
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -389,34 +440,33 @@ def _ms(seconds: float | None) -> float | None:
 def ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     by = {(r["router"], r["targets"]): r for r in results}
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 3) if a and b else None
+
     for targets in sorted({r["targets"] for r in results}):
         ours, peer = by.get(("agent", targets)), by.get(("telegraf", targets))
         if not ours or not peer:
             continue
-
-        def ratio(a: float | None, b: float | None) -> float | None:
-            return round(a / b, 3) if a and b else None
-
-        out.append(
-            {
-                "targets": targets,
-                "burst_throughput_agent_over_telegraf": ratio(
-                    ours["burst"]["throughput_per_target"], peer["burst"]["throughput_per_target"]
-                ),
-                "steady_p99_agent_over_telegraf": ratio(
-                    ours["steady"]["latency_p99_ms"], peer["steady"]["latency_p99_ms"]
-                ),
-                "steady_p50_agent_over_telegraf": ratio(
-                    ours["steady"]["latency_p50_ms"], peer["steady"]["latency_p50_ms"]
-                ),
-                "cpu_efficiency_agent_over_telegraf": ratio(
-                    ours["burst"]["deliveries_per_cpu_second"],
-                    peer["burst"]["deliveries_per_cpu_second"],
-                ),
-                "loss_agent": ours["burst"]["lost_per_target_max"],
-                "loss_telegraf": peer["burst"]["lost_per_target_max"],
-            }
-        )
+        row: dict[str, Any] = {"targets": targets}
+        if "burst" in ours and "burst" in peer:
+            row["burst_throughput_agent_over_telegraf"] = ratio(
+                ours["burst"]["throughput_per_target"], peer["burst"]["throughput_per_target"]
+            )
+            row["cpu_efficiency_agent_over_telegraf"] = ratio(
+                ours["burst"]["deliveries_per_cpu_second"],
+                peer["burst"]["deliveries_per_cpu_second"],
+            )
+        if "steady" in ours and "steady" in peer:
+            for q in ("p50", "p99"):
+                row[f"steady_{q}_agent_over_telegraf"] = ratio(
+                    ours["steady"][f"latency_{q}_ms"], peer["steady"][f"latency_{q}_ms"]
+                )
+        for phase in ("steady", "burst", "outage", "crash"):
+            if phase in ours and phase in peer:
+                row[f"{phase}_lost_agent"] = ours[phase]["lost_per_target_max"]
+                row[f"{phase}_lost_telegraf"] = peer[phase]["lost_per_target_max"]
+        out.append(row)
     return out
 
 
@@ -426,6 +476,9 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=1000.0, help="steady readings/s")
     parser.add_argument("--seconds", type=float, default=15.0, help="steady phase length")
     parser.add_argument("--burst", type=int, default=30_000, help="readings in the burst")
+    parser.add_argument("--outage-seconds", type=float, default=40.0)
+    parser.add_argument("--outage-rate", type=float, default=3000.0, help="readings/s")
+    parser.add_argument("--phases", default="steady,burst,outage,crash")
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--batch-delay-ms", type=int, default=100)
     args = parser.parse_args()
