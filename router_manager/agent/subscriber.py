@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 
 import aiomqtt
+import paho.mqtt.client as mqtt
 
 from fluidos_sensors.backoff import Backoff
 from mapper.broker import BrokerAccess
@@ -26,6 +27,42 @@ QOS = 1
 LINGER_SECONDS = 0.002
 LINGER_BATCH = 200
 OnBatch = Callable[[list[aiomqtt.Message]], None]
+
+
+READ_BURST = 512
+
+
+def _read_in_bursts(client: aiomqtt.Client) -> None:
+    """Read every packet the socket holds per readiness event, not one.
+
+    aiomqtt hands paho's socket to the event loop and calls `loop_read()` when it is
+    readable; paho then reads one packet, so a backlog costs one event-loop round (a select
+    and a callback) per reading. Same reader, same error handling, up to READ_BURST packets.
+    """
+    paho = client._client
+    sock = paho.socket()
+    if sock is None:
+        return
+    loop = asyncio.get_running_loop()
+    disconnected = client._disconnected
+
+    def read() -> None:
+        try:
+            for _ in range(READ_BURST):
+                if paho._sock is None:
+                    return
+                rc = paho._packet_read()
+                if rc == mqtt.MQTTErrorCode.MQTT_ERR_AGAIN:
+                    return
+                if rc != mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    paho._loop_rc_handle(rc)
+                    return
+        except Exception as exc:  # a broken connection: what aiomqtt's reader does
+            if not disconnected.done():
+                disconnected.set_exception(exc)
+
+    loop.remove_reader(sock.fileno())
+    loop.add_reader(sock.fileno(), read)
 
 
 class Subscriber:
@@ -78,6 +115,7 @@ class Subscriber:
             client._client.manual_ack_set(True)
             try:
                 async with client:
+                    _read_in_bursts(client)
                     self._client = client
                     self.connected = True
                     self.connects += 1
