@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import numpy as np
 import uvicorn
 from kubernetes import client
@@ -34,7 +33,7 @@ from mapper.broker import BrokerAccess
 from router_manager.agent.delivery import TargetWorker, authorization
 from router_manager.agent.metrics import metrics_app
 from router_manager.agent.store import DurableLog, Entry
-from router_manager.agent.subscriber import Subscriber
+from router_manager.agent.subscriber import Inbound, Subscriber
 from router_manager.agent.window import LatencyWindow
 from router_manager.encoding import LineProtocolEncoder
 from router_manager.route import (
@@ -239,16 +238,13 @@ class Agent:
 
     # ------------------------------------------------------------------ data
 
-    def _ingest(self, messages: list[aiomqtt.Message]) -> None:
+    def _ingest(self, messages: list[Inbound]) -> None:
         """Decode and encode each reading once, store it once, wake the targets."""
         entries: list[Entry] = []
         now = time.time()
         for message in messages:
-            topic = message.topic.value
+            topic, payload = message.topic, message.payload
             stats = self.topics.setdefault(topic, TopicStats())
-            payload = message.payload
-            if not isinstance(payload, bytes | bytearray):
-                payload = str(payload).encode()
             try:
                 reading = Reading.decode(payload)
             except ReadingError as exc:

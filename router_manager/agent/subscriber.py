@@ -1,10 +1,15 @@
 """One MQTT subscription per topic on the edge node's broker, acknowledged only once stored.
 
-The agent keeps a persistent session (fixed client id, clean_session off) and subscribes at
-QoS 1 with manual acknowledgement: the broker holds readings while the agent is away and
-sends again whatever was not acknowledged, and the agent acknowledges a reading only after
-its durable queue committed it. So neither an agent crash nor a restart loses a reading
-(it may see one twice; line-protocol consumers store it once, same series and timestamp).
+The agent keeps a persistent session (MQTT 3.1.1, fixed client id, clean session off) and
+subscribes at QoS 1 without optimistic acknowledgement: the broker holds readings while the
+agent is away and sends again whatever was not acknowledged, and the agent acknowledges a
+reading only after its durable queue committed it. So neither an agent crash nor a restart loses a reading (it may see one twice;
+line-protocol consumers store it once, same series and timestamp).
+
+gmqtt, not the paho-based aiomqtt the mapper publishes with: it parses packets from the
+socket's buffer on the event loop, where paho makes several `recv` calls per packet. The
+agent's work per reading is mostly reading MQTT, and gmqtt takes well under half paho's CPU
+for it (`bench/bench_router.py`).
 """
 
 from __future__ import annotations
@@ -13,56 +18,34 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
-import aiomqtt
-import paho.mqtt.client as mqtt
+import gmqtt
+from gmqtt.mqtt.constants import MQTTv311
 
 from fluidos_sensors.backoff import Backoff
 from mapper.broker import BrokerAccess
-from mapper.dataplane.publisher import settle_disconnect
 
 log = logging.getLogger(__name__)
 
 QOS = 1
 LINGER_SECONDS = 0.002
 LINGER_BATCH = 200
-OnBatch = Callable[[list[aiomqtt.Message]], None]
+CONNECT_TIMEOUT_SECONDS = 10.0
+# gmqtt reconnects by itself after a lost connection; past this, a fresh client is made.
+RECONNECT_GRACE_SECONDS = 30.0
+RECONNECT_DELAY_SECONDS = 1
 
 
-READ_BURST = 512
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """A message as it came from the broker."""
+
+    topic: str
+    payload: bytes
 
 
-def _read_in_bursts(client: aiomqtt.Client) -> None:
-    """Read every packet the socket holds per readiness event, not one.
-
-    aiomqtt hands paho's socket to the event loop and calls `loop_read()` when it is
-    readable; paho then reads one packet, so a backlog costs one event-loop round (a select
-    and a callback) per reading. Same reader, same error handling, up to READ_BURST packets.
-    """
-    paho = client._client
-    sock = paho.socket()
-    if sock is None:
-        return
-    loop = asyncio.get_running_loop()
-    disconnected = client._disconnected
-
-    def read() -> None:
-        try:
-            for _ in range(READ_BURST):
-                if paho._sock is None:
-                    return
-                rc = paho._packet_read()
-                if rc == mqtt.MQTTErrorCode.MQTT_ERR_AGAIN:
-                    return
-                if rc != mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS:
-                    paho._loop_rc_handle(rc)
-                    return
-        except Exception as exc:  # a broken connection: what aiomqtt's reader does
-            if not disconnected.done():
-                disconnected.set_exception(exc)
-
-    loop.remove_reader(sock.fileno())
-    loop.add_reader(sock.fileno(), read)
+OnBatch = Callable[[list[Inbound]], None]
 
 
 class Subscriber:
@@ -84,8 +67,11 @@ class Subscriber:
         self._backoff = backoff
         self._wanted: set[str] = set()
         self._subscribed: set[str] = set()
-        self._client: aiomqtt.Client | None = None
         self._changed = asyncio.Event()
+        self._arrived = asyncio.Event()
+        self._link = asyncio.Event()  # set on every connect and every loss
+        self._pending: list[Inbound] = []
+        self._stored: asyncio.Future[None] | None = None
         self.connected = False
         self.connects = 0
         self.received = 0
@@ -97,100 +83,149 @@ class Subscriber:
         self._changed.set()
 
     async def run(self) -> None:
-        """Connect, subscribe, deliver batches; reconnect with capped backoff, until cancelled."""
+        """Connect, subscribe, hand batches over; reconnect, until cancelled."""
         backoff = self._backoff()
         outage_since: float | None = None
         while True:
-            client = aiomqtt.Client(
-                self.access.host,
-                self.access.port,
-                username=self.access.username,
-                password=self.access.password,
-                identifier=self.client_id,
-                clean_session=False,
-                keepalive=self.keepalive,
-                timeout=10,
-            )
-            # aiomqtt has no option for it: paho's own switch, on the client aiomqtt wraps.
-            client._client.manual_ack_set(True)
+            client = self._client()
             try:
-                async with client:
-                    _read_in_bursts(client)
-                    self._client = client
-                    self.connected = True
-                    self.connects += 1
-                    backoff.reset()
-                    if outage_since is not None:
-                        log.info(
-                            "broker %s back after %.1f s",
-                            self.access,
-                            time.monotonic() - outage_since,
-                        )
-                        outage_since = None
-                    else:
-                        log.info("connected to broker %s", self.access)
-                    await self._serve(client)
-            except aiomqtt.MqttError as exc:
-                settle_disconnect(client)
+                await asyncio.wait_for(
+                    client.connect(
+                        self.access.host,
+                        self.access.port,
+                        keepalive=self.keepalive,
+                        version=MQTTv311,  # no per-packet properties to parse
+                    ),
+                    CONNECT_TIMEOUT_SECONDS,
+                )
+            except (OSError, TimeoutError, gmqtt.MQTTConnectError) as exc:
+                await _close(client)
                 if outage_since is None:
                     outage_since = time.monotonic()
-                    log.warning("broker %s unavailable: %s", self.access, exc)
+                    log.warning("broker %s unavailable: %s", self.access, exc or type(exc))
+                await asyncio.sleep(backoff.next())
+                continue
+            backoff.reset()
+            if outage_since is not None:
+                away = time.monotonic() - outage_since
+                log.info("broker %s back after %.1f s", self.access, away)
+                outage_since = None
+            try:
+                await self._serve(client)
             finally:
-                self._client = None
                 self.connected = False
-            await asyncio.sleep(backoff.next())
+                await _close(client)
+            outage_since = time.monotonic()
 
-    async def _serve(self, client: aiomqtt.Client) -> None:
+    def _client(self) -> gmqtt.Client:
+        client = gmqtt.Client(
+            self.client_id,
+            clean_session=False,
+            optimistic_acknowledgement=False,  # acknowledged when `on_message` returns
+            logger=log,
+        )
+        client.set_config({"reconnect_delay": RECONNECT_DELAY_SECONDS})
+        if self.access.username:
+            client.set_auth_credentials(self.access.username, self.access.password)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        return client
+
+    # gmqtt's callbacks -------------------------------------------------------------------
+
+    def _on_connect(self, client: gmqtt.Client, flags: int, rc: int, properties: dict) -> None:
+        self.connected = True
+        self.connects += 1
+        log.info("connected to broker %s", self.access)
+        self._link.set()
+        self._changed.set()  # a persistent session may be gone (broker without persistence)
+
+    def _on_disconnect(self, client: gmqtt.Client, packet: object, exc: object = None) -> None:
+        if self.connected:
+            log.warning("lost broker %s; reconnecting", self.access)
+        self.connected = False
+        self._link.set()
+
+    def _on_subscribe(
+        self, client: gmqtt.Client, mid: int, granted: tuple[int, ...], properties: dict
+    ) -> None:
+        refused = [code for code in granted if code >= 0x80]
+        if refused:
+            log.error("broker %s refused a subscription (reason %s)", self.access, refused)
+
+    async def _on_message(
+        self, client: gmqtt.Client, topic: str, payload: bytes, qos: int, properties: dict
+    ) -> int:
+        """Queue the message; return (so that gmqtt acknowledges it) once it is stored."""
+        if self._stored is None:
+            self._stored = asyncio.get_running_loop().create_future()
+        stored = self._stored
+        self._pending.append(Inbound(topic, bytes(payload)))
+        self._arrived.set()
+        await stored
+        return 0  # PUBACK "success"
+
+    # batching ----------------------------------------------------------------------------
+
+    async def _serve(self, client: gmqtt.Client) -> None:
+        """Sync subscriptions and hand batches over while the client is (or gets) connected."""
         synced: set[str] = set()
-        pending: list[aiomqtt.Message] = []
-        arrived = asyncio.Event()
+        lost_since: float | None = None
+        while True:
+            if not self.connected:
+                lost_since = lost_since or time.monotonic()
+                if time.monotonic() - lost_since > RECONNECT_GRACE_SECONDS:
+                    return  # gmqtt gave up (or is stuck): start over with a fresh client
+                synced = set()
+            else:
+                lost_since = None
+            if self._changed.is_set() and self.connected:
+                self._changed.clear()
+                synced = self._sync(client, synced)
+            if not self._pending:
+                await _first(self._arrived, self._changed, self._link, timeout=1.0)
+                self._arrived.clear()
+                self._link.clear()
+                continue
+            if len(self._pending) < LINGER_BATCH:
+                # Under load, readings come one by one: a moment's wait turns hundreds of
+                # commits into one, for a couple of milliseconds of latency.
+                await asyncio.sleep(LINGER_SECONDS)
+            batch, self._pending = self._pending, []
+            stored, self._stored = self._stored, None
+            self.received += len(batch)
+            self.on_batch(batch)  # stores (and commits) them; raising leaves them unacknowledged
+            if stored is not None and not stored.done():  # cancelled only at shutdown
+                stored.set_result(None)
+            await asyncio.sleep(0)  # let the acknowledgements and the deliveries run
 
-        async def read() -> None:
-            async for message in client.messages:
-                pending.append(message)
-                arrived.set()
-
-        reader = asyncio.create_task(read(), name="mqtt read")
-        try:
-            self._changed.set()
-            while True:
-                if self._changed.is_set():
-                    self._changed.clear()
-                    synced = await self._sync(client, synced)
-                if reader.done():
-                    reader.result()  # raises the disconnect
-                    raise aiomqtt.MqttError("message stream ended")
-                if not pending:
-                    wakers = [
-                        asyncio.ensure_future(arrived.wait()),
-                        asyncio.ensure_future(self._changed.wait()),
-                    ]
-                    await asyncio.wait([reader, *wakers], return_when=asyncio.FIRST_COMPLETED)
-                    for waker in wakers:
-                        waker.cancel()
-                    arrived.clear()
-                    continue
-                if len(pending) < LINGER_BATCH:
-                    # Under load, readings come one by one: a moment's wait turns hundreds of
-                    # commits into one, for a couple of milliseconds of latency.
-                    await asyncio.sleep(LINGER_SECONDS)
-                batch, pending[:] = list(pending), []
-                self.received += len(batch)
-                self.on_batch(batch)  # stores (and commits) them
-                for message in batch:
-                    if message.qos > 0:
-                        client._client.ack(message.mid, message.qos)
-                await asyncio.sleep(0)  # let the reader and the deliveries run
-        finally:
-            reader.cancel()
-
-    async def _sync(self, client: aiomqtt.Client, synced: set[str]) -> set[str]:
+    def _sync(self, client: gmqtt.Client, synced: set[str]) -> set[str]:
         """Subscribe to new topics, unsubscribe from dropped ones (a persistent session keeps
         subscriptions across reconnects and restarts, so these are stated every time)."""
         wanted = set(self._wanted)
         for topic in sorted(wanted - synced):
-            await client.subscribe(topic, qos=QOS)
+            client.subscribe(topic, qos=QOS)
         for topic in sorted((synced | self._subscribed) - wanted):
-            await client.unsubscribe(topic)
+            client.unsubscribe(topic)
         self._subscribed = set(wanted)
         return wanted
+
+
+async def _first(*events: asyncio.Event, timeout: float) -> None:
+    """Wait until one of `events` is set, or `timeout`."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+async def _close(client: gmqtt.Client) -> None:
+    """Disconnect (which also stops gmqtt's reconnecting), whatever state the client is in."""
+    try:
+        await asyncio.wait_for(client.disconnect(), 5)
+    except Exception as exc:  # a dead connection: nothing left to close
+        log.debug("closing the MQTT client: %s", exc)
