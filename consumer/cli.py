@@ -22,6 +22,7 @@ from fluidos_sensors.endpoints import AuthType, DeliveryFormat, EndpointError, c
 from fluidos_sensors.filters import FilterError, SensorFilter
 from fluidos_sensors.kube import api_client
 from fluidos_sensors.limits import clip
+from fluidos_sensors.logs import setup_logging
 
 requests_app = typer.Typer(
     help="SensorRequests: sensors a consumer wants, bought from the providers.",
@@ -394,13 +395,7 @@ def run(
     from consumer.resolver import ConsumerSettings
     from fluidos_sensors.rear import NodeIdentity
 
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    if not verbose:  # kopf logs every handler run at INFO; a healthy steady state stays quiet
-        logging.getLogger("kopf").setLevel(logging.WARNING)
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+    setup_logging(logging.DEBUG if verbose else logging.INFO)
     if not node_id or not ip:
         raise _fail("--node-id and --ip are required (or FLUIDOS_NODE_ID, FLUIDOS_NODE_IP)")
     influx = None

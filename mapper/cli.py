@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import signal
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Annotated
 import typer
 
 from fluidos_sensors.kube import api_client
+from fluidos_sensors.logs import setup_logging
 from mapper.ble import BleBackends
 from mapper.broker import (
     DEFAULT_HOST,
@@ -108,12 +108,10 @@ def run(
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING.")] = "INFO",
 ) -> None:
     """Run a mapper for one edge node until SIGTERM or Ctrl-C."""
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
     try:
+        setup_logging(log_level)
         access = broker_access(mqtt_credentials, mqtt_host, mqtt_port)
-    except BrokerConfigError as exc:
+    except (ValueError, BrokerConfigError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     settings = MapperSettings(

@@ -25,6 +25,7 @@ from fluidos_sensors.flavor import (
 )
 from fluidos_sensors.kube import api_client
 from fluidos_sensors.limits import allow_kubernetes_nesting
+from fluidos_sensors.logs import setup_logging
 from fluidos_sensors.sensor import format_number
 
 app = typer.Typer(
@@ -74,12 +75,7 @@ def run(
 
     from resource_manager import operator
 
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    if not verbose:  # kopf logs every handler run at INFO; a healthy steady state stays quiet
-        logging.getLogger("kopf").setLevel(logging.WARNING)
+    setup_logging(logging.DEBUG if verbose else logging.INFO)
     if not node_id or not ip:
         typer.echo(
             "error: --node-id and --ip are required (or FLUIDOS_NODE_ID, FLUIDOS_NODE_IP)", err=True

@@ -23,6 +23,7 @@ from fluidos_sensors.flavor import (
     sensor_from_flavor,
 )
 from fluidos_sensors.kube import api_client
+from fluidos_sensors.logs import setup_logging
 from mapper.broker import BrokerConfigError
 from mapper.cli import broker_access
 from router_manager.route import (
@@ -64,13 +65,6 @@ RouteNamespace = Annotated[
 def _fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
-
-
-def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per POST otherwise
 
 
 # ------------------------------------------------------------------------------ agent
@@ -126,10 +120,10 @@ def agent(
     """Run the edge agent of one node until SIGTERM or Ctrl-C."""
     from router_manager.agent.service import Agent, AgentSettings
 
-    _logging(log_level)
     try:
+        setup_logging(log_level)
         access = broker_access(mqtt_credentials, mqtt_host, mqtt_port)
-    except BrokerConfigError as exc:
+    except (ValueError, BrokerConfigError) as exc:
         raise _fail(str(exc)) from exc
     metrics_address = _listen(metrics_listen) if metrics_listen else None
     token = ""
@@ -202,12 +196,7 @@ def run(
 
     from router_manager import operator
 
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    if not verbose:
-        logging.getLogger("kopf").setLevel(logging.WARNING)
+    setup_logging(logging.DEBUG if verbose else logging.INFO)
     api = api_client(kubeconfig, context)
     operator.configure(
         operator.Settings(

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from fluidos_sensors.api import FLUIDOS_NAMESPACE, ROUTE_NAMESPACE
+from fluidos_sensors.logs import setup_logging
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -68,14 +69,7 @@ def gateway(
     from resource_manager.gateway.objects import Seller
     from resource_manager.gateway.service import build_gateway
 
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    # Even with --verbose: the Kubernetes client and urllib3 log request and answer bodies at
-    # DEBUG, and those carry consumers' delivery credentials.
-    logging.getLogger("kubernetes").setLevel(logging.INFO)
-    logging.getLogger("urllib3").setLevel(logging.INFO)
+    setup_logging(logging.DEBUG if verbose else logging.INFO)
     try:
         host, port = parse_listen(listen)
         if not node_id:

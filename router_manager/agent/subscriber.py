@@ -3,8 +3,9 @@
 The agent keeps a persistent session (MQTT 3.1.1, fixed client id, clean session off) and
 subscribes at QoS 1 without optimistic acknowledgement: the broker holds readings while the
 agent is away and sends again whatever was not acknowledged, and the agent acknowledges a
-reading only after its durable queue committed it. So neither an agent crash nor a restart loses a reading (it may see one twice;
-line-protocol consumers store it once, same series and timestamp).
+reading only after its durable queue committed it. So neither an agent crash nor a restart
+loses a reading (it may see one twice; line-protocol consumers store it once, same series
+and timestamp).
 
 gmqtt, not the paho-based aiomqtt the mapper publishes with: it parses packets from the
 socket's buffer on the event loop, where paho makes several `recv` calls per packet. The
