@@ -241,6 +241,7 @@ class Agent:
     def _ingest(self, messages: list[Inbound]) -> None:
         """Decode and encode each reading once, store it once, wake the targets."""
         entries: list[Entry] = []
+        latencies: dict[str, list[float]] = {}
         now = time.time()
         for message in messages:
             topic, payload = message.topic, message.payload
@@ -258,10 +259,11 @@ class Agent:
                         stats.invalid,
                     )
                 continue
-            stats.window.add([now - reading.received_at])
+            latencies.setdefault(topic, []).append(now - reading.received_at)
             entries.append(Entry(topic, reading.received_at, self.encoder.encode(reading), payload))
         self.store.append(entries)
-        for topic in {entry.topic for entry in entries}:
+        for topic, values in latencies.items():
+            self.topics[topic].window.add(values)
             for worker in self.by_topic.get(topic, ()):
                 worker.notify()
 

@@ -90,30 +90,26 @@ class _Tail:
         # Every reading of the topic with a greater id is here (appended since, not trimmed).
         self.complete_after = complete_after
         self.ids: list[int] = []
-        self.entries: list[Entry] = []
+        # Per format, made once and shared by every target: a batch is a slice.
+        self.lines: list[Queued] = []
+        self.jsons: list[Queued] = []
 
     def add(self, row_id: int, entry: Entry) -> None:
         self.ids.append(row_id)
-        self.entries.append(entry)
+        self.lines.append(Queued(row_id, entry.received, entry.line))
+        self.jsons.append(Queued(row_id, entry.received, entry.json))
         if len(self.ids) > 2 * self.size:  # trim in steps, not at every reading
             self.complete_after = self.ids[-self.size - 1]
             del self.ids[: -self.size]
-            del self.entries[: -self.size]
+            del self.lines[: -self.size]
+            del self.jsons[: -self.size]
 
     def after(self, acked: int, limit: int, *, json: bool) -> list[Queued] | None:
         """The readings after id `acked`, if the tail surely holds them all (else None)."""
         if acked < self.complete_after:
             return None
         start = bisect.bisect_right(self.ids, acked)
-        stop = min(start + limit, len(self.ids))
-        return [
-            Queued(
-                self.ids[i],
-                self.entries[i].received,
-                self.entries[i].json if json else self.entries[i].line,
-            )
-            for i in range(start, stop)
-        ]
+        return (self.jsons if json else self.lines)[start : start + limit]
 
 
 class DurableLog:
