@@ -16,6 +16,7 @@ for it (`bench/bench_router.py`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -49,6 +50,28 @@ class Inbound:
 OnBatch = Callable[[list[Inbound]], None]
 
 
+class StaleAcknowledgement(Exception):
+    """A reading was stored after its connection was lost: no PUBACK on the next connection.
+
+    gmqtt acknowledges on whatever connection is current when the handler returns, and the
+    broker may by then have given that packet id to another reading, which would be
+    acknowledged before it is stored. Raising instead sends nothing; the broker sends the
+    reading again (stored twice, the same series and timestamp downstream).
+    """
+
+
+def _ignore_stale(
+    previous: Callable | None, loop: asyncio.AbstractEventLoop, context: dict
+) -> None:
+    """The loop's exception handler, minus StaleAcknowledgement (raised on purpose)."""
+    if isinstance(context.get("exception"), StaleAcknowledgement):
+        return
+    if previous is not None:
+        previous(loop, context)
+    else:
+        loop.default_exception_handler(context)
+
+
 class Subscriber:
     """Subscribes to `topics` (changeable at any time) and hands messages over in batches."""
 
@@ -73,6 +96,7 @@ class Subscriber:
         self._link = asyncio.Event()  # set on every connect and every loss
         self._pending: list[Inbound] = []
         self._stored: asyncio.Future[None] | None = None
+        self._generation = 0  # of the connection: one more at every loss
         self.connected = False
         self.connects = 0
         self.received = 0
@@ -85,6 +109,15 @@ class Subscriber:
 
     async def run(self) -> None:
         """Connect, subscribe, hand batches over; reconnect, until cancelled."""
+        loop = asyncio.get_running_loop()
+        previous = loop.get_exception_handler()
+        loop.set_exception_handler(functools.partial(_ignore_stale, previous))
+        try:
+            await self._run()
+        finally:
+            loop.set_exception_handler(previous)
+
+    async def _run(self) -> None:
         backoff = self._backoff()
         outage_since: float | None = None
         while True:
@@ -115,6 +148,7 @@ class Subscriber:
                 await self._serve(client)
             finally:
                 self.connected = False
+                self._generation += 1
                 await _close(client)
             outage_since = time.monotonic()
 
@@ -147,6 +181,7 @@ class Subscriber:
         if self.connected:
             log.warning("lost broker %s; reconnecting", self.access)
         self.connected = False
+        self._generation += 1
         self._link.set()
 
     def _on_subscribe(
@@ -160,12 +195,15 @@ class Subscriber:
         self, client: gmqtt.Client, topic: str, payload: bytes, qos: int, properties: dict
     ) -> int:
         """Queue the message; return (so that gmqtt acknowledges it) once it is stored."""
+        generation = self._generation
         if self._stored is None:
             self._stored = asyncio.get_running_loop().create_future()
         stored = self._stored
         self._pending.append(Inbound(topic, bytes(payload)))
         self._arrived.set()
         await stored
+        if generation != self._generation:
+            raise StaleAcknowledgement(topic)
         return 0  # PUBACK "success"
 
     # batching ----------------------------------------------------------------------------
@@ -194,13 +232,17 @@ class Subscriber:
                 # Under load, readings come one by one: a moment's wait turns hundreds of
                 # commits into one, for a couple of milliseconds of latency.
                 await asyncio.sleep(LINGER_SECONDS)
-            batch, self._pending = self._pending, []
-            stored, self._stored = self._stored, None
-            self.received += len(batch)
-            self.on_batch(batch)  # stores (and commits) them; raising leaves them unacknowledged
-            if stored is not None and not stored.done():  # cancelled only at shutdown
-                stored.set_result(None)
+            self._hand_over()
             await asyncio.sleep(0)  # let the acknowledgements and the deliveries run
+
+    def _hand_over(self) -> None:
+        """The pending messages to `on_batch`, then released for acknowledgement."""
+        batch, self._pending = self._pending, []
+        stored, self._stored = self._stored, None
+        self.received += len(batch)
+        self.on_batch(batch)  # stores (and commits) them; raising leaves them unacknowledged
+        if stored is not None and not stored.done():  # cancelled only at shutdown
+            stored.set_result(None)
 
     def _sync(self, client: gmqtt.Client, synced: set[str]) -> set[str]:
         """Subscribe to new topics, unsubscribe from dropped ones (a persistent session keeps
