@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS cursors (
 # Separator overhead per reading in a batch body ("\n" or ",").
 _SEPARATOR = 1
 TAIL_SIZE = 4096  # newest readings per topic kept in memory as well
+DISK_RUN_BATCHES = 4  # a read from disk fetches this many batches, for every lagging target
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +113,26 @@ class _Tail:
         return (self.jsons if json else self.lines)[start : start + limit]
 
 
+@dataclass
+class _DiskRun:
+    """The last rows of one topic and format read from disk: every reading of the topic with
+    an id in (`after`, `ids[-1]`], as stored rows never change. Targets of a topic that fell
+    behind the tail move through the same rows, so one read serves all of them."""
+
+    after: int
+    ids: list[int]
+    queued: list[Queued]
+    complete: bool  # the read found fewer rows than asked: nothing more was stored then
+
+    def after_id(self, acked: int, limit: int) -> list[Queued] | None:
+        if not self.ids or not self.after <= acked < self.ids[-1]:
+            return None
+        start = bisect.bisect_right(self.ids, acked)
+        if len(self.ids) - start < limit and not self.complete:
+            return None  # too few left for a full batch: read on
+        return self.queued[start : start + limit]
+
+
 class DurableLog:
     """Readings on disk, fanned out to targets by cursor."""
 
@@ -125,6 +146,7 @@ class DurableLog:
         self._targets: dict[str, TargetState] = {}
         self._by_topic: dict[str, list[TargetState]] = {}
         self._tail: dict[str, _Tail] = {}
+        self._disk: dict[tuple[str, str], _DiskRun] = {}
 
     def close(self) -> None:
         self._db.close()
@@ -178,6 +200,8 @@ class DurableLog:
         if not siblings:
             self._by_topic.pop(state.topic, None)
             self._tail.pop(state.topic, None)
+            for column in ("line", "json"):
+                self._disk.pop((state.topic, column), None)
 
     def remove(self, target: str) -> None:
         """Stop a target for good: its cursor and whatever only it still needed go."""
@@ -237,6 +261,11 @@ class DurableLog:
             if tail is None:
                 tail = self._tail[entry.topic] = _Tail(first - 1, self._tail_size)
             tail.add(row_id, entry)
+        for topic in {entry.topic for entry in kept}:
+            for column in ("line", "json"):
+                run = self._disk.get((topic, column))
+                if run is not None:
+                    run.complete = False  # more was stored after it
 
     def _enforce_bound(self, state: TargetState) -> None:
         """Skip the oldest readings of a target over its bound, counting them as dropped."""
@@ -278,14 +307,22 @@ class DurableLog:
             if found is not None:
                 return found
         column = self._size_column(state.format)
-        return [
+        run = self._disk.get((state.topic, column))
+        found = run.after_id(state.acked, limit) if run is not None else None
+        if found is not None:
+            return found
+        wanted = limit * DISK_RUN_BATCHES
+        queued = [
             Queued(*row)
             for row in self._db.execute(
                 f"SELECT id, received, {column} FROM readings WHERE topic = ? AND id > ? "
                 "ORDER BY id LIMIT ?",
-                (state.topic, state.acked, limit),
+                (state.topic, state.acked, wanted),
             )
         ]
+        ids = [item.id for item in queued]
+        self._disk[(state.topic, column)] = _DiskRun(state.acked, ids, queued, len(ids) < wanted)
+        return queued[:limit]
 
     def ack(self, target: str, batch: Sequence[Queued]) -> None:
         """The target answered 2xx for `batch`: it is delivered."""
