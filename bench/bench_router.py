@@ -51,13 +51,32 @@ from testbed.processes import free_port, port_open
 
 TOPIC = "bench/fluidos-sensors/loadgen/acceleration"
 
-# The sink: one HTTP server, a path per target; counts lines, seq and latency per path.
+# The sink: one HTTP server, a path per target; keeps seq and timestamp of every line per
+# path. Polls (GET /counts/<run>) are cheap and the full figures (GET /stats/<run>) are
+# computed here once per run, so that the sink's own work does not grow run after run and
+# take CPU from the router being measured.
 _SINK = r"""
-import asyncio, json, re, sys, time
+import array, json, re, sys, time
+import numpy as np
 import uvicorn
-SEQ = re.compile(rb"[ ,]seq=(\d+)i")
+LINE = re.compile(rb"[ ,]seq=(\d+)i[^\n]* (\d+)$", re.M)
 paths = {}
 down_until = [0.0]
+async def answer(send, status, out=b""):
+    await send({"type": "http.response.start", "status": status, "headers": []})
+    await send({"type": "http.response.body", "body": out})
+# Per path: lines, unique seqs, first/last arrival; latency p50/p99 over every delivery.
+def figures(mine):
+    out, latency = {}, [np.empty(0)]
+    for path, stats in mine.items():
+        seqs = np.frombuffer(stats["seqs"], dtype=np.int64)
+        arrival = np.frombuffer(stats["arrival"], dtype=np.float64)
+        latency.append(arrival - np.frombuffer(stats["stamps"], dtype=np.int64) / 1e9)
+        out[path] = {"lines": stats["lines"], "unique": int(np.unique(seqs).size),
+                     "first": stats["first"], "last": stats["last"]}
+    pooled = np.concatenate(latency)
+    p50, p99 = np.percentile(pooled, [50, 99]) if pooled.size else (None, None)
+    return {"targets": out, "latency_p50": p50 and float(p50), "latency_p99": p99 and float(p99)}
 async def app(scope, receive, send):
     if scope["type"] != "http":
         return
@@ -68,33 +87,33 @@ async def app(scope, receive, send):
         if not message.get("more_body"):
             break
     now = time.time()
-    if scope["method"] == "PUT":  # /down/<seconds>: answer 503 to every delivery that long
-        down_until[0] = now + float(scope["path"].rsplit("/", 1)[1])
-        await send({"type": "http.response.start", "status": 204, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-        return
+    method, path = scope["method"], scope["path"]
+    if method == "PUT":  # /down/<seconds>: answer 503 to every delivery that long
+        down_until[0] = now + float(path.rsplit("/", 1)[1])
+        return await answer(send, 204)
+    if method == "GET":  # /counts/<run> or /stats/<run>
+        _, what, run = path.split("/", 2)
+        mine = {k: v for k, v in paths.items() if k.startswith(f"/{run}/")}
+        if what == "counts":
+            out = {k: v["lines"] for k, v in mine.items()}
+        else:
+            out = figures(mine)
+            for k in mine:
+                del paths[k]
+        return await answer(send, 200, json.dumps(out).encode())
     if now < down_until[0]:
-        await send({"type": "http.response.start", "status": 503, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-        return
-    if scope["method"] == "GET":
-        out = json.dumps(paths).encode()
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": out})
-        return
-    stats = paths.setdefault(scope["path"], {"lines": 0, "seqs": [], "latency": [],
-                                              "first": now, "last": now})
-    for line in body.split(b"\n"):
-        if not line:
-            continue
-        stats["lines"] += 1
-        match = SEQ.search(line)
-        if match:
-            stats["seqs"].append(int(match.group(1)))
-        stats["latency"].append(now - int(line.rsplit(b" ", 1)[1]) / 1e9)
+        return await answer(send, 503)
+    stats = paths.get(path)
+    if stats is None:
+        stats = paths[path] = {"lines": 0, "seqs": array.array("q"), "stamps": array.array("q"),
+                               "arrival": array.array("d"), "first": now, "last": now}
+    found = LINE.findall(body)
+    stats["lines"] += body.count(b"\n") + (0 if body.endswith(b"\n") or not body else 1)
+    stats["seqs"].extend(int(seq) for seq, _ in found)
+    stats["stamps"].extend(int(stamp) for _, stamp in found)
+    stats["arrival"].extend([now] * len(found))
     stats["last"] = now
-    await send({"type": "http.response.start", "status": 204, "headers": []})
-    await send({"type": "http.response.body", "body": b""})
+    return await answer(send, 204)
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error",
             access_log=False, lifespan="off")
 """
@@ -139,14 +158,6 @@ def cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
-
-
 class Sink:
     def __init__(self) -> None:
         self.port = free_port()
@@ -160,8 +171,14 @@ class Sink:
     def url(self, index: int, run: str) -> str:
         return f"http://127.0.0.1:{self.port}/{run}/t{index}"
 
-    def stats(self) -> dict[str, Any]:
-        return httpx.get(f"http://127.0.0.1:{self.port}/", timeout=60).json()
+    def counts(self, run: str) -> dict[str, int]:
+        """Lines received so far per target path of a run."""
+        return httpx.get(f"http://127.0.0.1:{self.port}/counts/{run}", timeout=60).json()
+
+    def stats(self, run: str) -> dict[str, Any]:
+        """A run's figures: per target path lines, unique seqs, first/last arrival; latency
+        p50/p99 in seconds over all deliveries. The sink forgets the run afterwards."""
+        return httpx.get(f"http://127.0.0.1:{self.port}/stats/{run}", timeout=60).json()
 
     def down(self, seconds: float) -> None:
         """Every target answers 503 for that long (a consumer outage)."""
@@ -320,13 +337,13 @@ def settle(sink: Sink, run: str, targets: int, expected: int, timeout: float) ->
     deadline = time.monotonic() + timeout
     last_total, last_change = -1, time.monotonic()
     while True:
-        stats = {k: v for k, v in sink.stats().items() if k.startswith(f"/{run}/")}
-        total = sum(v["lines"] for v in stats.values())
-        done = len(stats) == targets and all(v["lines"] >= expected for v in stats.values())
+        counts = sink.counts(run)
+        total = sum(counts.values())
+        done = len(counts) == targets and all(n >= expected for n in counts.values())
         if total != last_total:
             last_total, last_change = total, time.monotonic()
         if done or time.monotonic() > deadline or time.monotonic() - last_change > 15:
-            return stats
+            return sink.stats(run)
         time.sleep(0.5)
 
 
@@ -390,13 +407,13 @@ def measure(
         else:
             count = int(args.rate * args.seconds)
             sent = publish(access, count, args.rate, 0)
-        stats = settle(sink, run, targets, count, timeout=300)
+        figures = settle(sink, run, targets, count, timeout=300)
+        stats = figures["targets"]
         cpu = cpu_spent + router.cpu() - cpu_before
         router.stop()
         forget_session(access, router.client_id)
         delivered = [v["lines"] for v in stats.values()] + [0] * (targets - len(stats))
-        unique = [len(set(v["seqs"])) for v in stats.values()] + [0] * (targets - len(stats))
-        latencies = [x for v in stats.values() for x in v["latency"]]
+        unique = [v["unique"] for v in stats.values()] + [0] * (targets - len(stats))
         firsts = [v["first"] for v in stats.values()]
         lasts = [v["last"] for v in stats.values()]
         span = (max(lasts) - min(firsts)) if lasts else 0.0
@@ -410,8 +427,8 @@ def measure(
         }
         if phase == "steady":
             entry["offered_per_second"] = round(sent["sent"] / sent["seconds"], 1)
-            entry["latency_p50_ms"] = _ms(percentile(latencies, 50))
-            entry["latency_p99_ms"] = _ms(percentile(latencies, 99))
+            entry["latency_p50_ms"] = _ms(figures["latency_p50"])
+            entry["latency_p99_ms"] = _ms(figures["latency_p99"])
         elif phase == "burst":
             entry["drain_seconds"] = round(span, 3)
             entry["throughput_per_target"] = round(min(unique) / span, 1) if span else 0.0
