@@ -60,6 +60,17 @@ def retry_after(value: str | None) -> float | None:
     return min(max(seconds, 0.0), RETRY_AFTER_MAX_S) if math.isfinite(seconds) else None
 
 
+def already_waited(age: float, delay: float) -> float:
+    """How much of the batch delay a reading `age` seconds old (since the mapper read it, on
+    the same node's clock) has used up on arrival.
+
+    The delay bounds how long a reading is held back since it was read, so the hop from the
+    mapper counts. A reading already older than the delay (a backlog after an outage, or a
+    clock set apart) starts the delay afresh: sending each at once would make batches of one.
+    """
+    return age if 0.0 <= age <= delay else 0.0
+
+
 def authorization(kind: str, secret: dict[str, str]) -> str:
     """The Authorization header for a target's auth type and its Secret's (decoded) data."""
     if kind == "basic":
@@ -140,9 +151,13 @@ class TargetWorker:
         self.target = target
         self._wake.set()
 
-    def notify(self) -> None:
-        """New readings were queued for this target."""
-        if self._pending_since is not None:
+    def notify(self, age: float = 0.0) -> None:
+        """New readings were queued for this target; the oldest was read `age` seconds ago."""
+        if self._pending_since is None:
+            # They start waiting now, even while the previous batch is still being sent.
+            waited = already_waited(age, self.target.batch_delay_ms / 1000.0)
+            self._pending_since = time.monotonic() - waited
+        else:
             # Already timing a batch: only a full one is worth waking up for.
             state = self.store.target(self.key)
             if state is None or state.queued < self.target.batch_size:
@@ -162,8 +177,8 @@ class TargetWorker:
                 await asyncio.sleep(self._backoff.next())
 
     async def _next_batch(self) -> list[Queued]:
-        """Wait for a full batch, or for the oldest waiting reading to have waited the
-        batch delay here (not since the mapper read it: a backlog must still batch)."""
+        """Wait for a full batch, or for the oldest waiting reading to have waited the batch
+        delay (see `already_waited`)."""
         while True:
             state = self.store.target(self.key)
             size, delay = self.target.batch_size, self.target.batch_delay_ms / 1000.0
