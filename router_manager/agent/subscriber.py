@@ -8,16 +8,19 @@ loses a reading (it may see one twice; line-protocol consumers store it once, sa
 and timestamp).
 
 gmqtt, not the paho-based aiomqtt the mapper publishes with: it parses packets from the
-socket's buffer on the event loop, where paho makes several `recv` calls per packet. The
-agent's work per reading is mostly reading MQTT, and gmqtt takes well under half paho's CPU
-for it (`bench/bench_router.py`).
+socket's buffer on the event loop, where paho makes several `recv` calls per packet. gmqtt
+still runs a task per QoS 1 message and writes its PUBACK alone; the agent takes over just
+that step (`_on_qos1`): a message is queued with its packet id, and once its batch is
+stored the batch's PUBACKs go out in one write, on the connection it came by. Reading MQTT
+is most of the agent's work per reading (`bench/bench_router.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextlib
 import logging
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,26 +53,12 @@ class Inbound:
 OnBatch = Callable[[list[Inbound]], None]
 
 
-class StaleAcknowledgement(Exception):
-    """A reading was stored after its connection was lost: no PUBACK on the next connection.
-
-    gmqtt acknowledges on whatever connection is current when the handler returns, and the
-    broker may by then have given that packet id to another reading, which would be
-    acknowledged before it is stored. Raising instead sends nothing; the broker sends the
-    reading again (stored twice, the same series and timestamp downstream).
-    """
+_PUBACK = struct.Struct("!BBH")  # MQTT 3.1.1 PUBACK: type 4, remaining length 2, packet id
 
 
-def _ignore_stale(
-    previous: Callable | None, loop: asyncio.AbstractEventLoop, context: dict
-) -> None:
-    """The loop's exception handler, minus StaleAcknowledgement (raised on purpose)."""
-    if isinstance(context.get("exception"), StaleAcknowledgement):
-        return
-    if previous is not None:
-        previous(loop, context)
-    else:
-        loop.default_exception_handler(context)
+def pubacks(mids: list[int]) -> bytes:
+    """The PUBACK packets of these packet ids, back to back (one write)."""
+    return b"".join(_PUBACK.pack(0x40, 2, mid) for mid in mids)
 
 
 class Subscriber:
@@ -91,12 +80,11 @@ class Subscriber:
         self._backoff = backoff
         self._wanted: set[str] = set()
         self._subscribed: set[str] = set()
-        self._changed = asyncio.Event()
-        self._arrived = asyncio.Event()
-        self._link = asyncio.Event()  # set on every connect and every loss
+        self._changed = False  # topics to (un)subscribe
+        self._wakeup = asyncio.Event()  # a message, a topic change, a connect or a loss
         self._pending: list[Inbound] = []
-        self._stored: asyncio.Future[None] | None = None
-        self._generation = 0  # of the connection: one more at every loss
+        # Packet ids to acknowledge once the pending messages are stored, per connection.
+        self._unacked: dict[object, list[int]] = {}
         self.connected = False
         self.connects = 0
         self.received = 0
@@ -105,19 +93,11 @@ class Subscriber:
         """The topics to be subscribed to; `stale` ones (a previous run's) are unsubscribed."""
         self._wanted = set(topics)
         self._subscribed |= set(stale) - self._wanted
-        self._changed.set()
+        self._changed = True
+        self._wakeup.set()
 
     async def run(self) -> None:
         """Connect, subscribe, hand batches over; reconnect, until cancelled."""
-        loop = asyncio.get_running_loop()
-        previous = loop.get_exception_handler()
-        loop.set_exception_handler(functools.partial(_ignore_stale, previous))
-        try:
-            await self._run()
-        finally:
-            loop.set_exception_handler(previous)
-
-    async def _run(self) -> None:
         backoff = self._backoff()
         outage_since: float | None = None
         while True:
@@ -146,9 +126,13 @@ class Subscriber:
                 outage_since = None
             try:
                 await self._serve(client)
+            except Exception:
+                # Not stored, not acknowledged: on a new connection the broker sends them again.
+                log.exception("storing readings failed; reconnecting to receive them again")
+                await asyncio.sleep(backoff.next())
             finally:
                 self.connected = False
-                self._generation += 1
+                self._pending, self._unacked = [], {}
                 await _close(client)
             outage_since = time.monotonic()
 
@@ -164,8 +148,15 @@ class Subscriber:
             client.set_auth_credentials(self.access.username, self.access.password)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
+        client.on_message = self._on_message  # QoS 0 (a broker may grant less than asked)
         client.on_subscribe = self._on_subscribe
+        handler = client._package_handler
+        if not callable(getattr(handler, "_handle_qos_1_publish_packet", None)):
+            raise RuntimeError(f"gmqtt {gmqtt.__version__} is not the one the agent supports")
+        # Instead of a task per message and a PUBACK each when it returns.
+        handler._handle_qos_1_publish_packet = lambda mid, packet, topic, properties: self._on_qos1(
+            handler.current_connection, mid, topic, packet
+        )
         return client
 
     # gmqtt's callbacks -------------------------------------------------------------------
@@ -174,15 +165,14 @@ class Subscriber:
         self.connected = True
         self.connects += 1
         log.info("connected to broker %s", self.access)
-        self._link.set()
-        self._changed.set()  # a persistent session may be gone (broker without persistence)
+        self._changed = True  # a persistent session may be gone (broker without persistence)
+        self._wakeup.set()
 
     def _on_disconnect(self, client: gmqtt.Client, packet: object, exc: object = None) -> None:
         if self.connected:
             log.warning("lost broker %s; reconnecting", self.access)
         self.connected = False
-        self._generation += 1
-        self._link.set()
+        self._wakeup.set()
 
     def _on_subscribe(
         self, client: gmqtt.Client, mid: int, granted: tuple[int, ...], properties: dict
@@ -191,20 +181,22 @@ class Subscriber:
         if refused:
             log.error("broker %s refused a subscription (reason %s)", self.access, refused)
 
-    async def _on_message(
+    def _on_message(
         self, client: gmqtt.Client, topic: str, payload: bytes, qos: int, properties: dict
-    ) -> int:
-        """Queue the message; return (so that gmqtt acknowledges it) once it is stored."""
-        generation = self._generation
-        if self._stored is None:
-            self._stored = asyncio.get_running_loop().create_future()
-        stored = self._stored
+    ) -> None:
+        """A QoS 0 message: queued, nothing to acknowledge."""
+        self._queue(topic, payload)
+
+    def _on_qos1(self, connection: object, mid: int, topic: str | bytes, payload: bytes) -> None:
+        """A QoS 1 message: queued, acknowledged on `connection` once stored."""
+        self._queue(topic, payload)
+        self._unacked.setdefault(connection, []).append(mid)
+
+    def _queue(self, topic: str | bytes, payload: bytes) -> None:
+        if isinstance(topic, bytes):  # gmqtt passes a topic that is not UTF-8 as it came
+            topic = topic.decode("utf-8", "replace")
         self._pending.append(Inbound(topic, bytes(payload)))
-        self._arrived.set()
-        await stored
-        if generation != self._generation:
-            raise StaleAcknowledgement(topic)
-        return 0  # PUBACK "success"
+        self._wakeup.set()
 
     # batching ----------------------------------------------------------------------------
 
@@ -220,29 +212,35 @@ class Subscriber:
                 synced = set()
             else:
                 lost_since = None
-            if self._changed.is_set() and self.connected:
-                self._changed.clear()
+            if self._changed and self.connected:
+                self._changed = False
                 synced = self._sync(client, synced)
             if not self._pending:
-                await _first(self._arrived, self._changed, self._link, timeout=1.0)
-                self._arrived.clear()
-                self._link.clear()
+                self._wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await self._wakeup.wait()
                 continue
             if len(self._pending) < LINGER_BATCH:
                 # Under load, readings come one by one: a moment's wait turns hundreds of
                 # commits into one, for a couple of milliseconds of latency.
                 await asyncio.sleep(LINGER_SECONDS)
-            self._hand_over()
+            self._hand_over(client)
             await asyncio.sleep(0)  # let the acknowledgements and the deliveries run
 
-    def _hand_over(self) -> None:
-        """The pending messages to `on_batch`, then released for acknowledgement."""
+    def _hand_over(self, client: gmqtt.Client) -> None:
+        """The pending messages to `on_batch`, then acknowledged, on the connection each
+        came by: after a reconnect the broker may have given an old packet id to another
+        reading, not stored yet. Those of a lost connection are not acknowledged (the broker
+        sends them again: stored twice, the same series and timestamp downstream)."""
         batch, self._pending = self._pending, []
-        stored, self._stored = self._stored, None
+        unacked, self._unacked = self._unacked, {}
         self.received += len(batch)
         self.on_batch(batch)  # stores (and commits) them; raising leaves them unacknowledged
-        if stored is not None and not stored.done():  # cancelled only at shutdown
-            stored.set_result(None)
+        current = client._package_handler.current_connection
+        for connection, mids in unacked.items():
+            if connection is current and connection is not None and not connection.is_closing():
+                connection.send_package(pubacks(mids))
 
     def _sync(self, client: gmqtt.Client, synced: set[str]) -> set[str]:
         """Subscribe to new topics, unsubscribe from dropped ones (a persistent session keeps
@@ -254,16 +252,6 @@ class Subscriber:
             client.unsubscribe(topic)
         self._subscribed = set(wanted)
         return wanted
-
-
-async def _first(*events: asyncio.Event, timeout: float) -> None:
-    """Wait until one of `events` is set, or `timeout`."""
-    waiters = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
 
 
 async def _close(client: gmqtt.Client) -> None:
