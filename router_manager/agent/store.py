@@ -6,9 +6,13 @@ bound is in bytes of its own format. Beyond the bound the oldest readings are sk
 that target only, and counted as dropped. A cursor moves only when a batch was answered 2xx
 (delivered) or refused for good (rejected), so delivery is at-least-once and in order.
 
-SQLite in WAL mode with synchronous=NORMAL: a committed append or cursor move survives the
-agent being killed (not a power cut, which the edge broker would not survive either). The
-store is used from one thread (the agent's event loop); every call is short.
+SQLite in WAL mode with synchronous=NORMAL: a committed append survives the agent being
+killed (not a power cut, which the edge broker would not survive either). Cursor moves are
+written with the next append's transaction (milliseconds apart under load) or by `flush`
+(housekeeping, close), not each in a transaction of its own: a target's every batch would
+otherwise cost a commit. A kill in between sends those batches again (at-least-once; the
+same series and timestamps downstream). The store is used from one thread (the agent's
+event loop); every call is short.
 """
 
 from __future__ import annotations
@@ -147,9 +151,32 @@ class DurableLog:
         self._by_topic: dict[str, list[TargetState]] = {}
         self._tail: dict[str, _Tail] = {}
         self._disk: dict[tuple[str, str], _DiskRun] = {}
+        self._moved: set[str] = set()  # targets whose cursor moved since it was written
 
     def close(self) -> None:
+        self.flush()
         self._db.close()
+
+    def flush(self) -> None:
+        """Write the cursor moves not written yet."""
+        if self._moved:
+            self._db.execute("BEGIN")
+            try:
+                self._write_cursors()
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def _write_cursors(self) -> None:
+        """Inside a transaction: the cursors and counters of targets that moved."""
+        moved = [self._targets[t] for t in self._moved if t in self._targets]
+        self._db.executemany(
+            "UPDATE cursors SET acked = ?, delivered = ?, rejected = ?, dropped = ?, failed = ? "
+            "WHERE target = ?",
+            [(s.acked, s.delivered, s.rejected, s.dropped, s.failed, s.target) for s in moved],
+        )
+        self._moved.clear()
 
     # ------------------------------------------------------------------ targets
 
@@ -164,6 +191,7 @@ class DurableLog:
             existing.bound = bound
             self._enforce_bound(existing)
             return existing
+        self.flush()  # the row read below must carry the latest counters
         row = self._db.execute(
             "SELECT topic, format, acked, delivered, rejected, dropped, failed "
             "FROM cursors WHERE target = ?",
@@ -208,6 +236,7 @@ class DurableLog:
         state = self._targets.get(target)
         if state:
             self._forget(state)
+        self._moved.discard(target)
         self._db.execute("DELETE FROM cursors WHERE target = ?", (target,))
         if state:
             self.compact([state.topic])
@@ -251,6 +280,7 @@ class DurableLog:
                         over.append(state)
             for state in over:
                 self._enforce_bound(state)
+            self._write_cursors()
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
@@ -333,17 +363,19 @@ class DurableLog:
         self._settle(target, batch, "rejected")
 
     def count_failure(self, target: str) -> None:
-        """An attempt failed and will be retried (persisted with the next cursor move)."""
+        """An attempt failed and will be retried (written like a cursor move)."""
         self._targets[target].failed += 1
+        self._moved.add(target)
 
     def _settle(self, target: str, batch: Sequence[Queued], counter: str) -> None:
         state = self._targets.get(target)
         if state is None or not batch:
             return
-        batch = [item for item in batch if item.id > state.acked]  # dropped meanwhile
-        if not batch:
-            return
-        size = sum(len(item.payload) + _SEPARATOR for item in batch)
+        if batch[0].id <= state.acked:  # partly dropped meanwhile
+            batch = [item for item in batch if item.id > state.acked]
+            if not batch:
+                return
+        size = sum([len(item.payload) for item in batch]) + _SEPARATOR * len(batch)
         self._advance(state, batch[-1].id, len(batch), size, counter)
 
     def _advance(
@@ -355,22 +387,11 @@ class DurableLog:
         state.queued = max(0, state.queued - count)
         state.queued_bytes = max(0, state.queued_bytes - size)
         setattr(state, counter, getattr(state, counter) + count)
-        statement = (
-            "UPDATE cursors SET acked = ?, delivered = ?, rejected = ?, dropped = ?, failed = ? "
-            "WHERE target = ?"
-        )
-        values = (
-            state.acked,
-            state.delivered,
-            state.rejected,
-            state.dropped,
-            state.failed,
-            state.target,
-        )
-        self._db.execute(statement, values)  # autocommits, or joins append's transaction
+        self._moved.add(state.target)  # written with the next append, or by flush()
 
     def compact(self, topics: Iterable[str] | None = None) -> int:
         """Delete readings every target of their topic is past; returns how many."""
+        self.flush()  # no cursor on disk may point before what is deleted
         removed = 0
         wanted = list(self._by_topic) if topics is None else list(topics)
         for topic in wanted:

@@ -234,3 +234,27 @@ def test_the_memory_tail_answers_exactly_what_the_disk_does(steps) -> None:
                 assert store.peek(name, 25) == [Queued(*row) for row in rows], (name, steps)
             disk.close()
         store.close()
+
+
+def test_cursor_moves_are_written_with_the_next_append_or_a_flush(tmp_path: Path) -> None:
+    """A delivered batch costs no commit of its own; a kill before the next write sends it
+    again (at-least-once), never skips a reading."""
+    path = tmp_path / "queue.sqlite"
+    store = DurableLog(path)
+    store.register("a", TOPIC, "influx", 10**6)
+    store.append([entry(n) for n in range(1, 5)])
+    on_disk = sqlite3.connect(path)
+
+    def acked() -> int:
+        return on_disk.execute("SELECT acked FROM cursors WHERE target = 'a'").fetchone()[0]
+
+    start = acked()
+    store.ack("a", store.peek("a", 2))
+    assert acked() == start  # not written yet: after a kill, readings 1-2 go again
+    store.append([entry(5)])
+    assert acked() == start + 2
+    store.ack("a", store.peek("a", 1))
+    store.flush()
+    assert acked() == start + 3
+    on_disk.close()
+    store.close()
