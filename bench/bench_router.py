@@ -22,6 +22,12 @@ our batch delay, metric_batch_size = our batch size, metric_buffer_limit 100000.
     .venv/bin/python bench/bench_router.py [--targets 1,4,16] [--rate 1000] [--seconds 15]
         [--burst 30000] [--outage-seconds 40] [--outage-rate 3000]
         [--phases steady,burst,outage,crash] [--batch-size 1000] [--batch-delay-ms 100]
+        [--repeat 1]
+
+With `--repeat N` every measurement is taken N times, the two routers interleaved, and the
+figures are the medians (losses and duplicates: the worst run); each run is listed too. This
+machine's speed moves by tens of percent for tens of seconds (the same process start-up
+takes 45 % longer in a slow spell), so single runs of either router mislead.
 
 It builds/uses the cached Telegraf, starts its own mosquitto, sink, generator and routers and
 stops them all; no process is left behind.
@@ -34,6 +40,7 @@ import contextlib
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -359,7 +366,13 @@ def forget_session(access: BrokerAccess, client_id: str) -> None:
 
 
 def measure(
-    kind: str, targets: int, args: argparse.Namespace, access: BrokerAccess, sink: Sink, tmp: Path
+    kind: str,
+    targets: int,
+    args: argparse.Namespace,
+    access: BrokerAccess,
+    sink: Sink,
+    tmp: Path,
+    repetition: int = 0,
 ) -> dict[str, Any]:
     """Steady: publish at a rate while the router runs. Burst: the router subscribes, stops,
     `--burst` readings wait at the broker (its persistent session), the router starts again:
@@ -369,7 +382,7 @@ def measure(
     middle of a steady stream and started again; what arrives."""
     result: dict[str, Any] = {"router": kind, "targets": targets}
     for phase in args.phases.split(","):
-        run = f"{kind}-{targets}-{phase}"
+        run = f"{kind}-{targets}-{phase}-{repetition}"
         urls = [sink.url(i, run) for i in range(targets)]
 
         def start(urls: list[str] = urls, run: str = run) -> Router:
@@ -445,6 +458,27 @@ def finish(publishing: subprocess.Popen[str]) -> dict[str, Any]:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One router and target count over repeated runs: per phase the median of each figure,
+    the worst of losses and duplicates; the runs themselves under "runs"."""
+    out: dict[str, Any] = {"router": runs[0]["router"], "targets": runs[0]["targets"]}
+    for phase in [k for k, v in runs[0].items() if isinstance(v, dict)]:
+        entries = [run[phase] for run in runs]
+        merged: dict[str, Any] = {}
+        for key in entries[0]:
+            values = [e[key] for e in entries if e.get(key) is not None]
+            if not values:
+                merged[key] = None
+            elif key.startswith("lost") or key == "duplicates":
+                merged[key] = max(values)
+            else:
+                merged[key] = round(statistics.median(values), 3)
+        if len(runs) > 1:
+            merged["runs"] = entries
+        out[phase] = merged
+    return out
+
+
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 2)
 
@@ -493,22 +527,27 @@ def main() -> int:
     parser.add_argument("--phases", default="steady,burst,outage,crash")
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--batch-delay-ms", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each measurement")
     args = parser.parse_args()
     counts = [int(n) for n in args.targets.split(",")]
-    results: list[dict[str, Any]] = []
+    runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-router-") as tmp_name:
         tmp = Path(tmp_name)
         broker, access = start_mosquitto(tmp)
         sink = Sink()
         try:
-            for targets in counts:
-                for kind in ("agent", "telegraf"):  # side by side, same broker, load, sink
-                    results.append(measure(kind, targets, args, access, sink, tmp))
+            for repetition in range(args.repeat):
+                for targets in counts:
+                    for kind in ("agent", "telegraf"):  # side by side, same broker, load, sink
+                        runs.setdefault((kind, targets), []).append(
+                            measure(kind, targets, args, access, sink, tmp, repetition)
+                        )
         finally:
             sink.stop()
             broker.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 broker.wait(10)
+    results = [combine(runs[(kind, n)]) for n in counts for kind in ("agent", "telegraf")]
     report = {
         "benchmark": "router: edge agent vs Telegraf as MQTT->HTTP router",
         "settings": vars(args),
