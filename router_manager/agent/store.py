@@ -18,8 +18,9 @@ event loop); every call is short.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,22 +161,26 @@ class DurableLog:
     def flush(self) -> None:
         """Write the cursor moves not written yet."""
         if self._moved:
-            self._db.execute("BEGIN")
-            try:
-                self._write_cursors()
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            with self._transaction():
+                pass
 
-    def _write_cursors(self) -> None:
-        """Inside a transaction: the cursors and counters of targets that moved."""
-        moved = [self._targets[t] for t in self._moved if t in self._targets]
-        self._db.executemany(
-            "UPDATE cursors SET acked = ?, delivered = ?, rejected = ?, dropped = ?, failed = ? "
-            "WHERE target = ?",
-            [(s.acked, s.delivered, s.rejected, s.dropped, s.failed, s.target) for s in moved],
-        )
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One transaction, which also writes the cursors and counters of targets that moved
+        (before or inside it); rolled back, moves kept for the next one, on any error."""
+        self._db.execute("BEGIN")
+        try:
+            yield
+            moved = [self._targets[t] for t in self._moved if t in self._targets]
+            self._db.executemany(
+                "UPDATE cursors SET acked = ?, delivered = ?, rejected = ?, dropped = ?, "
+                "failed = ? WHERE target = ?",
+                [(s.acked, s.delivered, s.rejected, s.dropped, s.failed, s.target) for s in moved],
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
         self._moved.clear()
 
     # ------------------------------------------------------------------ targets
@@ -262,8 +267,7 @@ class DurableLog:
         kept = [e for e in entries if e.topic in self._by_topic]
         if not kept:
             return
-        self._db.execute("BEGIN")
-        try:
+        with self._transaction():
             self._db.executemany(
                 "INSERT INTO readings (topic, received, line, json) VALUES (?, ?, ?, ?)",
                 [(e.topic, e.received, e.line, e.json) for e in kept],
@@ -280,11 +284,6 @@ class DurableLog:
                         over.append(state)
             for state in over:
                 self._enforce_bound(state)
-            self._write_cursors()
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
         first = last - len(kept) + 1
         for row_id, entry in enumerate(kept, start=first):
             tail = self._tail.get(entry.topic)
