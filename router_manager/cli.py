@@ -119,6 +119,8 @@ def agent(
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING.")] = "INFO",
 ) -> None:
     """Run the edge agent of one node until SIGTERM or Ctrl-C."""
+    import uvloop
+
     from router_manager.agent.service import Agent, AgentSettings
 
     try:
@@ -160,7 +162,9 @@ def agent(
         await agent.run(stop)
 
     try:
-        asyncio.run(serve())
+        # uvloop: the agent is network I/O on one event loop (MQTT in, HTTP out); libuv's
+        # loop costs it a fifth less CPU per POST than asyncio's (README, dependencies).
+        uvloop.run(serve())
     finally:
         if api is not None:
             api.close()

@@ -18,8 +18,10 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
-import aiohttp
+from pyreqwest.client import Client, ClientBuilder
+from pyreqwest.exceptions import PyreqwestError
 
 from fluidos_sensors.backoff import Backoff
 from fluidos_sensors.endpoints import redact_url
@@ -31,6 +33,7 @@ from router_manager.route import RouteTarget, TargetState
 log = logging.getLogger(__name__)
 
 ERROR_TEXT_MAX = 300
+USER_AGENT = "fluidos-sensors-agent"
 RETRY_AFTER_MAX_S = 60.0
 
 
@@ -119,7 +122,7 @@ class TargetWorker:
         self.target = target
         self.store = store
         self._timeout = timeout
-        self.http: aiohttp.ClientSession | None = None
+        self.http: Client | None = None
         self.health = TargetHealth()
         self._credentials = credentials
         self._backoff = backoff()
@@ -129,12 +132,20 @@ class TargetWorker:
         self._pending_since: float | None = None  # monotonic: when readings began to wait
 
     def start(self) -> None:
-        # A session (connection pool) per target; aiohttp costs a fifth of httpx's CPU per
-        # POST, which is most of the agent's work at many targets.
-        self.http = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=2),
-            timeout=aiohttp.ClientTimeout(total=self._timeout),
-            raise_for_status=False,
+        # A client (connection pool) per target. pyreqwest runs the HTTP exchange in Rust
+        # (reqwest/hyper) off the event loop: 0.12 ms of the agent's CPU per POST against
+        # aiohttp's 0.21 ms (bench figures in the README), most of its work at many targets.
+        # Redirects are not followed: the allowlist checked the target's host, not where a
+        # 3xx points (a 3xx is an error and retried, visible in the status). No proxy from
+        # the environment: a target is reached as its URL says.
+        self.http = (
+            ClientBuilder()
+            .timeout(timedelta(seconds=self._timeout))
+            .follow_redirects(False)
+            .no_proxy()
+            .error_for_status(False)
+            .user_agent(USER_AGENT)
+            .build()
         )
         self._task = asyncio.create_task(self._run(), name=f"deliver {self.key}")
 
@@ -208,10 +219,10 @@ class TargetWorker:
         while True:
             if not batch:
                 return
-            headers = {}
+            authorization: str | None = None
             if self.target.auth is not None:
-                value = self._credentials() if self._credentials else None
-                if value is None:
+                authorization = self._credentials() if self._credentials else None
+                if authorization is None:
                     self.health.error(
                         f"Secret {self.target.auth.secret_name} is missing or lacks the keys "
                         f"auth type {self.target.auth.type} needs; readings wait in the queue",
@@ -220,19 +231,19 @@ class TargetWorker:
                     await asyncio.sleep(self._backoff.next())
                     batch = self.store.peek(self.key, self.target.batch_size)
                     continue
-                headers["Authorization"] = value
             body, content_type = batch_body(self.target.format, (item.payload for item in batch))
-            headers["Content-Type"] = content_type
             wait: float | None = None
             assert self.http is not None
             try:
-                async with self.http.post(self.target.url, data=body, headers=headers) as answer:
-                    text = (await answer.content.read(ERROR_TEXT_MAX * 4)).decode(
-                        "utf-8", "replace"
-                    )
+                request = self.http.post(self.target.url).header("Content-Type", content_type)
+                if authorization is not None:
+                    request = request.header("Authorization", authorization, is_sensitive=True)
+                async with request.body_bytes(body).build_streamed() as answer:
+                    head = await answer.body_reader.read(ERROR_TEXT_MAX * 4)
+                    text = bytes(head or b"").decode("utf-8", "replace")
                     status = answer.status
-                    wait = retry_after(answer.headers.get("Retry-After"))
-            except (aiohttp.ClientError, TimeoutError) as exc:
+                    wait = retry_after(answer.get_header("Retry-After"))
+            except PyreqwestError as exc:  # refused, reset, timed out: the target is not there
                 verdict = Verdict.RETRY
                 message = f"{type(exc).__name__} posting to {redact_url(self.target.url)}"
             else:
