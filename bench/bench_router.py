@@ -84,8 +84,14 @@ def figures(mine):
             arrival.extend([now] * len(found))
         latency.append(np.asarray(arrival, dtype=np.float64)
                        - np.asarray(stamps, dtype=np.int64) / 1e9)
-        out[path] = {"lines": stats["lines"], "unique": len(set(seqs)),
-                     "first": stats["first"], "last": stats["last"]}
+        unique = np.unique(np.asarray(seqs, dtype=np.int64))
+        # Where readings are missing, to tell a start-up race from a loss in the middle.
+        holes = np.flatnonzero(np.diff(unique) > 1)[:3]
+        out[path] = {"lines": stats["lines"], "unique": int(unique.size),
+                     "first": stats["first"], "last": stats["last"],
+                     "seq_min": int(unique[0]) if unique.size else None,
+                     "seq_max": int(unique[-1]) if unique.size else None,
+                     "gaps": [[int(unique[i]) + 1, int(unique[i + 1]) - 1] for i in holes]}
     pooled = np.concatenate(latency)
     p50, p99 = np.percentile(pooled, [50, 99]) if pooled.size else (None, None)
     return {"targets": out, "latency_p50": p50 and float(p50), "latency_p99": p99 and float(p99)}
@@ -277,6 +283,11 @@ def telegraf_config(
 {outputs}"""
 
 
+def router_client_id(kind: str, run: str) -> str:
+    """The MQTT client id a router of a run connects with (persistent session)."""
+    return run if kind == "telegraf" else f"fluidos-sensors-agent-bench-{run}"
+
+
 class Router:
     """One router process (ours or Telegraf) delivering TOPIC to `urls`."""
 
@@ -292,7 +303,7 @@ class Router:
     ) -> None:
         self.kind = kind
         node = f"bench-{run}"
-        self.client_id = run if kind == "telegraf" else f"fluidos-sensors-agent-{node}"
+        self.client_id = router_client_id(kind, run)
         folder.mkdir(parents=True, exist_ok=True)
         log = (folder / f"{kind}.log").open("ab")
         if kind == "telegraf":
@@ -352,20 +363,36 @@ def settle(sink: Sink, run: str, targets: int, expected: int, timeout: float) ->
         time.sleep(0.5)
 
 
-def forget_session(access: BrokerAccess, client_id: str) -> None:
-    """Drop a persistent session (and what the broker queued for it) between runs."""
+def _session(access: BrokerAccess, client_id: str, *, keep: bool) -> None:
     script = (
         "import asyncio, json, sys, aiomqtt\n"
         "a = json.loads(sys.argv[1])\n"
+        "keep = sys.argv[3] == 'keep'\n"
         "async def main():\n"
         "  async with aiomqtt.Client(a['host'], a['port'], username=a['username'], "
-        "password=a['password'], identifier=sys.argv[2], clean_session=True):\n"
-        "    pass\n"
+        "password=a['password'], identifier=sys.argv[2], clean_session=not keep) as c:\n"
+        "    if keep:\n"
+        f"      await c.subscribe({TOPIC!r}, qos=1)\n"
         "asyncio.run(main())\n"
     )
+    mode = "keep" if keep else "forget"
     subprocess.run(
-        [sys.executable, "-c", script, access_json(access), client_id], check=True, timeout=30
+        [sys.executable, "-c", script, access_json(access), client_id, mode],
+        check=True,
+        timeout=30,
     )
+
+
+def open_session(access: BrokerAccess, client_id: str) -> None:
+    """Make a router's persistent session and its subscription before the router starts:
+    from then on the broker keeps every reading for it, so a router slow to start (this
+    machine has slow spells) cannot miss the first readings of a phase."""
+    _session(access, client_id, keep=True)
+
+
+def forget_session(access: BrokerAccess, client_id: str) -> None:
+    """Drop a persistent session (and what the broker queued for it) between runs."""
+    _session(access, client_id, keep=False)
 
 
 def measure(
@@ -391,8 +418,9 @@ def measure(
         def start(urls: list[str] = urls, run: str = run) -> Router:
             return Router(kind, access, urls, tmp / run, args.batch_size, args.batch_delay_ms, run)
 
+        open_session(access, router_client_id(kind, run))
         router = start()
-        time.sleep(4)  # connected and subscribed before the first reading
+        time.sleep(4)  # connected before the first reading
         cpu_before = router.cpu()
         cpu_spent = 0.0
         if phase == "burst":
@@ -436,6 +464,12 @@ def measure(
             "router_cpu_seconds": round(cpu, 2),
             "deliveries_per_cpu_second": round(sum(unique) / cpu, 1) if cpu else None,
         }
+        if entry["lost_per_target_max"]:
+            entry["missing"] = {
+                path.rsplit("/", 1)[1]: {k: v[k] for k in ("seq_min", "seq_max", "gaps")}
+                for path, v in stats.items()
+                if v["unique"] < count
+            }
         if phase == "steady":
             entry["offered_per_second"] = round(sent["sent"] / sent["seconds"], 1)
             entry["latency_p50_ms"] = _ms(figures["latency_p50"])
@@ -469,6 +503,8 @@ def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
         entries = [run[phase] for run in runs]
         merged: dict[str, Any] = {}
         for key in entries[0]:
+            if key == "missing":  # per run only (under "runs", or as it is for one run)
+                continue
             values = [e[key] for e in entries if e.get(key) is not None]
             if not values:
                 merged[key] = None
@@ -478,6 +514,8 @@ def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 merged[key] = round(statistics.median(values), 3)
         if len(runs) > 1:
             merged["runs"] = entries
+        elif "missing" in entries[0]:
+            merged["missing"] = entries[0]["missing"]
         out[phase] = merged
     return out
 

@@ -163,7 +163,7 @@ def agent(
 
     try:
         # uvloop: the agent is network I/O on one event loop (MQTT in, HTTP out); libuv's
-        # loop costs it a fifth less CPU per POST than asyncio's (README, dependencies).
+        # loop costs it a fifth less CPU per POST than asyncio's (bench/bench_http_clients.py).
         uvloop.run(serve())
     finally:
         if api is not None:

@@ -133,8 +133,8 @@ class TargetWorker:
 
     def start(self) -> None:
         # A client (connection pool) per target. pyreqwest runs the HTTP exchange in Rust
-        # (reqwest/hyper) off the event loop: 0.12 ms of the agent's CPU per POST against
-        # aiohttp's 0.21 ms (bench figures in the README), most of its work at many targets.
+        # (reqwest/hyper) off the event loop: 0.14 ms of the agent's CPU per POST against
+        # aiohttp's 0.23 ms (bench/bench_http_clients.py), most of its work at many targets.
         # Redirects are not followed: the allowlist checked the target's host, not where a
         # 3xx points (a 3xx is an error and retried, visible in the status). No proxy from
         # the environment: a target is reached as its URL says.
