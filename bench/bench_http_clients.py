@@ -4,9 +4,9 @@ The agent POSTs a batch of line protocol to every target of a sensor at the same
 at many targets its CPU per POST is most of its work and decides how long the last target
 waits. For each client (pyreqwest, the agent's; aiohttp; httpx) on each event loop (uvloop,
 the agent's; asyncio's own): `--rounds` rounds of `--targets` simultaneous POSTs (one client
-and keep-alive connection per target, as in the agent) of a `--lines`-line body to a local
-sink process; reported: this process's CPU per POST (pyreqwest's Rust threads included) and
-the time from the first POST of a round to the last answer, p50 and p99.
+and keep-alive connection per target, as in the agent) of a `--lines`-line body to the
+router benchmark's sink; reported: this process's CPU per POST (pyreqwest's Rust threads
+included) and the time from the first POST of a round to the last answer, p50 and p99.
 
     .venv/bin/python bench/bench_http_clients.py [--targets 16] [--rounds 300] [--lines 100]
 """
@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -28,23 +27,9 @@ import aiohttp
 import httpx
 import numpy as np
 import uvloop
+from bench_router import Sink  # this folder: run as bench/bench_http_clients.py
 from pyreqwest.client import ClientBuilder
 
-from testbed.processes import free_port, port_open
-
-_SINK = r"""
-import asyncio, sys
-from aiohttp import web
-async def handle(request):
-    await request.read()
-    return web.Response(status=204)
-async def main():
-    runner = web.ServerRunner(web.Server(handle), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", int(sys.argv[1])).start()
-    await asyncio.Event().wait()
-asyncio.run(main())
-"""
 LINE = (
     b"acceleration,device=loadgen,node=bench-edge,provider=bench,sensor=acceleration,unit=mg "
     b"x=1.0,y=-2.5,z=1003.0,seq=12345i,device_time=123.45 1700000000123456000\n"
@@ -138,16 +123,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=300)
     parser.add_argument("--lines", type=int, default=100, help="lines of line protocol per POST")
     args = parser.parse_args()
-    port = free_port()
-    sink = subprocess.Popen([sys.executable, "-c", _SINK, str(port)])
+    sink = Sink()  # the router benchmark's: one process, a path per target
     results: list[dict[str, Any]] = []
     try:
-        deadline = time.monotonic() + 30
-        while not port_open(port):
-            if time.monotonic() > deadline or sink.poll() is not None:
-                raise RuntimeError("the sink did not start")
-            time.sleep(0.05)
-        urls = [f"http://127.0.0.1:{port}/t{i}" for i in range(args.targets)]
+        urls = [sink.url(i, "clients") for i in range(args.targets)]
         body = LINE * args.lines
         for loop, run in (("uvloop", uvloop.run), ("asyncio", asyncio.run)):
             for client in CLIENTS:
@@ -155,8 +134,7 @@ def main() -> int:
                 figures = run(measure(client, urls, body, rounds))
                 results.append({"client": client, "loop": loop, "rounds": rounds, **figures})
     finally:
-        sink.terminate()
-        sink.wait(10)
+        sink.stop()
     baseline = {r["loop"]: r for r in results if r["client"] == "aiohttp"}
     for result in results:
         aio = baseline[result["loop"]]["cpu_ms_per_post"]

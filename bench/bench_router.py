@@ -24,10 +24,11 @@ our batch delay, metric_batch_size = our batch size, metric_buffer_limit 100000.
         [--phases steady,burst,outage,crash] [--batch-size 1000] [--batch-delay-ms 100]
         [--repeat 1]
 
-With `--repeat N` every measurement is taken N times, the two routers interleaved, and the
-figures are the medians (losses and duplicates: the worst run); each run is listed too. This
-machine's speed moves by tens of percent for tens of seconds (the same process start-up
-takes 45 % longer in a slow spell), so single runs of either router mislead.
+With `--repeat N` every measurement is taken N times, the two routers back to back (which
+goes first alternates), and the figures are the medians (losses and duplicates: the worst
+run); each run is listed too. This machine's speed moves by tens of percent for tens of
+seconds (the same process start-up takes 45 % longer in a slow spell), so single runs of
+either router mislead.
 
 It builds/uses the cached Telegraf, starts its own mosquitto, sink, generator and routers and
 stops them all; no process is left behind.
@@ -398,20 +399,23 @@ def forget_session(access: BrokerAccess, client_id: str) -> None:
 def measure(
     kind: str,
     targets: int,
+    phases: str,
     args: argparse.Namespace,
     access: BrokerAccess,
     sink: Sink,
     tmp: Path,
     repetition: int = 0,
 ) -> dict[str, Any]:
-    """Steady: publish at a rate while the router runs. Burst: the router subscribes, stops,
+    """The figures of `phases` (comma-separated), by phase.
+
+    Steady: publish at a rate while the router runs. Burst: the router subscribes, stops,
     `--burst` readings wait at the broker (its persistent session), the router starts again:
     how fast it drains them is its throughput, independent of the generator's speed.
     Outage: the consumers answer 503 for `--outage-seconds` while readings stream at
     `--outage-rate`; what arrives once they are back. Crash: the router is SIGKILLed in the
     middle of a steady stream and started again; what arrives."""
-    result: dict[str, Any] = {"router": kind, "targets": targets}
-    for phase in args.phases.split(","):
+    result: dict[str, Any] = {}
+    for phase in phases.split(","):
         run = f"{kind}-{targets}-{phase}-{repetition}"
         urls = [sink.url(i, run) for i in range(targets)]
 
@@ -578,11 +582,19 @@ def main() -> int:
         sink = Sink()
         try:
             for repetition in range(args.repeat):
-                for targets in counts:
-                    for kind in ("agent", "telegraf"):  # side by side, same broker, load, sink
-                        runs.setdefault((kind, targets), []).append(
-                            measure(kind, targets, args, access, sink, tmp, repetition)
-                        )
+                # Side by side (same broker, load and sink): each measurement of the two
+                # routers back to back, the first one alternating, so that a slow spell of
+                # the machine falls on both rather than on one.
+                kinds = ("agent", "telegraf")[:: 1 if repetition % 2 == 0 else -1]
+                for phase in args.phases.split(","):
+                    for targets in counts:
+                        for kind in kinds:
+                            found = runs.setdefault((kind, targets), [])
+                            if len(found) == repetition:
+                                found.append({"router": kind, "targets": targets})
+                            found[repetition].update(
+                                measure(kind, targets, phase, args, access, sink, tmp, repetition)
+                            )
         finally:
             sink.stop()
             broker.terminate()
