@@ -245,7 +245,9 @@ class Agent:
         now = time.time()
         for message in messages:
             topic, payload = message.topic, message.payload
-            stats = self.topics.setdefault(topic, TopicStats())
+            stats = self.topics.get(topic)
+            if stats is None:  # not setdefault: that would build a TopicStats per reading
+                stats = self.topics[topic] = TopicStats()
             try:
                 reading = Reading.decode(payload)
             except ReadingError as exc:
