@@ -33,6 +33,7 @@ from router_manager.route import RouteTarget, TargetState
 log = logging.getLogger(__name__)
 
 ERROR_TEXT_MAX = 300
+STOP_TIMEOUT_S = 5.0
 USER_AGENT = "fluidos-sensors-agent"
 RETRY_AFTER_MAX_S = 60.0
 
@@ -130,6 +131,7 @@ class TargetWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._pending_since: float | None = None  # monotonic: when readings began to wait
+        self._stopping = False
 
     def start(self) -> None:
         # A client (connection pool) per target. pyreqwest runs the HTTP exchange in Rust
@@ -150,12 +152,21 @@ class TargetWorker:
         self._task = asyncio.create_task(self._run(), name=f"deliver {self.key}")
 
     async def stop(self) -> None:
-        if self._task:
+        """Stop delivering. Bounded: the agent stops a worker while applying routes, and one
+        stuck request must not hold up the routes of every other target."""
+        self._stopping = True
+        if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait({self._task}, timeout=STOP_TIMEOUT_S)
+            if not self._task.done():
+                log.error("target %s: delivery still running after stop; left", self.key)
+            elif not self._task.cancelled() and self._task.exception() is not None:
+                log.error("target %s: delivery ended with %r", self.key, self._task.exception())
         if self.http is not None:
-            await self.http.close()
+            try:
+                await asyncio.wait_for(self.http.close(), STOP_TIMEOUT_S)
+            except (TimeoutError, PyreqwestError) as exc:
+                log.error("target %s: closing its HTTP client: %s", self.key, type(exc).__name__)
 
     def update(self, target: RouteTarget) -> None:
         """New settings (same id): they apply from the next batch."""
@@ -176,7 +187,7 @@ class TargetWorker:
         self._wake.set()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 batch = await self._next_batch()
                 await self._deliver(batch)
@@ -244,6 +255,8 @@ class TargetWorker:
                     status = answer.status
                     wait = retry_after(answer.get_header("Retry-After"))
             except PyreqwestError as exc:  # refused, reset, timed out: the target is not there
+                if self._stopping:  # whatever the client made of the cancellation: stop
+                    raise asyncio.CancelledError from exc
                 verdict = Verdict.RETRY
                 message = f"{type(exc).__name__} posting to {redact_url(self.target.url)}"
             else:
@@ -269,6 +282,8 @@ class TargetWorker:
                 log.warning("target %s failing, retrying: %s", self.key, message[:120])
             self.health.error(message, TargetState.RETRYING)
             await asyncio.sleep(max(self._backoff.next(), wait or 0.0))
+            if self._stopping:
+                return
             # Re-read: readings dropped at the bound meanwhile are not sent, and the batch may
             # have grown to its full size.
             batch = self.store.peek(self.key, self.target.batch_size)

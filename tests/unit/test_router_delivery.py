@@ -58,8 +58,11 @@ class Consumer:
     """An HTTP endpoint whose answers the test scripts: a list of (status, headers, body),
     the last one repeated; it records every request."""
 
-    def __init__(self, answers: list[tuple[int, dict[str, str], bytes]]) -> None:
+    def __init__(
+        self, answers: list[tuple[int, dict[str, str], bytes]], delay: float = 0.0
+    ) -> None:
         self.answers = answers
+        self.delay = delay  # before each answer
         self.requests: list[tuple[str, dict[str, str], bytes, float]] = []
         self.runner: web.AppRunner | None = None
         self.port = 0
@@ -69,6 +72,7 @@ class Consumer:
             body = await request.read()
             self.requests.append((request.path, dict(request.headers), body, time.monotonic()))
             status, headers, text = self.answers[min(len(self.requests), len(self.answers)) - 1]
+            await asyncio.sleep(self.delay)
             return web.Response(status=status, headers=headers, body=text)
 
         app = web.Application()
@@ -195,4 +199,24 @@ async def test_an_absent_target_is_retried_without_echoing_its_credentials(
     assert f"127.0.0.1:{port}/write" in error
     assert "pa55word" not in error and "hunter2" not in error and "user" not in error
     assert store.target("r/t").queued == 10
+    store.close()
+
+
+async def test_stop_ends_deliveries_at_once_whatever_the_target_is_doing(tmp_path: Path) -> None:
+    # The agent stops a worker while applying routes: it must not wait for a slow answer or
+    # a retry, and nothing may be sent for the removed target afterwards.
+    store = DurableLog(tmp_path / "queue.sqlite")
+    for answers, delay in (([(204, {}, b"")], 3.0), ([(503, {}, b"")], 0.0)):
+        _queue(store, "r/t", 10)
+        async with Consumer(answers, delay=delay) as consumer:
+            worker = _worker(store, consumer.url())
+            worker.start()
+            await _until(lambda c=consumer: len(c.requests) >= 1)
+            started = time.monotonic()
+            await worker.stop()
+            assert time.monotonic() - started < 2.5  # it did not wait for the 3 s answer
+            sent = len(consumer.requests)
+            await asyncio.sleep(0.3)
+            assert len(consumer.requests) == sent
+        store.remove("r/t")
     store.close()
