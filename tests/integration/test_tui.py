@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import socket
+import struct
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -568,16 +569,26 @@ async def test_an_unreachable_cluster_is_shown_while_the_other_works(
 
 
 class Relay:
-    """A loopback TCP relay to an API server that the test can cut and restore."""
+    """A loopback TCP relay to an API server that the test can cut and restore.
+
+    Its port stays bound from `start` to `close`: re-binding it after a cut could fail, since
+    any client's outgoing connection may take a free port as its own meanwhile. Cut, it
+    resets every connection at once, as a crashed server behind an address would.
+    """
 
     def __init__(self, upstream: tuple[str, int]) -> None:
         self.upstream = upstream
         self.port = free_port()
         self._sockets: list[socket.socket] = []
         self._listener: socket.socket | None = None
+        self._cut = False
         self._lock = threading.Lock()
 
     def start(self) -> None:
+        """Relay (again)."""
+        self._cut = False
+        if self._listener is not None:
+            return
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", self.port))
@@ -591,6 +602,9 @@ class Relay:
                 downstream, _ = listener.accept()
             except OSError:
                 return
+            if self._cut:
+                _reset(downstream)
+                continue
             try:
                 upstream = socket.create_connection(self.upstream, timeout=5)
             except OSError:
@@ -615,16 +629,27 @@ class Relay:
                     sock.shutdown(socket.SHUT_RDWR)
 
     def stop(self) -> None:
-        """Refuse new connections and cut every open one, as a crashed server would."""
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
+        """Reset new connections and cut every open one, as a crashed server would."""
+        self._cut = True
         with self._lock:
             sockets, self._sockets = self._sockets, []
         for sock in sockets:
             with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the pump blocked in recv
             sock.close()
+
+    def close(self) -> None:
+        self.stop()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close with a TCP reset (linger 0), not a graceful close."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
 
 
 @pytest.fixture
@@ -633,7 +658,7 @@ def relay(consumer: ClusterAccess) -> Iterator[Relay]:
     relay = Relay((server.hostname or "127.0.0.1", server.port or 443))
     relay.start()
     yield relay
-    relay.stop()
+    relay.close()
 
 
 async def test_a_cluster_that_goes_away_is_marked_and_reconnects_by_itself(
