@@ -16,7 +16,7 @@ import json
 import math
 from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fluidos_sensors.filters import FILTER_NAMES, FilterError, SensorFilter
@@ -386,6 +386,86 @@ def test_fuzz_reading_decode_gives_a_reading_or_reading_error(payload: bytes | s
         assert len(str(err)) <= 400
     else:
         assert isinstance(reading, Reading)
+
+
+# A valid reading with one to three keys set to an edge of what is valid, or past it.
+edge_texts = st.one_of(
+    st.text(min_size=1, max_size=12),
+    st.sampled_from(["", "\ud800", "\x00", None, 1]),
+    st.builds(
+        lambda char, extra: char * (TEXT_MAX_LENGTH + extra),
+        st.sampled_from(["d", "é", "€", "\U0001f600"]),
+        st.integers(-1, 1),
+    ),
+)
+edge_numbers = st.one_of(
+    st.integers(-(2**64), 2**64),
+    st.sampled_from([2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 10**308, 10**309, True]),
+    floats,
+    st.none(),
+    st.text(max_size=3),
+)
+READING_EDGES: dict[str, st.SearchStrategy[Any]] = {
+    "v": st.sampled_from([1, 0, 2, 1.0, True, "1", None]),
+    "ns": edge_texts,
+    "device": edge_texts,
+    "sensor": edge_texts,
+    "quantity": edge_texts,
+    "unit": edge_texts,
+    "node": edge_texts,
+    "provider": edge_texts,
+    "values": st.one_of(
+        st.dictionaries(st.text(max_size=3), edge_numbers, min_size=1, max_size=4),
+        st.sampled_from([{}, [], None]),
+    ),
+    "units": st.one_of(
+        st.dictionaries(st.text(max_size=3), edge_texts, max_size=3), st.sampled_from([None, []])
+    ),
+    "seq": st.one_of(st.integers(-2, 2**64), st.sampled_from([1.0, True, None, "1"])),
+    "deviceTime": st.one_of(floats, st.none(), st.integers(-(10**400), 10**400)),
+    "receivedAt": st.one_of(floats, st.none(), st.integers(-(10**400), 10**400)),
+    "later": json_values,
+}
+VALID_READING = {
+    "v": 1,
+    "ns": "default",
+    "device": "stwin-1",
+    "sensor": "acceleration",
+    "quantity": "acceleration",
+    "unit": "mg",
+    "values": {"x": -3.0, "y": 12, "z": None},
+    "node": "provider-1-edge",
+    "seq": 41,
+    "deviceTime": 12.34,
+    "receivedAt": 1767225600.123456,
+}
+
+
+@st.composite
+def edge_reading_bodies(draw: st.DrawFn) -> dict[str, Any]:
+    body = dict(VALID_READING)
+    for key in draw(st.lists(st.sampled_from(sorted(READING_EDGES)), min_size=1, max_size=3)):
+        if draw(st.booleans()) and key in body:
+            del body[key]
+        else:
+            body[key] = draw(READING_EDGES[key])
+    return body
+
+
+# Cheap (half a millisecond each), and an edge is one key among many: more examples.
+@settings(max_examples=max(2_000, settings.default.max_examples))
+@given(st.one_of(edge_reading_bodies(), reading_bodies).map(to_json))
+def test_fuzz_fast_and_careful_reading_decoders_agree(payload: str) -> None:
+    """What msgspec takes, the careful checks take too, as the same reading (the same types:
+    1 == 1.0 would hide an int turned float)."""
+    try:
+        fast = Reading.decode_fast(payload.encode("utf-8", "surrogatepass"))
+    except Exception:  # msgspec's errors: `decode` then asks the careful path
+        return
+    careful = Reading.decode_carefully(payload)
+    assert fast == careful
+    for field in fast.__struct_fields__:
+        assert repr(getattr(fast, field)) == repr(getattr(careful, field)), field
 
 
 FLAVOR_PATHS = [
