@@ -29,7 +29,6 @@ from collections.abc import Mapping
 from typing import Annotated, Any
 
 import msgspec
-import orjson
 from msgspec import Meta
 
 from fluidos_sensors.limits import (
@@ -134,12 +133,11 @@ class Reading(
     def decode_carefully(cls, payload: bytes | bytearray | str) -> Reading:
         """`decode` with Python's checks alone, which name the wrong field."""
         try:
-            # orjson alone, for the edge agent's every reading (a quarter of json.loads' time);
             # from_json checks each field (numbers with as_float: huge ones refused, not
-            # raised). What orjson refuses (NaN, ints past 64 bits, bad UTF-8, too deep) goes
-            # to load_json below, which accepts or names the problem as before.
-            body = orjson.loads(payload)
-        except (ValueError, TypeError, RecursionError):
+            # raised). What msgspec refuses (NaN, bad UTF-8, too deep, too many digits) goes
+            # to load_json below, which accepts or names the problem.
+            body = msgspec.json.decode(payload)
+        except (msgspec.MsgspecError, ValueError, TypeError, RecursionError):
             body = None  # not JSON, not UTF-8, too deep, too many digits: say which, below
         if body is None or not isinstance(body, dict):
             try:
