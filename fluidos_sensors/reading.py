@@ -24,6 +24,7 @@ its payload compact JSON (no spaces), self-describing::
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping
 from typing import Annotated, Any
@@ -43,6 +44,7 @@ from fluidos_sensors.topics import broker_topic
 
 SCHEMA_VERSION = 1
 READING_MAX_DEPTH = 4  # a reading nests 2 levels ("values", "units")
+FAST_MAX_BRACKETS = 64  # payloads with more go to the careful path (see Reading.decode_fast)
 SEQ_MAX = 2**63 - 1  # an int64, as line protocol and every reader downstream store it
 INT64 = Meta(ge=-(2**63), le=2**63 - 1)
 # What the fast decoder takes; `from_json` says why anything else is refused (or takes it:
@@ -118,28 +120,34 @@ class Reading(
         """Parse a payload (UTF-8 JSON); ReadingError, and nothing else, says what is wrong."""
         try:
             return cls.decode_fast(payload)
-        except (msgspec.MsgspecError, ValueError, TypeError, RecursionError):
-            # Refused by the fast path: the careful one says why, or takes what msgspec is
-            # stricter about (tests/unit/test_fuzz_parsers.py: they agree on what both take).
+        except (msgspec.MsgspecError, ValueError, TypeError):
+            # The careful path says why, or takes what msgspec is stricter about.
             return cls.decode_carefully(payload)
 
     @classmethod
     def decode_fast(cls, payload: bytes | bytearray | str) -> Reading:
-        """`decode` by msgspec alone: its own errors, which do not always name the field."""
+        """`decode` by msgspec alone, raising its own errors (not always naming the field).
+
+        Only for payloads with at most FAST_MAX_BRACKETS arrays and objects: msgspec recurses
+        in C once per nesting level, bounded only by Python's recursion limit, which processes
+        that read Kubernetes objects raise (`allow_kubernetes_nesting`), so a deeply nested
+        payload would overflow the C stack.
+        """
+        if not _shallow(payload):
+            raise ValueError(f"more than {FAST_MAX_BRACKETS} arrays and objects, or not text")
         _VERSION.decode(payload)
         return _READING.decode(payload)
 
     @classmethod
     def decode_carefully(cls, payload: bytes | bytearray | str) -> Reading:
-        """`decode` with Python's checks alone, which name the wrong field."""
-        try:
-            # from_json checks each field (numbers with as_float: huge ones refused, not
-            # raised). What msgspec refuses (NaN, bad UTF-8, too deep, too many digits) goes
-            # to load_json below, which accepts or names the problem.
-            body = msgspec.json.decode(payload)
-        except (msgspec.MsgspecError, ValueError, TypeError, RecursionError):
-            body = None  # not JSON, not UTF-8, too deep, too many digits: say which, below
-        if body is None or not isinstance(body, dict):
+        """`decode` by Python's checks, whose errors name the field."""
+        body = None
+        if _shallow(payload):
+            with contextlib.suppress(msgspec.MsgspecError, ValueError, TypeError):
+                body = msgspec.json.decode(payload)
+        if not isinstance(body, dict):
+            # Deep, not JSON, not UTF-8, NaN, numbers past a float's range: load_json takes
+            # what it can (deep parts as TooDeep) or says what is wrong.
             try:
                 body = load_json(payload, max_depth=READING_MAX_DEPTH)
             except JSONInputError as err:
@@ -231,6 +239,16 @@ def _units(value: object) -> Mapping[str, str] | None:
     if not isinstance(value, dict) or not all(isinstance(u, str) for u in value.values()):
         raise ReadingError(f'"units" must be an object of unit strings, got {preview(value)}')
     return dict(value)
+
+
+def _shallow(payload: object) -> bool:
+    """Text with at most FAST_MAX_BRACKETS arrays and objects, so nested no deeper. Cheap: a
+    reading has two or three; brackets inside strings only make the bound safer."""
+    if isinstance(payload, bytes | bytearray):
+        return payload.count(b"{") + payload.count(b"[") <= FAST_MAX_BRACKETS
+    if isinstance(payload, str):
+        return payload.count("{") + payload.count("[") <= FAST_MAX_BRACKETS
+    return False
 
 
 class _Version(msgspec.Struct):

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
@@ -164,3 +167,38 @@ def test_hostile_fields_name_the_field(change: dict[str, object], field: str) ->
 def test_payload_that_is_not_text_is_a_reading_error() -> None:
     with pytest.raises(ReadingError, match="not text"):
         Reading.decode(12)  # type: ignore[arg-type]
+
+
+DEEP_PAYLOADS_SCRIPT = """
+from fluidos_sensors.limits import allow_kubernetes_nesting
+from fluidos_sensors.reading import Reading, ReadingError
+
+allow_kubernetes_nesting()  # as the edge agent does: it watches its routes
+deep = "[" * 300_000 + "]" * 300_000
+valid = (
+    '{"v":1,"ns":"d","device":"b","sensor":"s","quantity":"q","unit":"u",'
+    '"values":{"x":1},"node":"n","seq":1,"receivedAt":1.0'
+)
+for payload in (deep, '{"v":1,"values":{"x":' + deep + "}}", valid + ',"later":' + deep + "}"):
+    try:
+        print(type(Reading.decode(payload.encode())).__name__)
+    except ReadingError:
+        print("ReadingError")
+"""
+
+
+def test_deep_payloads_cannot_overflow_the_stack_of_a_kubernetes_reading_process() -> None:
+    """Processes that read Kubernetes objects raise Python's recursion limit, which is what
+    bounds msgspec's recursion: a deeply nested reading raised RecursionError there, or
+    crashed the process (SIGSEGV, in a CI run). Its own process, so that a crash fails this
+    test instead of ending the run."""
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(DEEP_PAYLOADS_SCRIPT)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    # Too deep to be a reading; an unknown key however deep is ignored, as any unknown key.
+    assert result.stdout.split() == ["ReadingError", "ReadingError", "Reading"]
