@@ -66,8 +66,9 @@ class Reading(
     """One sensor's values from one notification, as published on the edge broker.
 
     A msgspec Struct: the edge agent decodes every reading it routes, and msgspec checks a
-    valid payload's fields in C as it parses, ten times faster than `from_json`
-    (`bench/bench_router.py`). Do not mutate `values` or `units`: readings are shared.
+    valid payload's fields (the annotations below) in C as it parses: 1.7 µs per reading
+    against 10.7 µs for parsing plus `from_json`. Do not mutate `values` or `units`:
+    readings are shared (msgspec cannot give read-only mappings).
     """
 
     namespace: Text
