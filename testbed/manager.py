@@ -15,7 +15,7 @@ from pathlib import Path
 from testbed import binaries, edge, paths, services
 from testbed.controlplane import ClusterEndpoints
 from testbed.processes import port_open
-from testbed.state import CONFIG_FILE, TestbedState, pid_alive
+from testbed.state import CONFIG_FILE, TestbedState, pid_alive, process_identity
 from testbed.topology import Topology
 
 # Binaries every testbed needs; edge processes add theirs via `edge.EDGE_BINARIES`.
@@ -37,8 +37,12 @@ def up(
     *,
     timeout: float = 300,
     log: Callable[[str], None] = print,
+    owner_pid: int | None = None,
 ) -> tuple[TestbedState, bool]:
-    """Start a testbed (or find the running one). Returns (state, started_now)."""
+    """Start a testbed (or find the running one). Returns (state, started_now).
+
+    With `owner_pid`, a testbed started now stops by itself once that process ends (a test
+    run that crashes or is killed leaves nothing running)."""
     state_dir = state_dir or paths.state_dir()
     existing = TestbedState.read(state_dir)
     if existing and existing.running:
@@ -63,6 +67,8 @@ def up(
         "edge": edge.allocate_ports(topology),
         "services": services.allocate_ports(topology),
     }
+    if owner_pid is not None:
+        config["owner"] = process_identity(owner_pid)
     (state_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2))
     with open(state_dir / "supervisor.log", "ab") as out:
         subprocess.Popen(

@@ -19,6 +19,29 @@ def write_status(state_dir: Path, status: dict[str, Any]) -> None:
     os.replace(tmp, state_dir / STATUS_FILE)
 
 
+def process_identity(pid: int) -> dict[str, int]:
+    """A process as its pid and start time (clock ticks since boot): a later process given
+    the same pid is not taken for it."""
+    return {"pid": pid, "started": _start_ticks(pid) or 0}
+
+
+def identity_alive(identity: dict[str, int]) -> bool:
+    """Whether the process of `process_identity` still runs."""
+    pid = identity.get("pid")
+    if not pid or not pid_alive(pid):
+        return False
+    started = identity.get("started")
+    return not started or _start_ticks(pid) == started
+
+
+def _start_ticks(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return int(stat.read().rsplit(") ", 1)[1].split()[19])  # field 22: starttime
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def pid_alive(pid: int | None) -> bool:
     if not pid:
         return False

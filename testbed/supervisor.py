@@ -2,7 +2,8 @@
 
 Started detached by `testbed up` as `python -m testbed.supervisor STATE_DIR`; `testbed down`
 sends it SIGTERM and it stops its children in reverse order. Its children die with it even
-when it is killed outright (PR_SET_PDEATHSIG), so nothing outlives the testbed.
+when it is killed outright (PR_SET_PDEATHSIG), so nothing outlives the testbed. A testbed
+started for a test run stops by itself when that run's process ends, however it ends.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from testbed import bootstrap, edge, marketplace, services
 from testbed.controlplane import ClusterEndpoints, control_plane_processes, write_kubeconfig
 from testbed.pki import ClusterPKI
 from testbed.processes import ManagedProcess, ProcessFailed
-from testbed.state import write_status
+from testbed.state import identity_alive, write_status
 from testbed.topology import CONSUMER, PROVIDER, Topology
 
 HEARTBEAT_SECONDS = 10.0
@@ -65,6 +66,9 @@ class Supervisor:
         self.binaries = {name: Path(p) for name, p in config["binaries"].items()}
         self.edge_ports: dict[str, dict[str, int]] = config.get("edge", {})
         self.service_ports: dict[str, dict[str, int]] = config.get("services", {})
+        # The process this testbed lives for (a test run), if any: when it ends, even killed
+        # outright, the testbed stops. setup.sh's testbed has none and stays up.
+        self.owner: dict[str, int] | None = config.get("owner")
         self.processes: list[ManagedProcess] = []
         self.stopping = threading.Event()
         self.status: dict[str, Any] = {"pid": os.getpid(), "phase": "starting", "clusters": {}}
@@ -219,6 +223,9 @@ class Supervisor:
         backoff: dict[str, float] = {}
         next_heartbeat = next_rotation = time.monotonic()
         while not self.stopping.wait(TICK_SECONDS):
+            if self.owner and not identity_alive(self.owner):
+                log.warning("owner process %s ended: stopping the testbed", self.owner["pid"])
+                break
             now = time.monotonic()
             if now >= next_heartbeat:
                 self._heartbeat_all()

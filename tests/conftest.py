@@ -30,7 +30,10 @@ def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestbedState]:
     previous = os.environ.get("FLUIDOS_SENSORS_STATE")
     os.environ["FLUIDOS_SENSORS_STATE"] = str(state_dir)
     state, _ = manager.up(
-        default_topology(providers=1, consumers=2), state_dir, log=lambda m: print(m)
+        default_topology(providers=1, consumers=2),
+        state_dir,
+        log=lambda m: print(m),
+        owner_pid=os.getpid(),  # a crashed run (a segfault, a kill) leaves nothing running
     )
     try:
         yield state

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import pytest
@@ -11,7 +12,7 @@ from kubernetes.client.exceptions import ApiException
 from fluidos_sensors import api as fs_api
 from testbed import bootstrap, manager
 from testbed.processes import port_open
-from testbed.state import pid_alive
+from testbed.state import TestbedState, pid_alive
 from testbed.topology import default_topology
 
 pytestmark = pytest.mark.integration
@@ -202,3 +203,32 @@ def test_down_leaves_no_process_and_no_port(tmp_path) -> None:
     assert not any(pid_alive(pid) for pid in pids)
     assert not any(port_open(p) for p in ports)
     assert not (tmp_path / "tb").exists()
+
+
+def test_a_testbed_stops_when_its_owner_process_ends(tmp_path) -> None:
+    """A test run's testbed (conftest's `owner_pid`) goes when the run's process dies, even
+    by a signal it cannot handle: a segfaulted pytest once left a whole testbed running."""
+    owner = subprocess.Popen(["sleep", "600"])
+    try:
+        state, started = manager.up(
+            default_topology(providers=1, consumers=0),
+            tmp_path / "tb",
+            log=lambda _m: None,
+            owner_pid=owner.pid,
+        )
+        assert started
+        procs = state.status["processes"]
+        pids = [p["pid"] for p in procs.values()] + [state.supervisor_pid]
+        ports = [port for p in procs.values() for port in p["ports"]]
+        assert all(pid_alive(pid) for pid in pids)
+        owner.kill()
+        deadline = time.monotonic() + 60
+        while any(pid_alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(pid_alive(pid) for pid in pids)
+        assert not any(port_open(p) for p in ports)
+        assert TestbedState.read(tmp_path / "tb").status["phase"] == "stopped"
+    finally:
+        owner.kill()
+        owner.wait()
+        manager.down(tmp_path / "tb", log=lambda _m: None)  # when this test fails
