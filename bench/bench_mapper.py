@@ -39,7 +39,7 @@ from mapper.service import Mapper, MapperSettings
 from mapper.simulated import simulated_boards
 from mapper.simulator import SimulatedRadio, client_backend, scanner_backend
 from testbed import binaries
-from testbed.processes import free_port, port_open
+from testbed.processes import die_with_parent, free_port, port_open
 
 NODE = "bench-edge"
 INERTIAL_HZ = 30.0
@@ -88,6 +88,7 @@ def start_mosquitto(folder: Path) -> tuple[subprocess.Popen[bytes], BrokerAccess
         [str(executable), "-c", str(config)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,
     )
     deadline = time.monotonic() + 10
     while not port_open(port):
@@ -109,6 +110,7 @@ def start_subscriber(access: BrokerAccess) -> subprocess.Popen[str]:
         [sys.executable, "-c", _SUBSCRIBER, json.dumps(body)],
         stdout=subprocess.PIPE,
         text=True,
+        preexec_fn=die_with_parent,
     )
     assert subscriber.stdout is not None
     if subscriber.stdout.readline().strip() != "ready":

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -197,6 +198,7 @@ def main() -> int:
             default_topology(providers=1, consumers=2),
             state_dir,
             log=lambda m: print(m, file=sys.stderr),
+            owner_pid=os.getpid(),  # a killed bench leaves nothing running
         )
         try:
             print(json.dumps(run(state, args), indent=2))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from kubernetes import client, watch
 from fluidos_sensors import api as fs_api
 from fluidos_sensors.flavor import DEFAULT_FLAVOR_NAMESPACE, DEVICE_ANNOTATION
 from testbed import bootstrap, manager
+from testbed.processes import die_with_parent
 from testbed.topology import default_topology
 
 EDGE = "provider-1-edge"
@@ -176,6 +178,7 @@ def start_operator(kubeconfig: Path, log: Path) -> subprocess.Popen[bytes]:
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
         )
 
 
@@ -208,6 +211,7 @@ def main() -> int:
             default_topology(providers=1, consumers=0),
             state_dir,
             log=lambda m: print(m, file=sys.stderr),
+            owner_pid=os.getpid(),  # a killed bench leaves nothing running
         )
         operator: subprocess.Popen[bytes] | None = None
         try:

@@ -55,7 +55,7 @@ from bench_mapper import start_mosquitto  # this folder: run as bench/bench_rout
 from mapper.broker import BrokerAccess
 from router_manager.route import RouteTarget, route_body
 from testbed import binaries
-from testbed.processes import free_port, port_open
+from testbed.processes import die_with_parent, free_port, port_open
 
 TOPIC = "bench/fluidos-sensors/loadgen/acceleration"
 
@@ -177,6 +177,7 @@ class Sink:
             [sys.executable, "-c", _SINK, str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
         )
         wait_port(self.port, self.proc)
 
@@ -326,7 +327,9 @@ class Router:
                 "--state-dir", str(folder / "queue"), "--routes-file", str(routes),
                 "--log-level", "WARNING",
             ]  # fmt: skip
-        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+        )
 
     def cpu(self) -> float:
         return cpu_seconds(self.proc.pid)
@@ -491,6 +494,7 @@ def publish_in_background(access: BrokerAccess, count: int, rate: float) -> subp
         [sys.executable, "-c", _LOADGEN, access_json(access), str(count), str(rate), "0"],
         stdout=subprocess.PIPE,
         text=True,
+        preexec_fn=die_with_parent,
     )
 
 

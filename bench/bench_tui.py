@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import copy
 import json
+import os
 import tempfile
 import threading
 import time
@@ -225,7 +226,10 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as folder:
                 state_dir = Path(folder)
                 manager.up(
-                    default_topology(providers=1, consumers=1), state_dir, log=lambda _: None
+                    default_topology(providers=1, consumers=1),
+                    state_dir,
+                    log=lambda _: None,
+                    owner_pid=os.getpid(),  # a killed bench leaves nothing running
                 )
                 try:
                     result["startup"] = asyncio.run(bench_startup(state_dir))

@@ -20,8 +20,9 @@ from pathlib import Path
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    # If the supervisor is killed outright, the kernel ends its children too: nothing leaks.
+def die_with_parent() -> None:
+    """`preexec_fn` of a child process: if its parent is killed outright (the supervisor, a
+    test run), the kernel ends the child too, so nothing leaks."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -75,7 +76,7 @@ class ManagedProcess:
                 stdin=subprocess.DEVNULL,
                 env={**os.environ, **self.spec.env},
                 cwd=self.spec.cwd,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
 
     def wait_ready(self) -> None:

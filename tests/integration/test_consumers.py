@@ -44,6 +44,7 @@ from fluidos_sensors.rear import DeliveryAuthorization, NodeIdentity, RearClient
 from mapper.broker import BrokerAccess
 from router_manager.route import RouteTarget, TargetAuth, route_body, route_name
 from testbed import edge
+from testbed.processes import die_with_parent
 from testbed.services import ConsumerStack
 from testbed.state import ClusterAccess, TestbedState
 
@@ -253,6 +254,7 @@ class LoadMapper:
             ],
             stdout=log.open("ab"),
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
         )
         self.status = log.with_suffix(".json")
 
@@ -292,7 +294,10 @@ class Recorder:
             "asyncio.run(main())\n"
         )
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", script], stdout=log.open("w"), stderr=subprocess.STDOUT
+            [sys.executable, "-c", script],
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
         )
         eventually(lambda: "ready" in log.read_text(), "the recorder subscribed")
 

@@ -49,6 +49,7 @@ from fluidos_sensors.sensor import DeviceRef, SensorSpec
 from resource_manager.gateway import objects
 from testbed import bootstrap, credentials
 from testbed.pki import CertPair, ClusterPKI
+from testbed.processes import die_with_parent
 from testbed.state import ClusterAccess
 
 pytestmark = pytest.mark.integration
@@ -117,7 +118,9 @@ class Gateway:
 
     def start(self, token: str) -> None:
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                self.args, stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+            )
 
         def ready() -> bool:
             self.assert_alive()

@@ -19,6 +19,7 @@ from kubernetes.client.exceptions import ApiException
 from fluidos_sensors import api as fs_api
 from fluidos_sensors.flavor import DEFAULT_FLAVOR_NAMESPACE, DEVICE_NAMESPACE_LABEL
 from testbed import bootstrap, credentials
+from testbed.processes import die_with_parent
 from testbed.state import ClusterAccess
 
 pytestmark = pytest.mark.integration
@@ -192,6 +193,7 @@ class Operator:
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,
             )
 
     def stop(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 
@@ -11,7 +12,7 @@ from kubernetes.client.exceptions import ApiException
 
 from fluidos_sensors import api as fs_api
 from testbed import bootstrap, manager
-from testbed.processes import port_open
+from testbed.processes import die_with_parent, port_open
 from testbed.state import TestbedState, pid_alive
 from testbed.topology import default_topology
 
@@ -189,7 +190,9 @@ def test_supervisor_reports_simulated_not_ready(provider_api: client.ApiClient) 
 def test_down_leaves_no_process_and_no_port(tmp_path) -> None:
     """A second, small testbed: up, idempotent up, down; nothing of it survives."""
     topology = default_topology(providers=1, consumers=0)
-    state, started = manager.up(topology, tmp_path / "tb", log=lambda _m: None)
+    state, started = manager.up(
+        topology, tmp_path / "tb", log=lambda _m: None, owner_pid=os.getpid()
+    )
     assert started
     again, started_again = manager.up(topology, tmp_path / "tb", log=lambda _m: None)
     assert not started_again and again.supervisor_pid == state.supervisor_pid
@@ -208,7 +211,7 @@ def test_down_leaves_no_process_and_no_port(tmp_path) -> None:
 def test_a_testbed_stops_when_its_owner_process_ends(tmp_path) -> None:
     """A test run's testbed (conftest's `owner_pid`) goes when the run's process dies, even
     by a signal it cannot handle: a segfaulted pytest once left a whole testbed running."""
-    owner = subprocess.Popen(["sleep", "600"])
+    owner = subprocess.Popen(["sleep", "600"], preexec_fn=die_with_parent)
     try:
         state, started = manager.up(
             default_topology(providers=1, consumers=0),
