@@ -35,10 +35,19 @@ def identity_alive(identity: dict[str, int]) -> bool:
 
 
 def _start_ticks(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    try:
+        return int(fields[19]) if fields else None  # field 22: starttime
+    except (IndexError, ValueError):
+        return None
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (which may hold spaces and ")")."""
     try:
         with open(f"/proc/{pid}/stat") as stat:
-            return int(stat.read().rsplit(") ", 1)[1].split()[19])  # field 22: starttime
-    except (OSError, IndexError, ValueError):
+            return stat.read().rsplit(") ", 1)[1].split()
+    except (OSError, IndexError):
         return None
 
 
@@ -51,12 +60,8 @@ def pid_alive(pid: int | None) -> bool:
         return False
     except PermissionError:
         return True
-    # A zombie is dead for our purposes.
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
+    fields = _stat_fields(pid)
+    return bool(fields) and fields[0] != "Z"  # a zombie is dead for our purposes
 
 
 @dataclass(frozen=True)

@@ -187,6 +187,13 @@ def test_supervisor_reports_simulated_not_ready(provider_api: client.ApiClient) 
     wait_for("True")
 
 
+def _pids_and_ports(state: TestbedState) -> tuple[list[int], list[int]]:
+    """Every process of a testbed (its supervisor too) and every port they listen on."""
+    procs = list(state.status["processes"].values())
+    pids = [p["pid"] for p in procs] + [state.supervisor_pid]
+    return pids, [port for p in procs for port in p["ports"]]
+
+
 def test_down_leaves_no_process_and_no_port(tmp_path) -> None:
     """A second, small testbed: up, idempotent up, down; nothing of it survives."""
     topology = default_topology(providers=1, consumers=0)
@@ -196,10 +203,8 @@ def test_down_leaves_no_process_and_no_port(tmp_path) -> None:
     assert started
     again, started_again = manager.up(topology, tmp_path / "tb", log=lambda _m: None)
     assert not started_again and again.supervisor_pid == state.supervisor_pid
-    procs = again.status["processes"]
-    assert {"provider-1/etcd", "provider-1/kube-apiserver"} <= set(procs)
-    pids = [p["pid"] for p in procs.values()] + [state.supervisor_pid]
-    ports = [port for p in procs.values() for port in p["ports"]]
+    assert {"provider-1/etcd", "provider-1/kube-apiserver"} <= set(again.status["processes"])
+    pids, ports = _pids_and_ports(again)
     assert all(pid_alive(pid) for pid in pids) and all(port_open(p) for p in ports)
 
     assert manager.down(tmp_path / "tb", log=lambda _m: None)
@@ -220,9 +225,7 @@ def test_a_testbed_stops_when_its_owner_process_ends(tmp_path) -> None:
             owner_pid=owner.pid,
         )
         assert started
-        procs = state.status["processes"]
-        pids = [p["pid"] for p in procs.values()] + [state.supervisor_pid]
-        ports = [port for p in procs.values() for port in p["ports"]]
+        pids, ports = _pids_and_ports(state)
         assert all(pid_alive(pid) for pid in pids)
         owner.kill()
         deadline = time.monotonic() + 60
