@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: lint, unit tests and integration tests on a real testbed that the tests
-# start (or reuse, when scripts/setup.sh runs one) and stop. Extra arguments go to pytest.
+# The whole test suite: lint, unit tests and integration tests on a real testbed of its own that
+# the tests start and stop (a testbed scripts/setup.sh runs is left alone). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bootstrap.sh

@@ -1,8 +1,10 @@
 """Session fixtures: one real testbed for the whole run.
 
-A testbed already running (scripts/setup.sh) is reused and left running; otherwise the
-fixture starts one in a temporary state folder and stops it at the end. Nothing here skips:
-if a binary cannot be had, the fixture fails with the reason.
+The suite always starts its own testbed, in a temporary state folder on free ports, and stops
+it at the end. A testbed the user runs (scripts/setup.sh, with its demo's requests, contracts
+and route targets) is never reused, changed or stopped: the suite's objects would collide with
+the demo's, and the demo would lose what the tests delete. Nothing here skips: if a binary
+cannot be had, the fixture fails with the reason.
 """
 
 from __future__ import annotations
@@ -14,17 +16,13 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from testbed import bootstrap, manager, paths
+from testbed import bootstrap, manager
 from testbed.state import ClusterAccess, TestbedState
 from testbed.topology import default_topology
 
 
 @pytest.fixture(scope="session")
 def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestbedState]:
-    running = TestbedState.read(paths.state_dir())
-    if running and running.running and running.phase == "ready":
-        yield running
-        return
     state_dir = tmp_path_factory.mktemp("testbed")
     # Processes the tests start (operators, mappers) find this testbed through the variable.
     previous = os.environ.get("FLUIDOS_SENSORS_STATE")
