@@ -55,6 +55,17 @@ INT_MAX_DIGITS = 309
 # How much of a value a message echoes: enough to recognise it.
 ECHO_MAX_LENGTH = 40
 ELLIPSIS = "\u2026"
+# The window of times a reading may carry (its mapper's receive time, Unix seconds), shared by
+# the mapper (which does not publish outside it) and the edge agent (which refuses outside it).
+# Before 2000-01-01T00:00:00Z: a clock that was never set (a board without a real-time clock
+# boots at 1970) or a forged reading; InfluxDB would store it, and -1 or 1e12 make Telegraf
+# refuse the whole batch it is in.
+READING_TIME_MIN = 946_684_800.0
+# Ahead of the checking clock: mapper and agent share their node's clock, so a genuine reading
+# is ahead only by a clock step between stamping and checking (NTP correcting a clock that ran
+# fast). Five minutes, the clock skew Kerberos and Kubernetes token checks tolerate; a reading
+# further ahead would sit at the top of every "latest value" query until its time came.
+READING_TIME_AHEAD_MAX = 300.0
 
 
 class JSONInputError(ValueError):
@@ -194,6 +205,19 @@ _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 def has_control_characters(text: str) -> bool:
     """Whether ``text`` holds control characters or lone surrogates."""
     return _UNPRINTABLE.search(text) is not None
+
+
+def reading_time_problem(seconds: float, now: float) -> str | None:
+    """Why a reading stamped `seconds` (Unix) is outside the window at `now`, or None."""
+    if seconds < READING_TIME_MIN:
+        return f"is before 2000-01-01 ({seconds!r} s): the clock was not set"
+    if seconds > now + READING_TIME_AHEAD_MAX:
+        ahead = seconds - now
+        return (
+            f"is {ahead:.0f} s ahead of this node's clock "
+            f"(at most {READING_TIME_AHEAD_MAX:.0f} s): the clock is wrong"
+        )
+    return None
 
 
 def _parse_int(text: str) -> int | OversizedNumber:

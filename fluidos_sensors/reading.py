@@ -37,8 +37,10 @@ from fluidos_sensors.limits import (
     JSONInputError,
     as_float,
     clip,
+    has_control_characters,
     load_json,
     preview,
+    reading_time_problem,
 )
 from fluidos_sensors.topics import broker_topic
 
@@ -200,6 +202,59 @@ class Reading(
         if self.units and field_name in self.units:
             return self.units[field_name]
         return self.unit
+
+
+def refusal(reading: Reading, topic: tuple[str, str, str] | None, now: float) -> str | None:
+    """Why a well-formed reading must not be routed, naming the field, or None.
+
+    `topic` is the (namespace, device, sensor) of the topic it came by (`split_broker_topic`;
+    None: not a readings topic), `now` the checking clock. Decoding says whether a payload is
+    a reading; this says whether to believe it: a mapper publishes a reading only on its own
+    topic (so the broker's ACL on topics also vouches for the names in it), stamped inside the
+    window of `reading_time_problem`, and names that become line-protocol tags and fields
+    hold no control characters (a newline or NUL would make a new series, or break a batch).
+    """
+    if topic is None:
+        return "its topic is not <namespace>/fluidos-sensors/<device>/<sensor>"
+    if (reading.namespace, reading.device, reading.sensor) != topic:
+        for key, value, expected in zip(
+            ("ns", "device", "sensor"),
+            (reading.namespace, reading.device, reading.sensor),
+            topic,
+            strict=True,
+        ):
+            if value != expected:
+                return f'"{key}" is {preview(value)}, its topic says {preview(expected)}'
+    when = reading_time_problem(reading.received_at, now)
+    if when is not None:
+        return f'"receivedAt" {when}'
+    names = [reading.quantity, reading.unit, reading.node, reading.provider, *reading.values]
+    if reading.units:
+        names += [*reading.units, *reading.units.values()]
+    joined = "".join(names)
+    # isprintable() is one fast scan that is true only without control characters (and
+    # without other invisible ones, which may stay): the usual reading is checked by it alone.
+    if not joined.isprintable() and has_control_characters(joined):
+        for field, value in (
+            ('"quantity"', reading.quantity),
+            ('"unit"', reading.unit),
+            ('"node"', reading.node),
+            ('"provider"', reading.provider),
+            *(('a key of "values"', name) for name in reading.values),
+            *(('a key of "units"', name) for name in reading.units or {}),
+            *(
+                (f'"units" of {_escaped(name)}', unit)
+                for name, unit in (reading.units or {}).items()
+            ),
+        ):
+            if has_control_characters(value):
+                return f"{field} holds control characters: {_escaped(value)}"
+    return None
+
+
+def _escaped(text: str) -> str:
+    """`text` quoted, clipped, every control character as an escape (never raw in a message)."""
+    return json.dumps(clip(text))
 
 
 def _is_int(value: object) -> bool:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import re
 
-_SEGMENT = re.compile(r"^[a-z0-9]([-a-z0-9._]*[a-z0-9])?$")
+# \Z, not $: "$" also matches before a final newline, which a segment must not end with.
+_SEGMENT = re.compile(r"[a-z0-9]([-a-z0-9._]*[a-z0-9])?\Z")
 TOPIC_ROOT = "fluidos-sensors"
 
 
 def _check(kind: str, value: str) -> str:
-    if not _SEGMENT.match(value):
+    if not isinstance(value, str) or not _SEGMENT.match(value):
         raise ValueError(
             f"{kind} {value!r} cannot be a topic segment: "
             "use lowercase letters, digits, '-', '.', '_'"
@@ -40,3 +41,10 @@ def split_source_topic(topic: str) -> tuple[str, str] | None:
     if not all(_SEGMENT.match(part) for part in parts[1:]):
         return None
     return parts[1], parts[2]
+
+
+def split_broker_topic(topic: str) -> tuple[str, str, str] | None:
+    """(namespace, device, sensor) of a `broker_topic`, or None when `topic` is not one."""
+    namespace, _, source = topic.partition("/") if isinstance(topic, str) else ("", "", "")
+    found = split_source_topic(source) if _SEGMENT.match(namespace) else None
+    return None if found is None else (namespace, *found)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fluidos_sensors.limits import reading_time_problem
 from fluidos_sensors.reading import Reading
 from mapper.ble import BleBackends, BoardInfo, BoardLink, BoardScanner, LinkSettings, Sighting
 from mapper.bluest import Sample
@@ -98,6 +100,8 @@ class Mapper:
         self._units: dict[str, Mapping[str, str] | None] = {}
         self._wake = asyncio.Event()
         self.readings = 0
+        self.unset_clock = 0  # readings not published: the node's clock is outside the window
+        self._unset_clock_log = -math.inf  # monotonic time of its last warning
         self.api_failures = 0
         self._api_failing = False
         self.started_at = time.monotonic()
@@ -148,6 +152,17 @@ class Mapper:
     ) -> None:
         binding = self._bindings.get(mac)
         if binding is None:
+            return
+        # The edge agent would refuse them (the window is shared): say why here, where the
+        # clock is, instead of publishing readings nobody can store.
+        problem = reading_time_problem(received_at, received_at)
+        if problem is not None:
+            self.unset_clock += len(samples)
+            if time.monotonic() - self._unset_clock_log > 60:
+                self._unset_clock_log = time.monotonic()
+                log.warning(
+                    "not publishing: this node's time %s (%d so far)", problem, self.unset_clock
+                )
             return
         key = binding.key
         twins = self.twins if binding.from_device else None
@@ -321,6 +336,7 @@ class Mapper:
             "published": publisher.published,
             "buffered": self.publisher.buffered,
             "dropped": publisher.dropped,
+            "unsetClock": self.unset_clock,
             "brokerConnected": publisher.connected,
             "apiFailures": self.api_failures,
             "devices": devices,

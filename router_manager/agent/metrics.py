@@ -68,11 +68,18 @@ class AgentCollector(Collector):
         invalid = CounterMetricFamily(
             f"{PREFIX}_invalid_readings", "Unreadable payloads skipped", labels=["topic"]
         )
+        refused = CounterMetricFamily(
+            f"{PREFIX}_refused_readings",
+            "Readings refused at ingest: not of their topic, outside the time window, or names "
+            "with control characters",
+            labels=["topic"],
+        )
         for topic, stats in list(self.agent.topics.items()):
             invalid.add_metric([topic], stats.invalid)
+            refused.add_metric([topic], stats.refused)
         connected = GaugeMetricFamily(f"{PREFIX}_broker_connected", "1 when connected")
         connected.add_metric([], 1.0 if self.agent.subscriber.connected else 0.0)
-        yield from (received, invalid, connected)
+        yield from (received, invalid, refused, connected)
 
 
 Scope = dict[str, Any]

@@ -28,7 +28,8 @@ from kubernetes.client.exceptions import ApiException
 from fluidos_sensors.api import ROUTE_NAMESPACE, SENSOR_ROUTE
 from fluidos_sensors.flavor import NODE_LABEL
 from fluidos_sensors.kube import REQUEST_TIMEOUT, ObjectWatch, Snapshot
-from fluidos_sensors.reading import Reading, ReadingError
+from fluidos_sensors.reading import Reading, ReadingError, refusal
+from fluidos_sensors.topics import split_broker_topic
 from mapper.broker import BrokerAccess
 from router_manager.agent.delivery import TargetWorker, authorization
 from router_manager.agent.metrics import metrics_app
@@ -67,11 +68,18 @@ class AgentSettings:
 
 @dataclass
 class TopicStats:
-    """What arrives on one topic: rate and mapper-to-agent latency, and unreadable payloads."""
+    """What arrives on one topic: rate and mapper-to-agent latency, unreadable payloads, and
+    readings refused (`refusal`: not of this topic, outside the time window, names with
+    control characters)."""
 
+    parts: tuple[str, str, str] | None
+    """(namespace, device, sensor) of the topic; None when it is not a readings topic."""
     window: LatencyWindow = field(default_factory=LatencyWindow)
     invalid: int = 0
     last_invalid_log: float = 0.0
+    refused: int = 0
+    last_refused: str = ""
+    last_refused_log: float = 0.0
 
 
 def target_key(route: Route, target: RouteTarget) -> str:
@@ -247,7 +255,7 @@ class Agent:
             topic, payload = message.topic, message.payload
             stats = self.topics.get(topic)
             if stats is None:  # not setdefault: that would build a TopicStats per reading
-                stats = self.topics[topic] = TopicStats()
+                stats = self.topics[topic] = TopicStats(split_broker_topic(topic))
             try:
                 reading = Reading.decode(payload)
             except ReadingError as exc:
@@ -259,6 +267,19 @@ class Agent:
                         topic,
                         str(exc)[:200],
                         stats.invalid,
+                    )
+                continue
+            problem = refusal(reading, stats.parts, now)
+            if problem is not None:
+                stats.refused += 1
+                stats.last_refused = f"seq {reading.seq}: {problem}"[:_MESSAGE_MAX]
+                if now - stats.last_refused_log > 60:
+                    stats.last_refused_log = now
+                    log.warning(
+                        "topic %s: reading refused (%s); %d so far",
+                        topic,
+                        stats.last_refused[:200],
+                        stats.refused,
                     )
                 continue
             latencies.setdefault(topic, []).append(now - reading.received_at)
@@ -306,6 +327,8 @@ class Agent:
                 entry["lastErrorTime"] = _now_rfc3339(health.last_error_time)
             if health.last_success:
                 entry["lastSuccess"] = _now_rfc3339(health.last_success)
+            if health.last_rejected:
+                entry["lastRejected"] = health.last_rejected
             if health.state in FAILING_STATES:
                 failing += 1
             delivered += state.delivered
@@ -334,6 +357,11 @@ class Agent:
             status["observedGeneration"] = route.generation
             status["subscribed"] = self.subscriber.connected and route.topic in self.by_topic
             status["rateHz"] = round(ingest.rate_hz, 3) if ingest else 0.0
+            # Readings of the topic that no target got: unreadable, or refused at ingest.
+            status["invalid"] = topic.invalid if topic else 0
+            status["refused"] = topic.refused if topic else 0
+            if topic and topic.last_refused:
+                status["lastRefused"] = topic.last_refused
             if latencies:
                 p50, p99 = _percentiles(latencies)
                 status["latencyP50Ms"], status["latencyP99Ms"] = p50, p99
@@ -383,6 +411,7 @@ class Agent:
             "topics": sorted(self.by_topic),
             "routesSynced": self._snapshot is not None,
             "invalid": {t: s.invalid for t, s in self.topics.items() if s.invalid},
+            "refused": {t: s.refused for t, s in self.topics.items() if s.refused},
             "targets": {
                 key: {
                     "state": w.health.state.value,

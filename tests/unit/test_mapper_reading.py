@@ -9,7 +9,9 @@ import textwrap
 
 import pytest
 
-from fluidos_sensors.reading import SCHEMA_VERSION, Reading, ReadingError
+from fluidos_sensors.limits import READING_TIME_AHEAD_MAX, READING_TIME_MIN, reading_time_problem
+from fluidos_sensors.reading import SCHEMA_VERSION, Reading, ReadingError, refusal
+from fluidos_sensors.topics import broker_topic, split_broker_topic
 
 
 def reading(**changes: object) -> Reading:
@@ -202,3 +204,88 @@ def test_deep_payloads_cannot_overflow_the_stack_of_a_kubernetes_reading_process
     assert result.returncode == 0, result.stderr[-2000:]
     # Too deep to be a reading; an unknown key however deep is ignored, as any unknown key.
     assert result.stdout.split() == ["ReadingError", "ReadingError", "Reading"]
+
+
+# ---------------------------------------------------------------------------------------------
+# What the edge agent refuses of a well-formed reading (`refusal`), and the time window.
+
+TOPIC = ("default", "stwin-1", "acceleration")
+NOW = 1_767_225_600.0  # 2026-01-01
+
+
+def test_a_genuine_reading_on_its_own_topic_is_admitted() -> None:
+    assert refusal(reading(), TOPIC, NOW) is None
+    assert refusal(reading(provider="p", units={"level": "%"}), TOPIC, NOW) is None
+    # Invisible but not control characters are not this check's business.
+    assert refusal(reading(quantity="temp\u00a0", unit="°C"), TOPIC, NOW) is None
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"device": "stwin-2"}, '"device" is "stwin-2", its topic says "stwin-1"'),
+        ({"sensor": "pressure"}, '"sensor" is "pressure"'),
+        ({"namespace": "other"}, '"ns" is "other"'),
+    ],
+)
+def test_a_reading_naming_another_device_or_sensor_than_its_topic_is_refused(
+    change: dict[str, str], field: str
+) -> None:
+    problem = refusal(reading(**change), TOPIC, NOW)
+    assert problem is not None and problem.startswith(field)
+
+
+def test_a_reading_on_a_topic_of_another_scheme_is_refused() -> None:
+    assert "its topic is not" in (refusal(reading(), None, NOW) or "")
+
+
+@pytest.mark.parametrize(
+    ("received_at", "why"),
+    [
+        (-1.0, "before 2000-01-01"),
+        (0.0, "before 2000-01-01"),
+        (READING_TIME_MIN - 0.001, "before 2000-01-01"),
+        (1e12, "ahead of this node's clock"),
+        (NOW + READING_TIME_AHEAD_MAX + 1, "ahead of this node's clock"),
+    ],
+)
+def test_a_reading_outside_the_time_window_is_refused(received_at: float, why: str) -> None:
+    problem = refusal(reading(received_at=received_at), TOPIC, NOW)
+    assert problem is not None and problem.startswith('"receivedAt" ') and why in problem
+    assert reading_time_problem(received_at, NOW) is not None
+
+
+def test_the_time_window_ends_are_inside() -> None:
+    assert reading_time_problem(READING_TIME_MIN, NOW) is None
+    assert reading_time_problem(NOW + READING_TIME_AHEAD_MAX, NOW) is None
+    assert reading_time_problem(NOW - 10 * 365 * 86400, NOW) is None  # a backlog is fine
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"quantity": "acc\neleration"}, '"quantity" holds control characters: "acc\\neleration"'),
+        ({"unit": "m\x00g"}, '"unit" holds control characters: "m\\u0000g"'),
+        ({"node": "edge\r"}, '"node" holds control characters'),
+        ({"provider": "p\x85"}, '"provider" holds control characters: "p\\u0085"'),
+        ({"provider": "p\ud800"}, '"provider" holds control characters'),
+        ({"values": {"x\n": 1.0}}, 'a key of "values" holds control characters: "x\\n"'),
+        ({"units": {"x\t": "mg"}}, 'a key of "units" holds control characters'),
+        ({"units": {"x": "m\x1b[31mg"}}, '"units" of "x" holds control characters'),
+    ],
+)
+def test_names_with_control_characters_are_refused_naming_the_field(
+    change: dict[str, object], message: str
+) -> None:
+    problem = refusal(reading(**change), TOPIC, NOW)
+    assert problem is not None and problem.startswith(message)
+    assert "\n" not in problem and "\x00" not in problem  # never echoed raw
+
+
+def test_names_of_the_topic_cannot_end_in_a_newline() -> None:
+    # "$" would match before a final newline: a device "stwin-1\n" must not make a topic.
+    with pytest.raises(ValueError, match="cannot be a topic segment"):
+        broker_topic("default", "stwin-1\n", "acceleration")
+    assert split_broker_topic("default/fluidos-sensors/stwin-1\n/acceleration") is None
+    assert split_broker_topic("default/fluidos-sensors/stwin-1/acceleration") == TOPIC
+    assert split_broker_topic("fluidos-sensors/stwin-1/acceleration") is None
