@@ -1,8 +1,11 @@
 """Delivery of one target's queue: batches over HTTP, in order, retried until answered.
 
 A batch counts as delivered only on a 2xx answer. A 4xx other than 408 and 429 will not get
-better by retrying: the batch is rejected (counted, the error kept visible) and the next one
-goes. Anything else (5xx, 408, 429, timeouts, refused connections) is retried with capped
+better by retrying. When it blames the content (400, 413, 422), the refused batch is bisected
+and the halves sent again, in order, down to single readings (`Isolation`, bounded in extra
+requests): every reading the target takes is delivered, and only those it refuses alone are
+rejected (counted, named in the status with the answer). Any other 4xx refuses the batch whole.
+Anything else (5xx, 408, 429, timeouts, refused connections) is retried with capped
 exponential backoff and jitter, honouring Retry-After; meanwhile readings wait in the durable
 queue, in order.
 """
@@ -16,15 +19,17 @@ import enum
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Generic, TypeVar
 
 from pyreqwest.client import Client, ClientBuilder
 from pyreqwest.exceptions import PyreqwestError
 
 from fluidos_sensors.backoff import Backoff
 from fluidos_sensors.endpoints import redact_url
+from fluidos_sensors.reading import Reading, ReadingError
 from router_manager.agent.store import DurableLog, Queued
 from router_manager.agent.window import LatencyWindow
 from router_manager.encoding import batch_body
@@ -36,6 +41,15 @@ ERROR_TEXT_MAX = 300
 STOP_TIMEOUT_S = 5.0
 USER_AGENT = "fluidos-sensors-agent"
 RETRY_AFTER_MAX_S = 60.0
+# Answers that blame the content of a batch (malformed, too large, unprocessable): part of it
+# may be fine. Any other 4xx (401, 403, 404, ...) would refuse every part alike.
+SPLIT_STATUSES = frozenset({400, 413, 422})
+# Extra requests one refused batch may cost to isolate its bad readings. Bisection costs at
+# most 2*log2(n) requests per bad reading: within this, 3 bad readings in a batch of 1000
+# (the default size), or every reading of a batch of 32. Beyond it, what is left of the
+# batch is still sent in the parts made so far, and a part refused then is rejected whole.
+ISOLATION_REQUESTS_MAX = 64
+T = TypeVar("T")
 
 
 class Verdict(enum.Enum):
@@ -51,6 +65,55 @@ def classify(status: int) -> Verdict:
     if 400 <= status < 500 and status not in (408, 429):
         return Verdict.REJECTED
     return Verdict.RETRY
+
+
+class Isolation(Generic[T]):
+    """What to send next of a batch a target may refuse, and what each answer settles.
+
+    Starts with the whole batch as its one part. A refusal that blames the content splits the
+    refused part in two halves sent in its place (the first half first: order is kept), while
+    the budget of extra requests lasts; a single reading, or a part refused otherwise, is
+    settled as refused. So a target refusing k readings of n costs at most 2k*log2(n) extra
+    requests, and every other reading is delivered.
+    """
+
+    def __init__(self, batch: Sequence[T], budget: int = ISOLATION_REQUESTS_MAX) -> None:
+        self._parts: list[Sequence[T]] = [batch] if batch else []
+        self.budget = budget
+        self.extra = 0  # requests beyond the batch's first
+
+    @property
+    def part(self) -> Sequence[T] | None:
+        """What to send next (None: the whole batch is settled)."""
+        return self._parts[0] if self._parts else None
+
+    @property
+    def split(self) -> bool:
+        """Whether the batch was split (its parts are no longer the queue's head batch)."""
+        return self.extra > 0
+
+    def delivered(self) -> Sequence[T]:
+        """The target took `part`: it is settled as delivered (returned)."""
+        return self._parts.pop(0)
+
+    def refused(self, *, splittable: bool) -> Sequence[T]:
+        """The target refused `part`: split (nothing settled: returns []) when the answer
+        blames content, the part has several readings and the budget allows; else the part
+        is settled as refused (returned)."""
+        part = self._parts[0]
+        if splittable and len(part) > 1 and self.extra + 2 <= self.budget:
+            half = (len(part) + 1) // 2
+            self._parts[0:1] = [part[:half], part[half:]]
+            self.extra += 2
+            return []
+        return self._parts.pop(0)
+
+    def replace_part(self, part: Sequence[T]) -> None:
+        """Send `part` instead of the current one (what is left of it after drops)."""
+        if part:
+            self._parts[0] = part
+        else:
+            self._parts.pop(0)
 
 
 def retry_after(value: str | None) -> float | None:
@@ -97,6 +160,8 @@ class TargetHealth:
     last_error: str = ""
     last_error_time: float | None = None
     last_success: float | None = None
+    last_rejected: str = ""
+    """The last readings the target refused (device/sensor and seq) and its answer."""
     window: LatencyWindow = field(default_factory=LatencyWindow)
 
     def error(self, message: str, state: TargetState) -> None:
@@ -226,10 +291,9 @@ class TargetWorker:
                     await self._wake.wait()
 
     async def _deliver(self, batch: list[Queued]) -> None:
-        """Send the oldest batch until it is delivered or rejected."""
-        while True:
-            if not batch:
-                return
+        """Send the oldest batch until each of its readings is delivered or rejected."""
+        isolation = Isolation(batch)
+        while (part := isolation.part) is not None:
             authorization: str | None = None
             if self.target.auth is not None:
                 authorization = self._credentials() if self._credentials else None
@@ -240,10 +304,11 @@ class TargetWorker:
                         TargetState.WAITING,
                     )
                     await asyncio.sleep(self._backoff.next())
-                    batch = self.store.peek(self.key, self.target.batch_size)
+                    isolation = self._resume(isolation)
                     continue
-            body, content_type = batch_body(self.target.format, (item.payload for item in batch))
+            body, content_type = batch_body(self.target.format, (item.payload for item in part))
             wait: float | None = None
+            status = 0
             assert self.http is not None
             try:
                 request = self.http.post(self.target.url).header("Content-Type", content_type)
@@ -264,19 +329,18 @@ class TargetWorker:
                 message = f"HTTP {status}: {_printable(text)}"
             if verdict is Verdict.DELIVERED:
                 now = self._clock()
-                self.store.ack(self.key, batch)
-                self.health.window.add([now - item.received for item in batch])
+                settled = isolation.delivered()
+                self.store.ack(self.key, settled)
+                self.health.window.add([now - item.received for item in settled])
                 self.health.state = TargetState.DELIVERING
                 self.health.last_success = now
                 self._backoff.reset()
-                return
+                continue
             if verdict is Verdict.REJECTED:
-                self.store.reject(self.key, batch)
-                self.health.error(message, TargetState.REJECTING)
-                log.warning(
-                    "target %s refused %d reading(s): %s", self.key, len(batch), message[:120]
-                )
-                return
+                settled = isolation.refused(splittable=status in SPLIT_STATUSES)
+                if settled:
+                    self._reject(settled, message)
+                continue
             self.store.count_failure(self.key)
             if self.health.state is not TargetState.RETRYING:
                 log.warning("target %s failing, retrying: %s", self.key, message[:120])
@@ -284,6 +348,41 @@ class TargetWorker:
             await asyncio.sleep(max(self._backoff.next(), wait or 0.0))
             if self._stopping:
                 return
-            # Re-read: readings dropped at the bound meanwhile are not sent, and the batch may
-            # have grown to its full size.
-            batch = self.store.peek(self.key, self.target.batch_size)
+            isolation = self._resume(isolation)
+
+    def _resume(self, isolation: Isolation[Queued]) -> Isolation[Queued]:
+        """What to send after a wait: readings dropped at the bound meanwhile are not sent.
+        An unsplit batch is read again (it may have grown to its full size); a split one
+        goes on with what is left of its current part."""
+        if not isolation.split:
+            return Isolation(self.store.peek(self.key, self.target.batch_size))
+        state, part = self.store.target(self.key), isolation.part
+        if state is not None and part:
+            isolation.replace_part([item for item in part if item.id > state.acked])
+        return isolation
+
+    def _reject(self, readings: Sequence[Queued], message: str) -> None:
+        """The target refused these readings for good: counted, named in the status."""
+        named = self._name(readings)
+        self.store.reject(self.key, readings)
+        self.health.error(message, TargetState.REJECTING)
+        self.health.last_rejected = f"{named}: {message}"[: ERROR_TEXT_MAX + 200]
+        log.warning("target %s refused %s: %s", self.key, named, message[:120])
+
+    def _name(self, readings: Sequence[Queued]) -> str:
+        """ "<device>/<sensor> seq N" (or "seq N to M, K readings") from the stored readings."""
+
+        def seq_of(item: Queued) -> tuple[str, int] | None:
+            payload = self.store.reading_json(item.id)
+            try:
+                reading = Reading.decode(payload) if payload is not None else None
+            except ReadingError:
+                return None
+            return (f"{reading.device}/{reading.sensor}", reading.seq) if reading else None
+
+        first, last = seq_of(readings[0]), seq_of(readings[-1])
+        if first is None or last is None:
+            return f"{len(readings)} reading(s)"
+        if len(readings) == 1:
+            return f"{first[0]} seq {first[1]}"
+        return f"{first[0]} seq {first[1]} to {last[1]} ({len(readings)} readings)"

@@ -353,6 +353,11 @@ class DurableLog:
         self._disk[(state.topic, column)] = _DiskRun(state.acked, ids, queued, len(ids) < wanted)
         return queued[:limit]
 
+    def reading_json(self, row_id: int) -> bytes | None:
+        """A stored reading as published (JSON), while some target's cursor is before it."""
+        row = self._db.execute("SELECT json FROM readings WHERE id = ?", (row_id,)).fetchone()
+        return bytes(row[0]) if row else None
+
     def ack(self, target: str, batch: Sequence[Queued]) -> None:
         """The target answered 2xx for `batch`: it is delivered."""
         self._settle(target, batch, "delivered")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 import time
 from collections.abc import Callable
@@ -12,8 +13,15 @@ from typing import Any
 from aiohttp import web
 
 from fluidos_sensors.backoff import Backoff
-from router_manager.agent.delivery import TargetWorker, already_waited
+from fluidos_sensors.reading import Reading
+from router_manager.agent.delivery import (
+    ISOLATION_REQUESTS_MAX,
+    Isolation,
+    TargetWorker,
+    already_waited,
+)
 from router_manager.agent.store import DurableLog, Entry
+from router_manager.encoding import LineProtocolEncoder
 from router_manager.route import RouteTarget, TargetAuth, TargetState
 
 
@@ -27,6 +35,59 @@ def test_a_reading_older_than_the_delay_or_from_the_future_starts_it_afresh() ->
     # A backlog (or a clock set apart) must still go in batches, not one by one.
     assert already_waited(0.5, 0.1) == 0.0
     assert already_waited(-0.02, 0.1) == 0.0
+
+
+def _isolate(
+    batch: list[int], bad: set[int], budget: int = ISOLATION_REQUESTS_MAX
+) -> tuple[list[int], list[int], list[list[int]]]:
+    """Run an isolation against a target refusing (400) every part holding a bad reading:
+    (delivered, rejected, parts sent), in order."""
+    isolation = Isolation(batch, budget)
+    delivered: list[int] = []
+    rejected: list[int] = []
+    sent: list[list[int]] = []
+    while (part := isolation.part) is not None:
+        sent.append(list(part))
+        if bad & set(part):
+            rejected += isolation.refused(splittable=True)
+        else:
+            delivered += isolation.delivered()
+    return delivered, rejected, sent
+
+
+def test_isolation_delivers_every_good_reading_in_order_and_rejects_only_the_bad() -> None:
+    delivered, rejected, sent = _isolate(list(range(10)), {3})
+    assert delivered == [0, 1, 2, 4, 5, 6, 7, 8, 9]
+    assert rejected == [3]
+    assert sent == [list(range(10)), [0, 1, 2, 3, 4], [0, 1, 2], [3, 4], [3], [4], [5, 6, 7, 8, 9]]
+    assert sent[0] == list(range(10))  # the first request is the batch itself
+
+
+def test_isolation_costs_at_most_two_requests_per_bad_reading_per_halving() -> None:
+    for bad in ({0}, {999}, {0, 999}, {10, 500, 990}):
+        delivered, rejected, sent = _isolate(list(range(1000)), bad)
+        assert sorted(rejected) == sorted(bad)
+        assert len(delivered) == 1000 - len(bad)
+        assert len(sent) - 1 <= 2 * len(bad) * math.ceil(math.log2(1000))
+
+
+def test_isolation_is_bounded_and_then_rejects_what_is_left_of_a_refused_part() -> None:
+    # Everything refused: a full bisection would cost 2 * 1000 - 1 requests.
+    delivered, rejected, sent = _isolate(list(range(1000)), set(range(1000)))
+    assert len(sent) - 1 <= ISOLATION_REQUESTS_MAX
+    assert delivered == [] and rejected == list(range(1000))  # each exactly once, in order
+    # Once the budget is spent, the parts made so far are still sent: good ones go through.
+    delivered, rejected, sent = _isolate(list(range(64)), {0, 63}, budget=4)
+    assert len(sent) - 1 <= 4
+    assert sorted(delivered + rejected) == list(range(64))
+    assert {0, 63} <= set(rejected) and delivered
+
+
+def test_a_refusal_that_does_not_blame_the_content_settles_the_part_whole() -> None:
+    isolation = Isolation([1, 2, 3])
+    assert list(isolation.refused(splittable=False)) == [1, 2, 3]
+    assert isolation.part is None and not isolation.split
+    assert Isolation([]).part is None
 
 
 def test_the_first_reading_after_a_batch_starts_the_clock_and_later_ones_do_not(
@@ -59,11 +120,16 @@ class Consumer:
     the last one repeated; it records every request."""
 
     def __init__(
-        self, answers: list[tuple[int, dict[str, str], bytes]], delay: float = 0.0
+        self,
+        answers: list[tuple[int, dict[str, str], bytes]],
+        delay: float = 0.0,
+        decide: Callable[[bytes], int] | None = None,
     ) -> None:
         self.answers = answers
         self.delay = delay  # before each answer
+        self.decide = decide  # the status by the body, instead of the scripted one
         self.requests: list[tuple[str, dict[str, str], bytes, float]] = []
+        self.answered: list[tuple[str, dict[str, str], bytes, float, int]] = []
         self.runner: web.AppRunner | None = None
         self.port = 0
 
@@ -72,6 +138,9 @@ class Consumer:
             body = await request.read()
             self.requests.append((request.path, dict(request.headers), body, time.monotonic()))
             status, headers, text = self.answers[min(len(self.requests), len(self.answers)) - 1]
+            if self.decide is not None:
+                status = self.decide(body)
+            self.answered.append((*self.requests[-1], status))
             await asyncio.sleep(self.delay)
             return web.Response(status=status, headers=headers, body=text)
 
@@ -133,7 +202,9 @@ async def test_a_2xx_delivers_the_batch_in_order_with_its_headers(tmp_path: Path
     store.close()
 
 
-async def test_a_400_rejects_the_batch_once_and_keeps_the_answer_visible(tmp_path: Path) -> None:
+async def test_a_400_to_every_reading_rejects_each_alone_once_and_keeps_the_answer(
+    tmp_path: Path,
+) -> None:
     store = DurableLog(tmp_path / "queue.sqlite")
     _queue(store, "r/t", 10)
     answer = b"unable to parse 'humidity value=': missing field value\n" + b"x" * 5000
@@ -143,10 +214,78 @@ async def test_a_400_rejects_the_batch_once_and_keeps_the_answer_visible(tmp_pat
         await _until(lambda: store.target("r/t").rejected == 10)
         await asyncio.sleep(0.1)  # time enough for a (wrong) retry
         await worker.stop()
-    assert len(consumer.requests) == 1
+    # Bisected down to single readings: the batch, then halves, ..., 10 single ones.
+    assert len(consumer.requests) == 2 * 10 - 1
+    singles = [body for _, _, body, _ in consumer.requests if body.count(b"\n") == 1]
+    assert sorted(singles) == sorted(f"humidity value={i} {i}\n".encode() for i in range(10))
     assert worker.health.state is TargetState.REJECTING
     assert worker.health.last_error.startswith("HTTP 400: unable to parse 'humidity value='")
     assert len(worker.health.last_error) < 400  # a huge answer is cut, not kept whole
+    assert worker.health.last_rejected.startswith("1 reading(s): HTTP 400: unable to parse")
+    store.close()
+
+
+async def test_a_4xx_that_does_not_blame_the_content_rejects_the_batch_whole(
+    tmp_path: Path,
+) -> None:
+    store = DurableLog(tmp_path / "queue.sqlite")
+    _queue(store, "r/t", 10)
+    async with Consumer([(403, {}, b"forbidden")]) as consumer:
+        worker = _worker(store, consumer.url())
+        worker.start()
+        await _until(lambda: store.target("r/t").rejected == 10)
+        await asyncio.sleep(0.1)
+        await worker.stop()
+    assert len(consumer.requests) == 1  # every part would be refused alike: not split
+    assert worker.health.last_rejected == "10 reading(s): HTTP 403: forbidden"
+    store.close()
+
+
+def _reading(seq: int) -> Reading:
+    return Reading(
+        namespace="fluidos",
+        device="d",
+        sensor="humidity",
+        quantity="humidity",
+        unit="%",
+        values={"value": float(seq)},
+        node="n",
+        seq=seq,
+        received_at=1.767e9 + seq,
+    )
+
+
+async def test_a_refused_batch_is_split_so_that_only_the_bad_readings_are_rejected(
+    tmp_path: Path,
+) -> None:
+    store = DurableLog(tmp_path / "queue.sqlite")
+    store.register("r/t", TOPIC, "influx", 1 << 20)
+    encoder = LineProtocolEncoder()
+    readings = [_reading(seq) for seq in range(25)]
+    store.append([Entry(TOPIC, r.received_at, encoder.encode(r), r.encode()) for r in readings])
+    bad = (b"seq=7i", b"seq=18i")
+
+    def parser(body: bytes) -> int:  # refuses a whole batch for one bad line, as Telegraf does
+        return 400 if any(mark in body for mark in bad) else 204
+
+    async with Consumer([(204, {}, b"unable to parse")], decide=parser) as consumer:
+        worker = _worker(store, consumer.url())  # batches of 10
+        worker.start()
+        await _until(lambda: store.target("r/t").queued == 0)
+        await worker.stop()
+    taken = [
+        int(line.rsplit(b"seq=", 1)[1].split(b"i", 1)[0])
+        for _, _, body, _, status in consumer.answered
+        if status == 204
+        for line in body.splitlines()
+    ]
+    assert taken == [seq for seq in range(25) if seq not in (7, 18)]  # each once, in order
+    state = store.target("r/t")
+    assert (state.delivered, state.rejected) == (23, 2)
+    assert worker.health.last_rejected == "d/humidity seq 18: HTTP 400: unable to parse"
+    # Batch 0-9: 1 + 2 (0-4 delivered, 5-9 refused) + 2 (5-7 refused, 8-9) + 2 (5-6, 7)
+    # = 7 requests; 10-19 likewise; 20-24: 1.
+    assert len(consumer.requests) == 7 + 7 + 1
     store.close()
 
 
