@@ -1,7 +1,10 @@
 """How to reach an edge node's MQTT broker, and the mosquitto files that protect it.
 
-The credentials file is JSON `{"host", "port", "username", "password"}`, mode 0600, in the
-node's folder; the mapper and the edge agent read it, the broker gets a hashed password file.
+Each client role has its own user and password on the broker, and the broker's ACL
+(deploy/helm/fluidos-sensors/files/mosquitto/acl) says what each may do: the mapper
+(`MAPPER_USER`) only publishes readings, the edge agent (`AGENT_USER`) only reads them. A
+credentials file is JSON `{"host", "port", "username", "password"}`, mode 0600, one per role;
+each process is given its own role's file, the broker gets a hashed password file of all.
 """
 
 from __future__ import annotations
@@ -16,6 +19,10 @@ from pathlib import Path
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 1883
+# The broker users, named as the ACL file names them (a unit test holds the two together).
+MAPPER_USER = "mapper"
+AGENT_USER = "agent"
+BROKER_USERS = (MAPPER_USER, AGENT_USER)
 USERNAME_ENV = "FLUIDOS_SENSORS_MQTT_USERNAME"
 PASSWORD_ENV = "FLUIDOS_SENSORS_MQTT_PASSWORD"
 # mosquitto_passwd's default since mosquitto 2.0: PBKDF2-SHA512, 101 rounds, 12-byte salt.
@@ -128,11 +135,13 @@ def mosquitto_config(
     run_as: str,
     host: str = DEFAULT_HOST,
     persistence_dir: Path | None = None,
+    acl_file: Path | None = None,
 ) -> str:
     """A mosquitto.conf: one authenticated listener on `host` only.
 
     With `persistence_dir`, queued QoS 1 readings and persistent sessions survive a broker
-    restart (saved at shutdown and every few seconds).
+    restart (saved at shutdown and every few seconds). With `acl_file`, each user may do only
+    what that file allows it (and a user it does not name, nothing).
     """
     persistence = (
         ["persistence true", f"persistence_location {persistence_dir}/", "autosave_interval 5"]
@@ -144,6 +153,7 @@ def mosquitto_config(
             f"listener {port} {host}",
             "allow_anonymous false",
             f"password_file {password_file}",
+            *([f"acl_file {acl_file}"] if acl_file is not None else []),
             # Started as root, mosquitto would switch to its own user and lose access to the
             # 0600 password file; run as whoever starts it.
             f"user {run_as}",
@@ -162,11 +172,32 @@ def mosquitto_config(
     )
 
 
-def write_password_file(path: Path, access: BrokerAccess) -> None:
-    """The broker side of `access`: a 0600 password file with its hashed password."""
-    if not access.username or access.password is None:
-        raise ValueError("a password file needs a username and a password")
+def write_password_file(path: Path, *accesses: BrokerAccess) -> None:
+    """The broker side of `accesses`: a 0600 password file with each one's hashed password."""
+    lines = []
+    for access in accesses:
+        if not access.username or access.password is None:
+            raise ValueError("a password file needs a username and a password")
+        lines.append(mosquitto_password_entry(access.username, access.password) + "\n")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
-        out.write(mosquitto_password_entry(access.username, access.password) + "\n")
+        out.write("".join(lines))
+
+
+def acl_users(acl: str) -> dict[str, list[tuple[str, str]]]:
+    """The (access, topic) rules of each user of a mosquitto ACL file's text."""
+    users: dict[str, list[tuple[str, str]]] = {}
+    rules: list[tuple[str, str]] | None = None
+    for line in acl.splitlines():
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if words[0] == "user" and len(words) == 2:
+            rules = users.setdefault(words[1], [])
+        elif words[0] == "topic" and rules is not None:
+            access, topic = (words[1], words[2]) if len(words) == 3 else ("readwrite", words[1])
+            rules.append((access, topic))
+        else:
+            raise ValueError(f"ACL line not understood here: {line.strip()!r}")
+    return users

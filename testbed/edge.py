@@ -14,7 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mapper.broker import BrokerAccess, mosquitto_config, write_password_file
+from mapper.broker import (
+    AGENT_USER,
+    BROKER_USERS,
+    MAPPER_USER,
+    BrokerAccess,
+    mosquitto_config,
+    write_password_file,
+)
 from testbed import bootstrap, credentials
 from testbed.processes import ProcessSpec, free_port, port_open
 from testbed.topology import ClusterSpec, NodeSpec, Topology
@@ -23,12 +30,13 @@ MQTT_PORT = "mqtt"
 AGENT_METRICS_PORT = "agent-metrics"
 # Named ports every edge node gets; add a name here when an edge process needs one.
 EDGE_PORTS: list[str] = [MQTT_PORT, AGENT_METRICS_PORT]
-MQTT_USERNAME = "fluidos-sensors"
 SIMULATED_BOARDS = 4  # STWIN.box, SensorTile, STWIN.box, SensorTile
 DEVICE_NAMESPACE = "default"
 _REPO = Path(__file__).resolve().parent.parent
 MAPPER_RBAC = _REPO / "deploy" / "mapper" / "rbac.yaml"
 AGENT_RBAC = _REPO / "deploy" / "edge-agent" / "rbac.yaml"
+# The broker's ACL: the same file the Helm chart mounts.
+BROKER_ACL = _REPO / "deploy" / "helm" / "fluidos-sensors" / "files" / "mosquitto" / "acl"
 
 
 @dataclass(frozen=True)
@@ -60,10 +68,9 @@ class EdgeNode:
             hours=24 * 30,
         )
 
-    @property
-    def broker_credentials(self) -> Path:
-        """The node broker's address and credentials (JSON, 0600) for its clients."""
-        return broker_credentials(self.directory)
+    def broker_credentials(self, user: str) -> Path:
+        """The node broker's address and `user`'s credentials (JSON, 0600)."""
+        return broker_credentials(self.directory, user)
 
     def process_name(self, what: str) -> str:
         return f"{self.cluster.name}/{self.node.name}/{what}"
@@ -72,9 +79,10 @@ class EdgeNode:
 EdgeProcessFactory = Callable[[EdgeNode], ProcessSpec]
 
 
-def broker_credentials(node_directory: Path) -> Path:
-    """Where an edge node's broker credentials live (for tests and the edge agent)."""
-    return node_directory / "mqtt" / "credentials.json"
+def broker_credentials(node_directory: Path, user: str) -> Path:
+    """Where the credentials of one broker user (`MAPPER_USER`, `AGENT_USER`) of an edge node
+    live; each process is given only its own."""
+    return node_directory / "mqtt" / f"{user}.json"
 
 
 def allocate_ports(topology: Topology) -> dict[str, dict[str, int]]:
@@ -88,23 +96,35 @@ def allocate_ports(topology: Topology) -> dict[str, dict[str, int]]:
 
 
 def mosquitto(edge: EdgeNode) -> ProcessSpec:
-    """The node's MQTT broker: loopback only, password required, no persistence."""
+    """The node's MQTT broker: loopback only, a password per user, the ACL of `BROKER_ACL`,
+    persistent sessions."""
     port = edge.ports[MQTT_PORT]
     folder = edge.directory / "mosquitto"
     folder.mkdir(parents=True, exist_ok=True)
-    credentials = edge.broker_credentials
-    if credentials.exists():
-        access = BrokerAccess.load(credentials)
-    else:
-        access = BrokerAccess.generate("127.0.0.1", port, MQTT_USERNAME)
-        access.save(credentials)
+    # The one user every client shared before roles: its password must not open anything.
+    (edge.directory / "mqtt" / "credentials.json").unlink(missing_ok=True)
+    accesses = []
+    for user in BROKER_USERS:
+        credentials = edge.broker_credentials(user)
+        if credentials.exists():
+            access = BrokerAccess.load(credentials)
+        else:
+            access = BrokerAccess.generate("127.0.0.1", port, user)
+            access.save(credentials)
+        accesses.append(access)
     password_file = folder / "passwords"
-    write_password_file(password_file, access)
+    write_password_file(password_file, *accesses)
     config = folder / "mosquitto.conf"
     data = folder / "data"
     data.mkdir(exist_ok=True)
     config.write_text(
-        mosquitto_config(port, password_file, run_as=getpass.getuser(), persistence_dir=data)
+        mosquitto_config(
+            port,
+            password_file,
+            run_as=getpass.getuser(),
+            persistence_dir=data,
+            acl_file=BROKER_ACL,
+        )
     )
     return ProcessSpec(
         name=edge.process_name("mosquitto"),
@@ -138,7 +158,7 @@ def mapper(edge: EdgeNode) -> ProcessSpec:
         "--simulate",
         str(SIMULATED_BOARDS),
         "--mqtt-credentials",
-        str(edge.broker_credentials),
+        str(edge.broker_credentials(MAPPER_USER)),
         # QoS 1 end to end: the broker keeps readings for the agent while it is away.
         "--qos",
         "1",
@@ -184,7 +204,7 @@ def agent(edge: EdgeNode) -> ProcessSpec:
         "--kubeconfig",
         str(edge.service_account_kubeconfig(AGENT_RBAC, "fluidos-sensors-edge-agent")),
         "--mqtt-credentials",
-        str(edge.broker_credentials),
+        str(edge.broker_credentials(AGENT_USER)),
         "--state-dir",
         str(folder / "queue"),
         "--status-file",

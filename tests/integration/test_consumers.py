@@ -41,7 +41,7 @@ from fluidos_sensors import api as fs_api
 from fluidos_sensors.endpoints import AuthType
 from fluidos_sensors.flavor import sensor_from_flavor
 from fluidos_sensors.rear import DeliveryAuthorization, NodeIdentity, RearClient, TelemetryEndpoint
-from mapper.broker import BrokerAccess
+from mapper.broker import AGENT_USER, MAPPER_USER, BrokerAccess
 from router_manager.route import RouteTarget, TargetAuth, route_body, route_name
 from testbed import edge
 from testbed.processes import die_with_parent
@@ -323,11 +323,11 @@ def test_outage_agent_crash_and_broker_restart_lose_nothing(
 ) -> None:
     began = time.time()
     node_dir = testbed.directory / provider.name / "nodes" / EDGE
-    credentials = edge.broker_credentials(node_dir)
     stack = stack_of(testbed, consumers[0])
     secret = delivery_secret(provider_api, f"telegraf-{consumers[0].name}", stack)
-    recorder = Recorder(BrokerAccess.load(credentials), tmp_path / "recorder.log")
-    load = LoadMapper(credentials, tmp_path / "load-mapper.log")
+    reader = BrokerAccess.load(edge.broker_credentials(node_dir, AGENT_USER))
+    recorder = Recorder(reader, tmp_path / "recorder.log")
+    load = LoadMapper(edge.broker_credentials(node_dir, MAPPER_USER), tmp_path / "load-mapper.log")
     custom = client.CustomObjectsApi(provider_api)
     routes: list[str] = []
     telegraf_stop_loss: dict[tuple[str, str], list[int]] = {}

@@ -21,7 +21,7 @@ from fluidos_sensors.reading import Reading
 from fluidos_sensors.sensor import parse_sensors_annotation
 from fluidos_sensors.topics import broker_topic
 from mapper.ble import BleBackends, LinkSettings
-from mapper.broker import BrokerAccess
+from mapper.broker import AGENT_USER, MAPPER_USER, BrokerAccess
 from mapper.dataplane.publisher import MqttPublisher, settle_disconnect
 from mapper.dataplane.twins import EXTENSIONS_KEY, DeviceKey, TwinReporter, reported_twin
 from mapper.kube import DeviceApi, DeviceStatusStore
@@ -42,9 +42,12 @@ EDGE = "provider-1-edge"
 # helpers
 
 
-def edge_access(testbed: TestbedState, provider: ClusterAccess) -> BrokerAccess:
+def edge_access(
+    testbed: TestbedState, provider: ClusterAccess, user: str = AGENT_USER
+) -> BrokerAccess:
+    """A broker user's access: the agent's reads readings, the mapper's publishes them."""
     return BrokerAccess.load(
-        edge.broker_credentials(testbed.directory / provider.name / "nodes" / EDGE)
+        edge.broker_credentials(testbed.directory / provider.name / "nodes" / EDGE, user)
     )
 
 
@@ -149,32 +152,124 @@ def get_status(api: client.ApiClient, namespace: str, name: str) -> dict[str, An
 # the testbed's own edge processes
 
 
-async def test_edge_broker_is_loopback_only_and_requires_its_password(
+async def test_edge_broker_is_loopback_only_and_each_role_has_its_own_password(
     testbed: TestbedState, provider: ClusterAccess
 ) -> None:
     node_dir = testbed.directory / provider.name / "nodes" / EDGE
-    credentials = edge.broker_credentials(node_dir)
-    assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
-    access = BrokerAccess.load(credentials)
-    assert access.port == testbed.config["edge"][EDGE]["mqtt"]
+    accesses = {}
+    for user in (MAPPER_USER, AGENT_USER):
+        credentials = edge.broker_credentials(node_dir, user)
+        assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
+        accesses[user] = access = BrokerAccess.load(credentials)
+        assert access.username == user
+        assert access.port == testbed.config["edge"][EDGE]["mqtt"]
+        async with aiomqtt.Client(
+            access.host, access.port, username=access.username, password=access.password
+        ):
+            pass
+    mapper, agent = accesses[MAPPER_USER], accesses[AGENT_USER]
+    assert mapper.password != agent.password
     # Listening on 127.0.0.1 only: /proc/net/tcp shows the socket bound to 0100007F.
     listening = [
         line.split()[1]
         for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
-        if line.split()[3] == "0A" and line.split()[1].endswith(f":{access.port:04X}")
+        if line.split()[3] == "0A" and line.split()[1].endswith(f":{mapper.port:04X}")
     ]
-    assert listening == [f"0100007F:{access.port:04X}"]
-    async with aiomqtt.Client(
-        access.host, access.port, username=access.username, password=access.password
+    assert listening == [f"0100007F:{mapper.port:04X}"]
+    # No anonymous client, no wrong password, no password of another user.
+    for username, password in (
+        (MAPPER_USER, "wrong"),
+        (MAPPER_USER, agent.password),
+        ("fluidos-sensors", mapper.password),
+        (None, None),
     ):
-        pass
-    for username, password in ((access.username, "wrong"), (None, None)):
         with pytest.raises(aiomqtt.MqttError):
             async with aiomqtt.Client(
-                access.host, access.port, username=username, password=password
+                mapper.host, mapper.port, username=username, password=password
             ):
                 pass
-    assert access.password not in (node_dir / "mapper" / "mapper.log").read_text()
+    # Each process is given its own role's credentials only.
+    state = TestbedState.read(testbed.directory)
+    assert state is not None
+    for process, own, other in (
+        ("mapper", MAPPER_USER, AGENT_USER),
+        ("agent", AGENT_USER, MAPPER_USER),
+    ):
+        pid = state.status["processes"][f"{provider.name}/{EDGE}/{process}"]["pid"]
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        assert str(edge.broker_credentials(node_dir, own)).encode() in argv
+        assert not [arg for arg in argv if f"{other}.json".encode() in arg]
+    for access in (mapper, agent):
+        assert access.password
+        assert access.password not in (node_dir / "mapper" / "mapper.log").read_text()
+        assert access.password not in (node_dir / "agent" / "agent.log").read_text()
+
+
+FORGED_TOPIC = "default/fluidos-sensors/acl-test-device/temperature"
+
+
+async def test_with_the_agents_password_nothing_can_be_published(
+    testbed: TestbedState, provider: ClusterAccess
+) -> None:
+    agent, mapper = edge_access(testbed, provider), edge_access(testbed, provider, MAPPER_USER)
+
+    def client(access: BrokerAccess, name: str) -> aiomqtt.Client:
+        return aiomqtt.Client(
+            access.host,
+            access.port,
+            username=access.username,
+            password=access.password,
+            identifier=f"test-acl-{name}",
+        )
+
+    async with client(agent, "reader") as reader:
+        await reader.subscribe(FORGED_TOPIC, qos=1)
+        async with client(agent, "forger") as forger:
+            # Acknowledged (MQTT 3.1.1 has no way to say no), and dropped by the broker.
+            await forger.publish(FORGED_TOPIC, b"forged with the agent's password", qos=1)
+        async with client(mapper, "mapper") as publisher:
+            await publisher.publish(FORGED_TOPIC, b"published by the mapper", qos=1)
+        # The broker routed the first publication before it acknowledged it, so a delivered
+        # one would reach the reader before the mapper's.
+        received = []
+        async with asyncio.timeout(30):
+            async for message in reader.messages:
+                received.append(message.payload)
+                if message.payload == b"published by the mapper":
+                    break
+    assert received == [b"published by the mapper"]
+
+
+async def test_with_the_mappers_password_nothing_can_be_read(
+    testbed: TestbedState, provider: ClusterAccess
+) -> None:
+    agent, mapper = edge_access(testbed, provider), edge_access(testbed, provider, MAPPER_USER)
+
+    def client(access: BrokerAccess, name: str) -> aiomqtt.Client:
+        return aiomqtt.Client(
+            access.host,
+            access.port,
+            username=access.username,
+            password=access.password,
+            identifier=f"test-acl-{name}",
+        )
+
+    async with client(mapper, "spy") as spy, client(agent, "reader") as reader:
+        # mosquitto accepts the subscriptions (an ACL file never refuses one) and delivers
+        # nothing on them: not the testbed mapper's readings, not this test's.
+        await spy.subscribe("default/fluidos-sensors/#", qos=1)
+        await spy.subscribe("#", qos=1)
+        await reader.subscribe(FORGED_TOPIC, qos=1)
+        async with client(mapper, "mapper") as publisher:
+            await publisher.publish(FORGED_TOPIC, b"published by the mapper", qos=1)
+        async with asyncio.timeout(30):
+            async for message in reader.messages:
+                if message.payload == b"published by the mapper":
+                    break
+        # A round trip on the spy's own connection after the publication was routed: whatever
+        # the broker had sent it would have arrived before this answer.
+        await spy.subscribe(FORGED_TOPIC, qos=1)
+        assert len(spy.messages) == 0
 
 
 async def test_testbed_mapper_registers_its_boards_and_publishes_their_topics(
@@ -247,7 +342,7 @@ async def test_streams_at_rate_reconnects_and_reports_twins(
     broken = json.loads(json.dumps(bodies[1]))
     broken["metadata"]["name"] = "broken-mac"
     broken["spec"]["protocol"]["configData"]["macAddress"] = "C0:8A:ZZ"
-    access = edge_access(testbed, provider)
+    access = edge_access(testbed, provider, MAPPER_USER)
     store = DeviceStatusStore(provider_api)
     mapper = Mapper(
         MapperSettings(
@@ -261,7 +356,7 @@ async def test_streams_at_rate_reconnects_and_reports_twins(
     )
     stwin, tile = (b["metadata"]["name"] for b in bodies)
     stwin_mac = boards[0][1].mac
-    async with Subscriber(access, f"{namespace}/fluidos-sensors/#") as sub:
+    async with Subscriber(edge_access(testbed, provider), f"{namespace}/fluidos-sensors/#") as sub:
         run_mapper(mapper)
         await until(
             lambda: sub.of(stwin, "acceleration") and sub.of(tile, "humidity"),
@@ -419,7 +514,8 @@ async def test_broker_restart_is_survived_with_bounded_buffering(
     broker.start()
     try:
         broker.wait_ready()
-        access = BrokerAccess.load(edge.broker_credentials(tmp_path / "node"))
+        access = BrokerAccess.load(edge.broker_credentials(tmp_path / "node", MAPPER_USER))
+        reader = BrokerAccess.load(edge.broker_credentials(tmp_path / "node", AGENT_USER))
         boards = simulated_boards(node.name, 1, inertial_hz=30, environmental_hz=20)
         _, backends = radio_with(boards)
         capacity = 150
@@ -430,7 +526,7 @@ async def test_broker_restart_is_survived_with_bounded_buffering(
             publisher=publisher,
         )
         name = unbound_device_name(boards[0][1].mac)
-        async with Subscriber(access, "default/fluidos-sensors/#") as sub:
+        async with Subscriber(reader, "default/fluidos-sensors/#") as sub:
             run_mapper(mapper)
             await until(lambda: len(sub.of(name, "acceleration")) >= 10, what="first readings")
 

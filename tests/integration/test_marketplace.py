@@ -37,7 +37,7 @@ from fluidos_sensors import api as fs_api
 from fluidos_sensors.contract import CONSUMER_LABEL
 from fluidos_sensors.flavor import DEVICE_ANNOTATION, SENSOR_KEY_ANNOTATION, sensor_from_flavor
 from fluidos_sensors.reading import Reading
-from mapper.broker import BrokerAccess
+from mapper.broker import MAPPER_USER, BrokerAccess
 from testbed import bootstrap, edge
 from testbed.services import ConsumerStack
 from testbed.state import ClusterAccess, TestbedState
@@ -345,7 +345,7 @@ class ExtraDevice:
 @pytest.fixture
 def broker(testbed: TestbedState, provider: ClusterAccess) -> BrokerAccess:
     node_dir = testbed.directory / provider.name / "nodes" / EDGE
-    return BrokerAccess.load(edge.broker_credentials(node_dir))
+    return BrokerAccess.load(edge.broker_credentials(node_dir, MAPPER_USER))  # publishes
 
 
 @pytest.fixture

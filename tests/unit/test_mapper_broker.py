@@ -8,14 +8,20 @@ from pathlib import Path
 
 import pytest
 
+from fluidos_sensors.topics import broker_topic
 from mapper.broker import (
+    AGENT_USER,
+    BROKER_USERS,
+    MAPPER_USER,
     BrokerAccess,
     BrokerConfigError,
+    acl_users,
     mosquitto_config,
     mosquitto_password_entry,
     write_password_file,
 )
 from mapper.cli import broker_access
+from testbed.edge import BROKER_ACL
 
 
 def test_password_entry_matches_mosquitto_passwd() -> None:
@@ -77,3 +83,35 @@ def test_config_listens_on_loopback_and_requires_a_password(tmp_path: Path) -> N
     assert "listener 18830 127.0.0.1" in text.splitlines()
     assert "allow_anonymous false" in text.splitlines()
     assert f"password_file {tmp_path / 'pw'}" in text.splitlines()
+
+
+def test_config_names_the_acl_file(tmp_path: Path) -> None:
+    text = mosquitto_config(18830, tmp_path / "pw", run_as="me", acl_file=tmp_path / "acl")
+    assert f"acl_file {tmp_path / 'acl'}" in text.splitlines()
+    plain = mosquitto_config(18830, tmp_path / "pw", run_as="me").splitlines()
+    assert not [line for line in plain if line.startswith("acl_file")]
+
+
+def test_each_role_has_its_own_password_in_one_password_file(tmp_path: Path) -> None:
+    mapper = BrokerAccess.generate("127.0.0.1", 18830, MAPPER_USER)
+    agent = BrokerAccess.generate("127.0.0.1", 18830, AGENT_USER)
+    assert mapper.password != agent.password
+    write_password_file(tmp_path / "pw", mapper, agent)
+    users = [line.split(":", 1)[0] for line in (tmp_path / "pw").read_text().splitlines()]
+    assert users == [MAPPER_USER, AGENT_USER]
+
+
+def test_the_acl_lets_the_mapper_only_publish_and_the_agent_only_read_readings() -> None:
+    # The one ACL file the testbed and the Helm chart use; its users are the roles' names.
+    users = acl_users(BROKER_ACL.read_text())
+    assert set(users) == set(BROKER_USERS)
+    assert users[MAPPER_USER] == [("write", "+/fluidos-sensors/#")]
+    assert users[AGENT_USER] == [("read", "+/fluidos-sensors/#")]
+    # The pattern covers every readings topic of the topic scheme.
+    topic = broker_topic("default", "stwin-1", "acceleration")
+    assert topic.split("/")[1:2] == ["fluidos-sensors"] and len(topic.split("/")) == 4
+
+
+def test_an_acl_line_the_parser_does_not_know_is_an_error() -> None:
+    with pytest.raises(ValueError, match="not understood"):
+        acl_users("pattern write %u/#\n")
