@@ -254,3 +254,37 @@ async def test_api_outage_keeps_known_boards_streaming(fleet, running) -> None:
 def test_without_kubernetes_only_all_boards_makes_sense() -> None:
     with pytest.raises(ValueError, match="all-boards"):
         Mapper(MapperSettings(node=NODE), backends=BleBackends(), publisher=Publisher())  # type: ignore[arg-type]
+
+
+async def test_nothing_is_published_while_the_clock_is_before_the_window(
+    fleet, running, monkeypatch, caplog
+) -> None:
+    # A board without a real-time clock boots at 1970; the edge agent would refuse it all.
+    import time
+
+    import mapper.ble.link as link
+
+    class Clock1970:
+        """The link's `time` module, its wall clock a day after the epoch."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(time, name)
+
+        @staticmethod
+        def time() -> float:
+            return 86_400.0
+
+    monkeypatch.setattr(link, "time", Clock1970())
+    radio, _ = fleet
+    publisher = Publisher()
+    mapper = Mapper(
+        MapperSettings(node=NODE, all_boards=True, link=fast_links()),
+        backends=backends(radio),
+        publisher=publisher,  # type: ignore[arg-type]
+    )
+    running(mapper)
+    await until(lambda: mapper.unset_clock >= 10)
+    assert publisher.messages == []
+    assert mapper.status()["unsetClock"] == mapper.unset_clock
+    warnings = [r.getMessage() for r in caplog.records if "not publishing" in r.getMessage()]
+    assert len(warnings) == 1 and "before 2000-01-01" in warnings[0]
