@@ -10,6 +10,8 @@ each once.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -17,11 +19,14 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
+import msgspec
 import pytest
 from influxdb_client import InfluxDBClient
 from kubernetes import client
@@ -40,6 +45,7 @@ from routing import (
 from fluidos_sensors import api as fs_api
 from fluidos_sensors.endpoints import AuthType
 from fluidos_sensors.flavor import sensor_from_flavor
+from fluidos_sensors.reading import Reading
 from fluidos_sensors.rear import DeliveryAuthorization, NodeIdentity, RearClient, TelemetryEndpoint
 from mapper.broker import AGENT_USER, MAPPER_USER, BrokerAccess
 from router_manager.route import RouteTarget, TargetAuth, route_body, route_name
@@ -514,3 +520,242 @@ def test_a_purchase_delivers_until_released(
     eventually(lambda: route_of(provider_api, route) is None, "the route gone with the release")
     seqs = influx_seqs(stack, device, "pressure", since=began)
     assert contiguous(seqs)
+
+
+# ----------------------------------------------------------------------------------------
+# Poison and forged readings: a stream this test publishes as a mapper would, delivered to
+# the consumer's real Telegraf and InfluxDB.
+
+STREAM_QUANTITY = "temperature"
+
+
+def stream_reading(device: str, seq: int, **changes: Any) -> Reading:
+    """A reading of a test device's temperature, one second apart per seq."""
+    fields: dict[str, Any] = {
+        "namespace": "default",
+        "device": device,
+        "sensor": STREAM_QUANTITY,
+        "quantity": STREAM_QUANTITY,
+        "unit": "C",
+        "values": {"value": 20.0 + seq / 100},
+        "node": EDGE,
+        "seq": seq,
+        "received_at": time.time() - 600 + seq,
+        "provider": "provider-1",
+    }
+    fields.update(changes)
+    return Reading(**fields)
+
+
+async def publish_as_mapper(access: BrokerAccess, messages: list[tuple[str, bytes]]) -> None:
+    """Publish (topic, payload) in order at QoS 1, acknowledged each, with a mapper's rights."""
+    async with aiomqtt.Client(
+        access.host,
+        access.port,
+        username=access.username,
+        password=access.password,
+        identifier=f"test-stream-{uuid.uuid4().hex[:8]}",
+    ) as mqtt:
+        for topic, payload in messages:
+            await mqtt.publish(topic, payload, qos=1)
+
+
+def stream_route(
+    api: client.ApiClient, device: str, stack: ConsumerStack, secret: str
+) -> tuple[str, str]:
+    """A route of the test device's topic to the consumer's Telegraf, once subscribed:
+    (route name, topic). Batches wait 500 ms, so a burst goes in few, large ones."""
+    topic = f"default/fluidos-sensors/{device}/{STREAM_QUANTITY}"
+    body = route_body(
+        EDGE,
+        topic,
+        [
+            RouteTarget(
+                id="telegraf",
+                url=stack.telegraf_url,
+                batch_delay_ms=500,
+                auth=TargetAuth("basic", secret),
+            )
+        ],
+    )
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
+        fs_api.SENSOR_ROUTE.group,
+        fs_api.SENSOR_ROUTE.version,
+        fs_api.ROUTE_NAMESPACE,
+        fs_api.SENSOR_ROUTE.plural,
+        body,
+    )
+    name = body["metadata"]["name"]
+    eventually(
+        lambda: ((route_of(api, name) or {}).get("status") or {}).get("subscribed"),
+        f"the agent subscribed to {topic}",
+    )
+    return name, topic
+
+
+def delete_route(api: client.ApiClient, name: str) -> None:
+    with contextlib.suppress(client.ApiException):
+        client.CustomObjectsApi(api).delete_namespaced_custom_object(
+            fs_api.SENSOR_ROUTE.group,
+            fs_api.SENSOR_ROUTE.version,
+            fs_api.ROUTE_NAMESPACE,
+            fs_api.SENSOR_ROUTE.plural,
+            name,
+        )
+
+
+def influx_points(stack: ConsumerStack, since: float, token: str) -> list[dict[str, Any]]:
+    """Every point stored since `since` whose measurement or tags hold `token`, as
+    {measurement, device, sensor, node, seq, value} (value: the field "value")."""
+    start = dt.datetime.fromtimestamp(since, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    flux = (
+        f'from(bucket: "{stack.bucket}") |> range(start: {start})'
+        ' |> filter(fn: (r) => r._field == "seq" or r._field == "value")'
+        ' |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")'
+    )
+    with InfluxDBClient(url=stack.influx_url, token=stack.influx_token, org="-") as influx:
+        tables = influx.query_api().query(flux)
+    found = []
+    for table in tables:
+        for record in table.records:
+            point = {
+                "measurement": record.get_measurement(),
+                "device": record.values.get("device"),
+                "sensor": record.values.get("sensor"),
+                "node": record.values.get("node"),
+                "seq": record.values.get("seq"),
+                "value": record.values.get("value"),
+            }
+            if any(token in str(v) for k, v in point.items() if k not in ("seq", "value")):
+                found.append(point)
+    return found
+
+
+def test_a_poison_reading_costs_only_itself(
+    provider: ClusterAccess,
+    provider_api: client.ApiClient,
+    consumers: list[ClusterAccess],
+    testbed: TestbedState,
+) -> None:
+    """Issue 24.1: readings InfluxDB cannot store, or Telegraf cannot parse, in a burst with
+    good ones: every good seq reaches the buyer's InfluxDB, and only the bad are counted."""
+    began = time.time() - 3600
+    device = f"poison-{uuid.uuid4().hex[:6]}"
+    stack = stack_of(testbed, consumers[0])
+    secret = delivery_secret(provider_api, f"telegraf-{consumers[0].name}", stack)
+    mapper = BrokerAccess.load(
+        edge.broker_credentials(testbed.directory / provider.name / "nodes" / EDGE, MAPPER_USER)
+    )
+    route, topic = stream_route(provider_api, device, stack, secret)
+    poisons = {
+        # Outside the time window, refused at ingest. 1e12 s overflows line protocol's int64
+        # nanoseconds (Telegraf refuses the batch holding it); 1969 is a clock never set.
+        10: {"received_at": 1e12},
+        20: {"received_at": -1.0},
+        # Admitted, but a field without a name is not line protocol: Telegraf refuses every
+        # batch holding it, and the agent isolates it.
+        30: {"values": {"": 1.0, "value": 20.3}},
+    }
+    count = 60
+    try:
+        asyncio.run(
+            publish_as_mapper(
+                mapper,
+                [
+                    (topic, stream_reading(device, seq, **poisons.get(seq, {})).encode())
+                    for seq in range(count)
+                ],
+            )
+        )
+        good = [seq for seq in range(count) if seq not in poisons]
+        eventually(
+            lambda: influx_seqs(stack, device, STREAM_QUANTITY, since=began) == good,
+            f"every good seq of {device} in the consumer's InfluxDB",
+            timeout=60,
+        )
+        # Refused at ingest (the time window): never sent; counted on the route.
+        status = eventually(
+            lambda: (
+                (s := (route_of(provider_api, route) or {}).get("status") or {})
+                and s.get("refused") == 2
+                and s
+            ),
+            "two readings refused at ingest",
+        )
+        assert status["lastRefused"].startswith('seq 20: "receivedAt" is before 2000-01-01')
+        # Refused by Telegraf: isolated, it alone is rejected, named with Telegraf's answer.
+        target = eventually(
+            lambda: (t := target_status(provider_api, route, "telegraf")).get("rejected") and t,
+            "the rejection counted",
+        )
+        assert target["rejected"] == 1
+        assert target["delivered"] == len(good)
+        assert target["lastRejected"].startswith(f"{device}/{STREAM_QUANTITY} seq 30: HTTP 400")
+    finally:
+        delete_route(provider_api, route)
+
+
+def test_forged_readings_reach_no_buyer(
+    provider: ClusterAccess,
+    provider_api: client.ApiClient,
+    consumers: list[ClusterAccess],
+    testbed: TestbedState,
+) -> None:
+    """Issue 24.2b: a payload naming another device or sensor than its topic, or names with
+    control characters, is refused by the agent: it neither overwrites the named device's
+    history nor makes a new series."""
+    began = time.time() - 3600
+    token = uuid.uuid4().hex[:6]
+    victim, carrier = f"victim-{token}", f"carrier-{token}"
+    stack = stack_of(testbed, consumers[0])
+    secret = delivery_secret(provider_api, f"telegraf-{consumers[0].name}", stack)
+    mapper = BrokerAccess.load(
+        edge.broker_credentials(testbed.directory / provider.name / "nodes" / EDGE, MAPPER_USER)
+    )
+    victim_route, victim_topic = stream_route(provider_api, victim, stack, secret)
+    carrier_route, carrier_topic = stream_route(provider_api, carrier, stack, secret)
+    genuine = stream_reading(victim, 5)
+    forged = [
+        # The victim's reading 5 again (same series, same time), another value, on a topic
+        # the forger may publish on.
+        msgspec.structs.replace(genuine, values={"value": 999.0}).encode(),
+        stream_reading(carrier, 6, sensor="humidity").encode(),
+        stream_reading(carrier, 7, quantity=f"temperature\n{token}").encode(),
+        stream_reading(carrier, 8, node=f"{EDGE}\x00{token}").encode(),
+        stream_reading(carrier, 9, unit=f"C\r{token}").encode(),
+    ]
+    try:
+        asyncio.run(
+            publish_as_mapper(
+                mapper,
+                [(victim_topic, stream_reading(victim, seq).encode()) for seq in range(10)]
+                + [(carrier_topic, payload) for payload in forged]
+                + [(carrier_topic, stream_reading(carrier, seq).encode()) for seq in range(10)],
+            )
+        )
+        # The carrier's genuine readings were published after the forged ones, on the same
+        # topic: once they are all stored, the forged ones had their chance.
+        eventually(
+            lambda: influx_seqs(stack, carrier, STREAM_QUANTITY, since=began) == list(range(10)),
+            "the carrier's readings in InfluxDB",
+            timeout=60,
+        )
+        status = eventually(
+            lambda: (
+                (s := (route_of(provider_api, carrier_route) or {}).get("status") or {})
+                and s.get("refused") == len(forged)
+                and s
+            ),
+            "every forged reading refused at ingest",
+        )
+        assert status["lastRefused"].startswith('seq 9: "unit" holds control characters')
+        points = influx_points(stack, began, token)
+        assert {p["device"] for p in points} == {victim, carrier}, points
+        assert {p["measurement"] for p in points} == {STREAM_QUANTITY}
+        assert {p["node"] for p in points} == {EDGE}
+        fifth = [p for p in points if p["device"] == victim and p["seq"] == 5]
+        assert [p["value"] for p in fifth] == [genuine.values["value"]]  # not overwritten
+        assert target_status(provider_api, victim_route, "telegraf")["delivered"] == 10
+    finally:
+        delete_route(provider_api, victim_route)
+        delete_route(provider_api, carrier_route)
