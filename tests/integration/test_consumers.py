@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import httpx
 import msgspec
 import pytest
 from influxdb_client import InfluxDBClient
@@ -683,6 +684,14 @@ def test_a_poison_reading_costs_only_itself(
             "two readings refused at ingest",
         )
         assert status["lastRefused"].startswith('seq 20: "receivedAt" is before 2000-01-01')
+        node_dir = testbed.directory / provider.name / "nodes" / EDGE
+        metrics = httpx.get(
+            f"http://127.0.0.1:{testbed.config['edge'][EDGE][edge.AGENT_METRICS_PORT]}/metrics",
+            headers={
+                "Authorization": f"Bearer {edge.agent_metrics_token(node_dir).read_text().strip()}"
+            },
+        ).text
+        assert f'fluidos_sensors_agent_refused_readings_total{{topic="{topic}"}} 2.0' in metrics
         # Refused by Telegraf: isolated, it alone is rejected, named with Telegraf's answer.
         target = eventually(
             lambda: (t := target_status(provider_api, route, "telegraf")).get("rejected") and t,
