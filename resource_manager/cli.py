@@ -45,7 +45,12 @@ def run(
     context: Context = None,
     namespace: Annotated[
         list[str] | None,
-        typer.Option("--namespace", "-n", help="Serve Devices of these namespaces only (repeat)."),
+        typer.Option(
+            "--namespace",
+            "-n",
+            help="Serve Devices of these namespaces only (repeat); without it, every "
+            "namespace (KubeEdge's samples use default, FLUIDOS's fluidos).",
+        ),
     ] = None,
     flavor_namespace: Annotated[
         str, typer.Option(help="Namespace of the Flavors (the FLUIDOS node's).")
@@ -97,6 +102,10 @@ def run(
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+    logging.getLogger("resource_manager").info(
+        "serving Devices of %s",
+        ", ".join(sorted(set(namespace))) if namespace else "every namespace",
+    )
     api = api_client(kubeconfig, context)
     operator.configure(
         operator.Settings(
