@@ -27,6 +27,7 @@ from fluidos_sensors.endpoints import AuthType
 from fluidos_sensors.filters import SensorFilter
 from fluidos_sensors.flavor import FlavorError
 from fluidos_sensors.kube import REQUEST_TIMEOUT
+from fluidos_sensors.limits import clip
 from fluidos_sensors.rear import (
     AsyncRearClient,
     ContractAnswer,
@@ -162,8 +163,11 @@ def _why(exc: BaseException) -> str:
 def provider_problem(provider: str, exc: BaseException, retry_in: float) -> str:
     """A provider's failure as the status says it; one that is not ready (503) is asked again
     in `retry_in` seconds rather than at the next resync."""
-    if isinstance(exc, RearError) and exc.not_ready:
-        return f"provider {provider} is not ready ({_why(exc)}); asking again in {retry_in:.0f}s"
+    if isinstance(exc, RearError) and exc.not_ready:  # short: status messages clip problems
+        return (
+            f"provider {provider} is not ready, asking again in {retry_in:.0f}s "
+            f"(HTTP {exc.status}: {clip(exc.message, 80)})"
+        )
     return f"provider {provider}: {_why(exc)}"
 
 

@@ -81,10 +81,9 @@ def outcome(
         return Outcome(phase=UNSATISFIABLE, message=_fit(message))
     if not_ready:
         message = f"waiting for provider(s) {', '.join(not_ready)}, not ready yet{trouble}"
-        return Outcome(
-            phase=PARTIALLY_FULFILLED if held else SEARCHING,
-            message=_fit(f"{held} of {count} sensor(s) under contract: {message}"),
-        )
+        if held:
+            message = f"{held} of {count} sensor(s) under contract: {message}"
+        return Outcome(phase=PARTIALLY_FULFILLED if held else SEARCHING, message=_fit(message))
     if matched == 0:
         message = f"no available sensor matches {wanted} at {where}{trouble}; watching for new ones"
     elif matched <= held:

@@ -175,8 +175,10 @@ async def test_discovery_names_a_provider_that_is_not_ready() -> None:
     await starting.aclose()
     assert found.not_ready == {"p2"} and found.listed == {"p1"} and found.retry_hint == 4.0
     [problem] = found.problems
-    assert problem.startswith("provider p2 is not ready (") and "HTTP 503" in problem
-    assert problem.endswith("asking again in 2s")
+    assert problem == (
+        "provider p2 is not ready, asking again in 2s "
+        "(HTTP 503: the gateway is starting; try again in a moment)"
+    )
 
 
 def test_not_ready_backs_off_up_to_the_resync_period() -> None:
@@ -195,11 +197,11 @@ def test_a_request_waiting_for_a_provider_that_is_not_ready_says_so() -> None:
         matched=0,
         wanted="sensor_type=humidity",
         asked=["p1"],
-        problems=["provider p1 is not ready (HTTP 503: starting); asking again in 1s"],
+        problems=["provider p1 is not ready, asking again in 1s (HTTP 503: starting)"],
         not_ready=["p1"],
     )
     assert waiting.phase == st.SEARCHING  # not settled: `request --wait` keeps waiting
-    assert "waiting for provider(s) p1, not ready yet" in waiting.message
+    assert waiting.message.startswith("waiting for provider(s) p1, not ready yet (")
     assert "asking again in 1s" in waiting.message
     partly = st.outcome(
         count=2,
