@@ -19,7 +19,8 @@ from kubernetes.client.exceptions import ApiException
 from consumer import status as st
 from fluidos_sensors.api import FLUIDOS_NAMESPACE, SENSOR_REQUEST
 from fluidos_sensors.endpoints import AuthType, DeliveryFormat, EndpointError, check_endpoint_url
-from fluidos_sensors.filters import FilterError, SensorFilter
+from fluidos_sensors.filter_cli import with_filter_options
+from fluidos_sensors.filters import NO_FILTERS, FilterError, FilterOptions
 from fluidos_sensors.kube import api_client
 from fluidos_sensors.limits import clip
 from fluidos_sensors.logs import setup_logging
@@ -67,53 +68,6 @@ def _get(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any] | N
 # ------------------------------------------------------------------------------ request
 
 
-def request_filter(
-    *,
-    types: Texts = None,
-    models: Texts = None,
-    manufacturers: Texts = None,
-    categories: Texts = None,
-    markets: Texts = None,
-    nodes: Texts = None,
-    bounds: Mapping[str, str | None] | None = None,
-) -> dict[str, Any]:
-    """A SensorRequest's `spec.filter` from CLI options; `bounds` maps option names such as
-    "--max-latency" to their text. Raises FilterError naming the option."""
-    spec: dict[str, Any] = {}
-    for key, values in (
-        ("sensorType", types),
-        ("sensorModel", models),
-        ("sensorManufacturer", manufacturers),
-        ("sensorCategory", categories),
-        ("sensorMarket", markets),
-        ("node", nodes),
-    ):
-        if values:
-            spec[key] = list(values)
-    for option, value in (bounds or {}).items():
-        if value is None:
-            continue
-        bound, _, quantity = option.removeprefix("--").partition("-")
-        key = _BOUND_OPTIONS[quantity]
-        try:  # checked one by one so the error names the option
-            SensorFilter.from_request_spec({key: {bound: value}})
-        except FilterError as exc:
-            raise FilterError(f"{option}: {exc}") from None
-        spec.setdefault(key, {})[bound] = value
-    SensorFilter.from_request_spec(spec)  # what only the whole says (min above max)
-    return spec
-
-
-# --<min|max>-<quantity> option -> spec.filter key
-_BOUND_OPTIONS = {
-    "latency": "latency",
-    "rate": "samplingRate",
-    "accuracy": "accuracy",
-    "consumption": "consumption",
-    "observed-latency": "observedLatency",
-}
-
-
 def _summary(obj: Mapping[str, Any]) -> str:
     status = obj.get("status") or {}
     name = (obj.get("metadata") or {}).get("name")
@@ -138,27 +92,10 @@ def _settled(obj: Mapping[str, Any]) -> bool:
     return status.get("observedGeneration") == generation and status.get("phase") in st.SETTLED
 
 
+@with_filter_options
 def request(
     endpoint: Annotated[str, typer.Option(help="Where the readings go (http or https URL).")],
-    sensor_type: Annotated[
-        Texts, typer.Option("--type", help="Measured quantity, e.g. humidity (repeat: all).")
-    ] = None,
-    model: Annotated[Texts, typer.Option("--model", help="Sensor model, e.g. HTS221.")] = None,
-    manufacturer: Annotated[Texts, typer.Option("--manufacturer")] = None,
-    category: Annotated[Texts, typer.Option("--category", help="e.g. Environmental.")] = None,
-    market: Annotated[Texts, typer.Option("--market")] = None,
-    node: Annotated[Texts, typer.Option("--node", help="Provider's edge node.")] = None,
-    min_latency: Annotated[str | None, typer.Option(help='e.g. "5ms".')] = None,
-    max_latency: Annotated[str | None, typer.Option(help='e.g. "16ms", "0.1 s".')] = None,
-    min_rate: Annotated[str | None, typer.Option(help='Sampling rate, e.g. "10 Hz".')] = None,
-    max_rate: Annotated[str | None, typer.Option()] = None,
-    max_accuracy: Annotated[
-        str | None, typer.Option(help="Largest acceptable ± of the quantity.")
-    ] = None,
-    max_consumption: Annotated[str | None, typer.Option(help='e.g. "5 mW".')] = None,
-    max_observed_latency: Annotated[
-        str | None, typer.Option(help="Measured on the data path, e.g. 50ms.")
-    ] = None,
+    filters: FilterOptions = NO_FILTERS,
     format_name: Annotated[
         DeliveryFormat, typer.Option("--format", help="How readings are encoded.")
     ] = DeliveryFormat.INFLUX,
@@ -190,23 +127,7 @@ def request(
     if (auth_type is None) != (auth_secret is None):
         raise _fail("--auth-type and --auth-secret go together")
     try:
-        spec_filter = request_filter(
-            types=sensor_type,
-            models=model,
-            manufacturers=manufacturer,
-            categories=category,
-            markets=market,
-            nodes=node,
-            bounds={
-                "--min-latency": min_latency,
-                "--max-latency": max_latency,
-                "--min-rate": min_rate,
-                "--max-rate": max_rate,
-                "--max-accuracy": max_accuracy,
-                "--max-consumption": max_consumption,
-                "--max-observed-latency": max_observed_latency,
-            },
-        )
+        spec_filter = filters.request_filter()
     except FilterError as exc:
         raise _fail(str(exc)) from exc
     target: dict[str, Any] = {"url": url, "format": format_name.value}
@@ -219,7 +140,8 @@ def request(
     if name:
         metadata["name"] = name
     else:
-        metadata["generateName"] = f"{(sensor_type or ['sensors'])[0].lower()[:40]}-"
+        types = filters.texts("sensor_type")
+        metadata["generateName"] = f"{(types or ['sensors'])[0].lower()[:40]}-"
     body = {
         "apiVersion": SENSOR_REQUEST.api_version,
         "kind": SENSOR_REQUEST.kind,

@@ -27,6 +27,7 @@ from fluidos_sensors.endpoints import AuthType
 from fluidos_sensors.filters import SensorFilter
 from fluidos_sensors.flavor import FlavorError
 from fluidos_sensors.kube import REQUEST_TIMEOUT
+from fluidos_sensors.limits import clip
 from fluidos_sensors.rear import (
     AsyncRearClient,
     ContractAnswer,
@@ -159,6 +160,17 @@ def _why(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, RearError | ProviderProblem) else type(exc).__name__
 
 
+def provider_problem(provider: str, exc: BaseException, retry_in: float) -> str:
+    """A provider's failure as the status says it; one that is not ready (503) is asked again
+    in `retry_in` seconds rather than at the next resync."""
+    if isinstance(exc, RearError) and exc.not_ready:  # short: status messages clip problems
+        return (
+            f"provider {provider} is not ready, asking again in {retry_in:.0f}s "
+            f"(HTTP {exc.status}: {clip(exc.message, 80)})"
+        )
+    return f"provider {provider}: {_why(exc)}"
+
+
 @dataclass
 class Discovery:
     """What one pass learned from the providers."""
@@ -168,6 +180,8 @@ class Discovery:
     reachable: set[str] = field(default_factory=set)  # contracts read
     contracts: dict[str, list[ContractAnswer]] = field(default_factory=dict)  # ours, by provider
     problems: list[str] = field(default_factory=list)
+    not_ready: set[str] = field(default_factory=set)  # answered 503: ask again soon
+    retry_hint: float | None = None  # the longest Retry-After they asked for
 
 
 async def discover(
@@ -175,28 +189,35 @@ async def discover(
     asked: Sequence[str],
     sensor_filter: SensorFilter,
     intent: str,
+    retry_in: float,
 ) -> Discovery:
     """Ask every provider in `clients` for this request's contracts and, those `asked`, for
-    their offer matching the filter; a provider that fails is skipped with its reason."""
+    their offer matching the filter; a provider that fails is skipped with its reason (one
+    that is not ready: asked again in `retry_in` seconds)."""
     found = Discovery()
     rank_of = {name: index for index, name in enumerate(asked)}
+
+    def failed(name: str, exc: RearError) -> None:
+        found.problems.append(provider_problem(name, exc, retry_in))
+        if exc.not_ready:
+            found.not_ready.add(name)
+            if exc.retry_after is not None:
+                found.retry_hint = max(found.retry_hint or 0.0, exc.retry_after)
 
     async def one(name: str, rear: AsyncRearClient) -> None:
         try:
             contracts = await rear.list_contracts()
         except RearError as exc:
-            found.problems.append(f"provider {name}: {_why(exc)}")
+            failed(name, exc)
             return
         found.reachable.add(name)
-        found.contracts[name] = [
-            c for c in contracts if intent in c.ingress_telemetry_endpoint.intents
-        ]
+        found.contracts[name] = [c for c in contracts if intent in c.intents]
         if name not in rank_of:
             return
         try:
             items = await rear.list_flavors(sensor_filter)
         except RearError as exc:
-            found.problems.append(f"provider {name}: {_why(exc)}")
+            failed(name, exc)
             return
         found.listed.add(name)
         candidates, unreadable = readable_candidates(

@@ -277,6 +277,7 @@ def build_registry(
         current: dict[str, Any] = snapshot(body.get("status") or {})
         next_pass: float | None = loop.time()
         next_probe = loop.time()
+        not_ready_passes = 0  # passes in a row that met a provider answering 503
         while not stopped:
             now = loop.time()
             generation = body.get("metadata", {}).get("generation")
@@ -307,6 +308,7 @@ def build_registry(
                             _providers(sensor_providers),
                             report=report,
                             stopping=lambda: bool(stopped),
+                            not_ready_passes=not_ready_passes,
                         )
                     except Exception:  # a bug or an API outage costs this pass, not the daemon
                         log.exception("SensorRequest %s/%s: pass failed", settings.namespace, name)
@@ -318,6 +320,7 @@ def build_registry(
                         current = await write_status(name, current, result.status)
                     except ApiException as exc:
                         log.warning("SensorRequest %s: status not written: %s", name, exc.reason)
+                    not_ready_passes = not_ready_passes + 1 if result.not_ready else 0
                     retry = result.retry_after
                     next_pass = None if retry is None else loop.time() + retry
             held = st.held_contracts(current)

@@ -25,6 +25,7 @@ from consumer.market import (
     endpoint_authorization,
     held_from_answer,
     open_provider,
+    provider_problem,
     release_problem,
     telemetry,
 )
@@ -38,12 +39,24 @@ from consumer.spec import (
     provider_order,
     request_intent,
 )
+from fluidos_sensors.backoff import Backoff
 from fluidos_sensors.filters import describe
 from fluidos_sensors.rear import AsyncRearClient, NodeIdentity, RearError
 
 log = logging.getLogger("consumer")
 
 Report = Callable[[str, str], Awaitable[None]]
+
+NOT_READY_FIRST_S = 1.0  # the first look again at a provider that answered 503
+
+
+def not_ready_delay(attempt: int, resync: float, hint: float | None = None) -> float:
+    """When to look again after `attempt` passes in a row met a provider that is not ready
+    (503): 1 s, then doubling (with jitter, so requests do not knock in step), never later
+    than the resync period; at least what its Retry-After asked for, within that period."""
+    backoff = Backoff(NOT_READY_FIRST_S, max(resync, NOT_READY_FIRST_S))
+    backoff.attempts = attempt
+    return max(backoff.next(), min(hint or 0.0, resync))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,6 +85,7 @@ class Pass:
     status: dict[str, Any]
     retry_after: float | None  # None: only when the spec changes
     events: list[Event] = field(default_factory=list)
+    not_ready: bool = False  # a provider answered 503: the next pass backs off further
 
 
 def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -122,8 +136,12 @@ class Resolver:
         *,
         report: Report,
         stopping: Callable[[], bool] = lambda: False,
+        not_ready_passes: int = 0,
     ) -> Pass:
-        """One pass: discover, rank, release and buy; the request's new status."""
+        """One pass: discover, rank, release and buy; the request's new status.
+
+        `not_ready_passes`: how many passes in a row met a provider that was not ready (503);
+        the pass after this one comes that much later (`not_ready_delay`)."""
         meta = _meta(request)
         generation = int(meta.get("generation") or 0)
         current = request.get("status") if isinstance(request.get("status"), Mapping) else {}
@@ -163,10 +181,17 @@ class Resolver:
             str(meta.get("namespace")), str(meta.get("name")), str(meta.get("uid"))
         )
         events: list[Event] = []
+        retry_in = not_ready_delay(not_ready_passes, self.settings.resync)
+        not_ready: set[str] = set()
         clients = await self._open(providers, names, problems)
         try:
-            found = await discover(clients, [n for n in asked if n in clients], spec.filter, intent)
+            found = await discover(
+                clients, [n for n in asked if n in clients], spec.filter, intent, retry_in
+            )
             problems += found.problems
+            not_ready |= found.not_ready
+            if found.retry_hint is not None:
+                retry_in = not_ready_delay(not_ready_passes, self.settings.resync, found.retry_hint)
             held = self._confirm(held, found, events)
             ranked = rank(found.candidates)
             decision = plan(
@@ -206,8 +231,10 @@ class Resolver:
                         problems.append(f"{item.provider}/{item.flavor_id}: {exc}")
                         continue
                     except RearError as exc:
-                        problems.append(f"provider {item.provider}: {exc}")
+                        problems.append(provider_problem(item.provider, exc, retry_in))
                         refused.add(item.provider)
+                        if exc.not_ready:
+                            not_ready.add(item.provider)
                         continue
                     bought += 1
                     kept.append(
@@ -240,6 +267,7 @@ class Resolver:
             wanted=describe(spec.filter),
             asked=asked,
             problems=problems,
+            not_ready=sorted(not_ready),
         )
         return Pass(
             st.request_status(
@@ -249,8 +277,9 @@ class Resolver:
                 held=kept,
                 first_data=first_data if isinstance(first_data, str) else None,
             ),
-            retry_after=self.settings.resync,
+            retry_after=retry_in if not_ready else self.settings.resync,
             events=events,
+            not_ready=bool(not_ready),
         )
 
     def _confirm(
@@ -342,11 +371,7 @@ class Resolver:
                 ids = {c.contract_id for c in held if c.provider == name}
                 try:
                     answers = await rear.list_contracts()
-                    ids |= {
-                        a.contract_id
-                        for a in answers
-                        if intent in a.ingress_telemetry_endpoint.intents
-                    }
+                    ids |= {a.contract_id for a in answers if intent in a.intents}
                 except RearError as exc:
                     if name in holding:
                         problems.append(f"provider {name}: {exc}")

@@ -62,11 +62,14 @@ def outcome(
     wanted: str,
     asked: Sequence[str],
     problems: Sequence[str],
+    not_ready: Sequence[str] = (),
 ) -> Outcome:
     """The phase a resolved request is in and a message that says why.
 
     `wanted` describes the filter; `asked` names the providers asked; `problems` are the
-    providers skipped and the purchases refused on this pass.
+    providers skipped and the purchases refused on this pass; `not_ready` the providers that
+    answered 503, asked again soon: while one is, a request short of sensors is still
+    Searching (or PartiallyFulfilled), not Unsatisfiable.
     """
     trouble = f" ({_problems(problems)})" if problems else ""
     where = ", ".join(asked) if asked else "no provider"
@@ -76,6 +79,11 @@ def outcome(
     if not asked:
         message = f"no provider to ask{trouble}; waiting for SensorProviders"
         return Outcome(phase=UNSATISFIABLE, message=_fit(message))
+    if not_ready:
+        message = f"waiting for provider(s) {', '.join(not_ready)}, not ready yet{trouble}"
+        if held:
+            message = f"{held} of {count} sensor(s) under contract: {message}"
+        return Outcome(phase=PARTIALLY_FULFILLED if held else SEARCHING, message=_fit(message))
     if matched == 0:
         message = f"no available sensor matches {wanted} at {where}{trouble}; watching for new ones"
     elif matched <= held:

@@ -59,6 +59,9 @@ OWN_RESOURCES = (SENSOR_ROUTE, SENSOR_REQUEST, SENSOR_PROVIDER)
 # reading anything else of the FLUIDOS node.
 FLUIDOS_NAMESPACE = "fluidos"
 ROUTE_NAMESPACE = "fluidos-routes"
+# Where Devices live in the systems we interoperate with: KubeEdge's samples put them in
+# "default", FLUIDOS's edge samples (and its node's Helm install) in "fluidos".
+DEVICE_NAMESPACES = ("default", FLUIDOS_NAMESPACE)
 
 # Node roles, as FLUIDOS labels them.
 EDGE_WORKER_LABEL = "node-role.fluidos.eu/sensors"

@@ -42,6 +42,87 @@ MATCH_FILTERS = (
 RANGE_FILTERS = ("sampling_rate", "latency", "accuracy", "consumption", "observed_latency")
 FILTER_NAMES = MATCH_FILTERS + RANGE_FILTERS
 
+
+@dataclass(frozen=True)
+class FilterWord:
+    """A filter as people type it: one word for the CLI options and the TUI filter."""
+
+    word: str  # --type / type=..., --max-latency / latency<=...
+    name: str  # the REAR query name (FILTER_NAMES): filter[<name>]...
+    what: str  # for help texts
+
+
+# One vocabulary for every command and the TUI (issue 20.3): `--<word>` for text matches,
+# `--min-<word>` / `--max-<word>` for bounds, `<word>=`, `<word><=`, `<word>>=` in the TUI.
+FILTER_WORDS = (
+    FilterWord("type", "sensor_type", "measured quantity, e.g. humidity"),
+    FilterWord("model", "sensor_model", "sensor model, e.g. HTS221"),
+    FilterWord("manufacturer", "sensor_manufacturer", "manufacturer, e.g. STMicroelectronics"),
+    FilterWord("category", "sensor_category", "sensor category, e.g. Environmental"),
+    FilterWord("market", "sensor_market", "market, e.g. industrial"),
+    FilterWord("node", "node", "the provider's edge node"),
+    FilterWord("rate", "sampling_rate", "sampling rate, Hz or with a unit: 10, '1 kHz'"),
+    FilterWord("latency", "latency", "declared latency, ms or with a unit: 16, '0.1 s'"),
+    FilterWord("accuracy", "accuracy", "± of the quantity (accuracy), in its unit: 0.5"),
+    FilterWord("consumption", "consumption", "consumption, mW (or mA for a current): '5 mW'"),
+    FilterWord("observed-latency", "observed_latency", "latency measured on the data path, ms: 50"),
+)
+# Spellings `flavors list` had before, accepted (hidden from --help) for one more release.
+LEGACY_OPTIONS = {
+    "--latency-max": ("latency", "max"),
+    "--sampling-rate-min": ("sampling_rate", "min"),
+    "--accuracy-max": ("accuracy", "max"),
+}
+BOUNDS = ("min", "max")
+
+
+def filter_options() -> list[tuple[str, str, str]]:
+    """Every filter option: (option, filter name, "match" | "min" | "max"), in help order."""
+    options: list[tuple[str, str, str]] = []
+    for item in FILTER_WORDS:
+        if item.name in MATCH_FILTERS:
+            options.append((f"--{item.word}", item.name, "match"))
+        else:
+            options.extend((f"--{bound}-{item.word}", item.name, bound) for bound in BOUNDS)
+    return options
+
+
+_FORMS = {"match": "[match]", "min": "[range][min]", "max": "[range][max]"}
+
+
+@dataclass(frozen=True)
+class FilterOptions:
+    """Filter options as given on a command line: (option, filter name, form, text) each."""
+
+    given: tuple[tuple[str, str, str, str], ...] = ()
+
+    def sensor_filter(self) -> SensorFilter:
+        """The filter they express; FilterError names the option that is wrong."""
+        builder = _Builder()
+        for option, name, form, text in self.given:
+            builder.add(name, _FORMS[form], text, option)
+        return builder.build()
+
+    def request_filter(self) -> dict[str, Any]:
+        """A SensorRequest's ``spec.filter``, keeping the texts as typed ("16ms");
+        FilterError names the option that is wrong."""
+        self.sensor_filter()
+        spec: dict[str, Any] = {}
+        for _, name, form, text in self.given:
+            key = REQUEST_FILTER_FIELDS[name]
+            if form == "match":
+                spec.setdefault(key, []).append(text.strip())
+            else:
+                spec.setdefault(key, {})[form] = text.strip()
+        return spec
+
+    def texts(self, name: str) -> list[str]:
+        """The texts given for one match filter, e.g. the types asked for."""
+        return [text for _, given, _, text in self.given if given == name]
+
+
+NO_FILTERS = FilterOptions()  # a command's `filters` default; @with_filter_options fills it
+
 _KEY = re.compile(r"^filter\[(?P<name>[^\[\]]*)\](?P<rest>(?:\[[^\[\]]*\])*)$")
 _EXACT_FORMS = ("", "[exact]", "[match]")  # FLUIDOS encodes a quantity's equality as [match]
 
@@ -290,7 +371,8 @@ class _Builder:
 
     def __init__(self) -> None:
         self.texts: dict[str, list[str]] = {name: [] for name in MATCH_FILTERS}
-        self.bounds: dict[str, dict[str, tuple[float, str, str]]] = {
+        # name -> bound -> (number, unit, text, where it was given)
+        self.bounds: dict[str, dict[str, tuple[float, str, str, str]]] = {
             name: {} for name in RANGE_FILTERS
         }
 
@@ -332,15 +414,18 @@ class _Builder:
         if seen is not None and (seen[0], seen[1]) != (number, unit):
             raise FilterError(
                 f'"{where}" is given twice with different values ({clip(seen[2])}, {clip(value)})'
+                if seen[3] == where
+                else f'"{seen[3]}" and "{where}" give different values '
+                f"({clip(seen[2])}, {clip(value)})"
             )
-        self.bounds[name][bound] = (number, unit, value)
+        self.bounds[name][bound] = (number, unit, value, where)
 
     def build(self) -> SensorFilter:
         result = SensorFilter(**{name: tuple(values) for name, values in self.texts.items()})
         for name, bounds in self.bounds.items():
             if not bounds:
                 continue
-            units = {unit for _, unit, _ in bounds.values()}
+            units = {unit for _, unit, _, _ in bounds.values()}
             if len(units) > 1:
                 raise FilterError(
                     f"filter[{name}] mixes units ({', '.join(sorted(units))}); "

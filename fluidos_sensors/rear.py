@@ -140,14 +140,15 @@ class ReservationRequest(_Wire):
 
 
 class TransactionAnswer(_Wire):
-    """A reservation: purchase it before ``expirationTime`` (RFC 3339)."""
+    """A reservation: purchase it before ``expirationTime`` (RFC 3339). FLUIDOS's gateway
+    answers no ``startTime``: None then (nothing reads it but a person)."""
 
     transaction_id: Identifier = Field(alias="transactionID")
     flavor_id: Identifier = Field(alias="flavorID")
     buyer: NodeIdentity
     cluster_id: Text = Field(alias="clusterID")
     expiration_time: Text = Field(alias="expirationTime")
-    start_time: Text = Field(alias="startTime")
+    start_time: Text | None = Field(default=None, alias="startTime")
     configuration: Configuration | None = None
 
 
@@ -224,6 +225,17 @@ class TelemetryEndpointAnswer(_Wire):
     format: DeliveryFormat = DeliveryFormat.INFLUX
     authorization: AuthorizationSummary | None = None
 
+    @classmethod
+    def of(cls, sent: TelemetryEndpoint) -> TelemetryEndpointAnswer:
+        """What a gateway answers for the endpoint a purchase sent (the credentials' kind)."""
+        auth = sent.authorization
+        return cls(
+            endpoint=sent.endpoint,
+            intents=list(sent.intents),
+            format=sent.format,
+            authorization=AuthorizationSummary(type=auth.type) if auth else None,
+        )
+
 
 class PeeringCredentials(_Wire):
     """FLUIDOS's Liqo peering credentials: always empty for sensors (clusters share none)."""
@@ -233,7 +245,8 @@ class PeeringCredentials(_Wire):
 
 
 class ContractAnswer(_Wire):
-    """A purchased sensor flavor (FLUIDOS's contract model, plus ``startTime``)."""
+    """A purchased sensor flavor (FLUIDOS's contract model, plus ``startTime`` and
+    ``ingressTelemetryEndpoint``, which FLUIDOS's own gateway does not answer)."""
 
     contract_id: Identifier = Field(alias="contractID")
     transaction_id: Identifier = Field(alias="transactionID")
@@ -247,7 +260,15 @@ class ContractAnswer(_Wire):
     expiration_time: Text | None = Field(default=None, alias="expirationTime")
     start_time: Text | None = Field(default=None, alias="startTime")
     configuration: Configuration | None = None
-    ingress_telemetry_endpoint: TelemetryEndpointAnswer = Field(alias="ingressTelemetryEndpoint")
+    ingress_telemetry_endpoint: TelemetryEndpointAnswer | None = Field(
+        default=None, alias="ingressTelemetryEndpoint"
+    )
+
+    @property
+    def intents(self) -> list[str]:
+        """The purchase's intents: which request bought it (none known without an endpoint)."""
+        endpoint = self.ingress_telemetry_endpoint
+        return endpoint.intents if endpoint is not None else []
 
 
 class ErrorAnswer(_Wire):
@@ -322,6 +343,18 @@ def node_identity(identity: Mapping[str, Any]) -> dict[str, Any]:
     return wire
 
 
+def with_liqo_id(buyer: NodeIdentity) -> NodeIdentity:
+    """The buyer as a reservation names it. FLUIDOS's gateway refuses a reservation without
+    ``additionalInformation.liqoID`` (its Liqo cluster id); clusters here share no Liqo
+    peering, so the node id stands in unless the buyer gave one."""
+    extra = buyer.additional_information
+    if extra is not None and extra.liqo_id:
+        return buyer
+    return buyer.model_copy(
+        update={"additional_information": AdditionalInformation(liqo_id=buyer.node_id)}
+    )
+
+
 def kubernetes_identity(identity: NodeIdentity) -> dict[str, Any]:
     """A REAR NodeIdentity as the FLUIDOS CRDs store it (``nodeID``, ``ip``, ``domain``)."""
     body: dict[str, Any] = {
@@ -338,20 +371,36 @@ def kubernetes_identity(identity: NodeIdentity) -> dict[str, Any]:
 # ------------------------------------------------------------------------------- client
 
 
+NOT_READY = 503  # a gateway (ours or FLUIDOS's) that is starting or cannot reach its cluster
+
+
 class RearError(Exception):
-    """A REAR call failed: ``status`` (None when the gateway was not reached) and its message."""
+    """A REAR call failed: ``status`` (None when the gateway was not reached) and its message;
+    ``retry_after``: the seconds a 429 or 503 answer asked to wait (Retry-After), if any."""
 
     def __init__(
-        self, message: str, *, status: int | None, field: str | None = None, where: str = ""
+        self,
+        message: str,
+        *,
+        status: int | None,
+        field: str | None = None,
+        where: str = "",
+        retry_after: float | None = None,
     ) -> None:
         self.message = message
         self.status = status
         self.field = field
         self.where = where
+        self.retry_after = retry_after
         shown = f"{where}: " if where else ""
         code = f"HTTP {status}: " if status is not None else ""
         suffix = f" (field {field})" if field else ""
         super().__init__(f"{shown}{code}{message}{suffix}")
+
+    @property
+    def not_ready(self) -> bool:
+        """The gateway is up but not ready: ask again later, nothing is wrong with the call."""
+        return self.status == NOT_READY
 
 
 Verify = bool | str | ssl.SSLContext  # a str is the path of a CA bundle to trust
@@ -393,7 +442,13 @@ class _Calls:
             text = response.text.strip()
             if text:
                 message = text[:500]
-        return RearError(message, status=response.status_code, field=field, where=where)
+        return RearError(
+            message,
+            status=response.status_code,
+            field=field,
+            where=where,
+            retry_after=_retry_after(response.headers.get("Retry-After")),
+        )
 
     def read(self, response: httpx.Response, where: str) -> Any:
         if response.status_code >= 400:
@@ -406,6 +461,15 @@ class _Calls:
             raise RearError(
                 "answer is not JSON", status=response.status_code, where=where
             ) from None
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds (its HTTP-date form is not used by any gateway we talk to)."""
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and 0 <= seconds < 86_400 else None
 
 
 def _parse(model: type[BaseModel], data: Any, where: str) -> Any:
@@ -429,13 +493,29 @@ def _contract_id(contract: str | ContractAnswer) -> str:
     return contract.contract_id if isinstance(contract, ContractAnswer) else contract
 
 
-def _telemetry(endpoint: TelemetryEndpoint | str) -> PurchaseRequest:
-    telemetry = (
+def _telemetry(endpoint: TelemetryEndpoint | str) -> TelemetryEndpoint:
+    return (
         endpoint
         if isinstance(endpoint, TelemetryEndpoint)
         else TelemetryEndpoint(endpoint=endpoint)
     )
-    return PurchaseRequest(ingress_telemetry_endpoint=telemetry)
+
+
+def _reservation(
+    flavor_id: str, buyer: NodeIdentity, configuration: Configuration | None
+) -> dict[str, Any]:
+    return ReservationRequest(
+        flavor_id=flavor_id, buyer=with_liqo_id(buyer), configuration=configuration
+    ).wire()
+
+
+def _contract(data: Any, where: str, sent: TelemetryEndpoint) -> ContractAnswer:
+    answer: ContractAnswer = _parse(ContractAnswer, data, where)
+    if answer.ingress_telemetry_endpoint is None:  # FLUIDOS's gateway does not echo it
+        answer = answer.model_copy(
+            update={"ingress_telemetry_endpoint": TelemetryEndpointAnswer.of(sent)}
+        )
+    return answer
 
 
 class RearClient(_Calls):
@@ -491,15 +571,18 @@ class RearClient(_Calls):
         configuration: Configuration | None = None,
     ) -> TransactionAnswer:
         """Reserve a flavor; purchase the answered transaction before it expires."""
-        body = ReservationRequest(flavor_id=flavor_id, buyer=buyer, configuration=configuration)
-        data, where = self._call("POST", RESERVATIONS_PATH, json=body.wire())
+        data, where = self._call(
+            "POST", RESERVATIONS_PATH, json=_reservation(flavor_id, buyer, configuration)
+        )
         return _parse(TransactionAnswer, data, where)
 
     def purchase(self, transaction_id: str, endpoint: TelemetryEndpoint | str) -> ContractAnswer:
         """Buy a reserved flavor: its readings go to ``endpoint``."""
         path = PURCHASE_PATH.format(transaction_id=quote(transaction_id, safe=""))
-        data, where = self._call("POST", path, json=_telemetry(endpoint).wire())
-        return _parse(ContractAnswer, data, where)
+        sent = _telemetry(endpoint)
+        body = PurchaseRequest(ingress_telemetry_endpoint=sent).wire()
+        data, where = self._call("POST", path, json=body)
+        return _contract(data, where, sent)
 
     def get_contract(self, contract_id: str) -> ContractAnswer:
         data, where = self._call(
@@ -571,8 +654,9 @@ class AsyncRearClient(_Calls):
         configuration: Configuration | None = None,
     ) -> TransactionAnswer:
         """Reserve a flavor; purchase the answered transaction before it expires."""
-        body = ReservationRequest(flavor_id=flavor_id, buyer=buyer, configuration=configuration)
-        data, where = await self._call("POST", RESERVATIONS_PATH, json=body.wire())
+        data, where = await self._call(
+            "POST", RESERVATIONS_PATH, json=_reservation(flavor_id, buyer, configuration)
+        )
         return _parse(TransactionAnswer, data, where)
 
     async def purchase(
@@ -580,8 +664,10 @@ class AsyncRearClient(_Calls):
     ) -> ContractAnswer:
         """Buy a reserved flavor: its readings go to ``endpoint``."""
         path = PURCHASE_PATH.format(transaction_id=quote(transaction_id, safe=""))
-        data, where = await self._call("POST", path, json=_telemetry(endpoint).wire())
-        return _parse(ContractAnswer, data, where)
+        sent = _telemetry(endpoint)
+        body = PurchaseRequest(ingress_telemetry_endpoint=sent).wire()
+        data, where = await self._call("POST", path, json=body)
+        return _contract(data, where, sent)
 
     async def get_contract(self, contract_id: str) -> ContractAnswer:
         data, where = await self._call(

@@ -13,7 +13,8 @@ import yaml
 from kubernetes import client
 
 from fluidos_sensors.api import FLAVOR
-from fluidos_sensors.filters import FilterError, SensorFilter
+from fluidos_sensors.filter_cli import with_filter_options
+from fluidos_sensors.filters import NO_FILTERS, FilterError, FilterOptions, SensorFilter
 from fluidos_sensors.flavor import (
     DEFAULT_FLAVOR_NAMESPACE,
     Location,
@@ -45,7 +46,12 @@ def run(
     context: Context = None,
     namespace: Annotated[
         list[str] | None,
-        typer.Option("--namespace", "-n", help="Serve Devices of these namespaces only (repeat)."),
+        typer.Option(
+            "--namespace",
+            "-n",
+            help="Serve Devices of these namespaces only (repeat); without it, every "
+            "namespace (KubeEdge's samples use default, FLUIDOS's fluidos).",
+        ),
     ] = None,
     flavor_namespace: Annotated[
         str, typer.Option(help="Namespace of the Flavors (the FLUIDOS node's).")
@@ -97,6 +103,10 @@ def run(
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+    logging.getLogger("resource_manager").info(
+        "serving Devices of %s",
+        ", ".join(sorted(set(namespace))) if namespace else "every namespace",
+    )
     api = api_client(kubeconfig, context)
     operator.configure(
         operator.Settings(
@@ -141,20 +151,12 @@ def _table(rows: list[dict[str, str]]) -> str:
 
 
 @flavors_app.command("list")
+@with_filter_options
 def list_flavors(
     kubeconfig: Kubeconfig = None,
     context: Context = None,
     namespace: Annotated[str, typer.Option("--namespace", "-n")] = DEFAULT_FLAVOR_NAMESPACE,
-    sensor_type: Annotated[list[str] | None, typer.Option("--type")] = None,
-    manufacturer: Annotated[list[str] | None, typer.Option()] = None,
-    model: Annotated[list[str] | None, typer.Option()] = None,
-    category: Annotated[list[str] | None, typer.Option()] = None,
-    node: Annotated[list[str] | None, typer.Option()] = None,
-    latency_max: Annotated[str | None, typer.Option(help="ms, or with a unit: '0.1 s'")] = None,
-    sampling_rate_min: Annotated[str | None, typer.Option(help="Hz")] = None,
-    accuracy_max: Annotated[
-        str | None, typer.Option(help="At least this accurate (± in the sensor's unit).")
-    ] = None,
+    filters: FilterOptions = NO_FILTERS,
     query: Annotated[
         str | None,
         # Rich markup would read "[latency]" as a style tag: escape the brackets.
@@ -165,16 +167,7 @@ def list_flavors(
 ) -> None:
     """List Sensor Flavors, filtered (all filters must hold)."""
     try:
-        wanted = SensorFilter.from_options(
-            sensor_type=sensor_type,
-            sensor_manufacturer=manufacturer,
-            sensor_model=model,
-            sensor_category=category,
-            node=node,
-            latency_max=latency_max,
-            sampling_rate_min=sampling_rate_min,
-            accuracy_max=accuracy_max,
-        )
+        wanted = filters.sensor_filter()
         if query:
             extra = SensorFilter.from_query_string(query)
             wanted = SensorFilter.from_query([*wanted.to_query(), *extra.to_query()])

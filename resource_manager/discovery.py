@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from fluidos_sensors.api import (
     DEVICE_V1ALPHA2,
@@ -161,6 +161,40 @@ def device_node(device: Mapping[str, Any]) -> str | None:
             if expr.get("operator") == "In" and first.strip():
                 return first.strip()
     return None
+
+
+def v1alpha2_writes(device: Mapping[str, Any]) -> Literal["nodeSelector", "other"] | None:
+    """What ``metadata.managedFields`` says a client wrote through v1alpha2: a
+    ``spec.nodeSelector`` ("nodeSelector"), other fields only ("other"), or nothing (None).
+
+    The unmodified KubeEdge CRD stores v1beta1 without a conversion webhook, so the API server
+    prunes a v1alpha2 nodeSelector; this record is all that is left of it.
+    """
+    found: Literal["nodeSelector", "other"] | None = None
+    for entry in _items(_meta(device).get("managedFields")):
+        entry = _mapping(entry)
+        if entry.get("apiVersion") != DEVICE_V1ALPHA2.api_version:
+            continue
+        if "f:nodeSelector" in _mapping(_mapping(entry.get("fieldsV1")).get("f:spec")):
+            return "nodeSelector"
+        found = "other"
+    return found
+
+
+def binding_fields(managed_fields: object) -> list[dict[str, Any]]:
+    """``metadata.managedFields`` cut down to what `v1alpha2_writes` reads (which
+    version wrote which top-level spec fields), for keeping in memory per Device."""
+    kept = []
+    for entry in _items(managed_fields):
+        entry = _mapping(entry)
+        spec_fields = _mapping(_mapping(entry.get("fieldsV1")).get("f:spec"))
+        kept.append(
+            {
+                "apiVersion": entry.get("apiVersion"),
+                "fieldsV1": {"f:spec": {key: {} for key in spec_fields}},
+            }
+        )
+    return kept
 
 
 def device_model_name(device: Mapping[str, Any]) -> str | None:

@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +119,13 @@ def _snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
             k: meta.get(k)
             for k in ("name", "namespace", "uid", "labels", "annotations", "resourceVersion")
             if meta.get(k) is not None
-        },
+        }
+        # Which version wrote what: tells a pruned v1alpha2 nodeSelector (see why_unbound).
+        | (
+            {"managedFields": discovery.binding_fields(meta["managedFields"])}
+            if meta.get("managedFields")
+            else {}
+        ),
         "spec": _dict(body.get("spec")),
         "status": _dict(body.get("status")),
     }
@@ -276,9 +282,12 @@ def reconcile_device(device: Mapping[str, Any], indexes: _Indexes) -> None:
             _schedule_retry(rt, key, str(exc))
             return
         rt.retry.pop(key, None)
-        report = (outcome.summary, *outcome.problems)
+        unbound = outcome.unbound
+        report = (outcome.summary, *outcome.problems, *(astuple(unbound) if unbound else ()))
         if rt.reported.get(key) != report:  # say it once, not at every resync
             rt.reported[key] = report
+            if unbound is not None:
+                _post(device, "Warning", unbound.reason, unbound.message)
             for problem in outcome.problems[:_MAX_WARNINGS_PER_DEVICE]:
                 _post(device, "Warning", "InvalidSensor", problem)
             _post(

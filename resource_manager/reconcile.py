@@ -8,8 +8,24 @@ from typing import Any
 
 from fluidos_sensors.api import MANAGED_BY_LABEL
 from fluidos_sensors.flavor import SENSORS_PREFIX, ProviderConfig
-from fluidos_sensors.sensor import DeviceRef, SensorProblem, SensorSpec, show
+from fluidos_sensors.sensor import DeviceRef, SensorSpec, show
 from resource_manager import discovery
+
+# Warning Event reasons of a Device that publishes nothing because it has no usable node.
+NOT_BOUND = "NotBound"
+UNKNOWN_NODE = "UnknownNode"
+HOW_TO_BIND = (
+    "bind it with spec.nodeName (devices.kubeedge.io/v1beta1), or name the node in every "
+    "sensor's access.resource.node"
+)
+
+
+@dataclass(frozen=True)
+class Unbound:
+    """Why a Device's sensors cannot be published on any node: an Event reason and message."""
+
+    reason: str
+    message: str
 
 
 @dataclass
@@ -20,11 +36,16 @@ class DeviceOutcome:
     node: str | None
     desired: dict[str, dict[str, Any]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    unbound: Unbound | None = None
 
     @property
     def summary(self) -> str:
         where = f" on node {self.node}" if self.node else ""
         return f"publishing {len(self.desired)} sensor flavor(s){where}"
+
+
+def _named_nodes(sensors: list[SensorSpec]) -> set[str]:
+    return {s.access.resource.node for s in sensors if s.access.resource.node}
 
 
 def bound_node(device: Mapping[str, Any], sensors: list[SensorSpec]) -> str | None:
@@ -34,8 +55,72 @@ def bound_node(device: Mapping[str, Any], sensors: list[SensorSpec]) -> str | No
     node = discovery.device_node(device)
     if node:
         return node
-    named = {s.access.resource.node for s in sensors if s.access.resource.node}
+    named = _named_nodes(sensors)
     return named.pop() if len(named) == 1 else None
+
+
+def _expressions(selector: object) -> str:
+    """A node selector's expressions, short: `key "zone" operator "Exists"`, ..."""
+    terms = selector.get("nodeSelectorTerms") if isinstance(selector, Mapping) else None
+    shown = [
+        f"key {show(expr.get('key'))} operator {show(expr.get('operator'))}"
+        for term in (terms if isinstance(terms, list) else [])
+        if isinstance(term, Mapping)
+        for kind in ("matchExpressions", "matchFields")
+        for expr in (term.get(kind) if isinstance(term.get(kind), list) else [])
+        if isinstance(expr, Mapping)
+    ]
+    more = f", and {len(shown) - 3} more" if len(shown) > 3 else ""
+    return (", ".join(shown[:3]) + more) or show(selector)
+
+
+def why_unbound(device: Mapping[str, Any], sensors: list[SensorSpec]) -> str:
+    """Why `bound_node` found no node for a Device, and how to bind it."""
+    spec = device.get("spec")
+    selector = spec.get("nodeSelector") if isinstance(spec, Mapping) else None
+    named = _named_nodes(sensors)
+    if selector:
+        why = (
+            f"its spec.nodeSelector ({_expressions(selector)}) names none: only a term with "
+            'key "" or '
+            f"{discovery.HOSTNAME_LABEL} (matchExpressions) or metadata.name (matchFields), "
+            "operator In, binds a Device, to its first value"
+        )
+    elif len(named) > 1:
+        why = (
+            "it has no spec.nodeName and its sensors name different nodes in "
+            f"access.resource.node ({', '.join(show(n) for n in sorted(named)[:4])})"
+        )
+    else:
+        why = {
+            "nodeSelector": (
+                "it was written as devices.kubeedge.io/v1alpha2 with a spec.nodeSelector, which "
+                "the installed KubeEdge CRD dropped (it stores v1beta1 and has no conversion "
+                "webhook)"
+            ),
+            "other": (
+                "it has no spec.nodeName, and was written as devices.kubeedge.io/v1alpha2, whose "
+                "spec.nodeSelector the installed KubeEdge CRD does not keep (it stores v1beta1 "
+                "and has no conversion webhook)"
+            ),
+            None: "it has no spec.nodeName and no sensor names its node in access.resource.node",
+        }[discovery.v1alpha2_writes(device)]
+    return f"Device {DeviceRef.of(device)} is bound to no node: {why}; {HOW_TO_BIND}"
+
+
+def why_unknown_node(device: Mapping[str, Any], node: str) -> str:
+    """The message for a Device bound to a node that does not exist."""
+    spec = device.get("spec")
+    if isinstance(spec, Mapping) and isinstance(spec.get("nodeName"), str) and spec["nodeName"]:
+        source = "spec.nodeName"
+    elif discovery.device_node(device):
+        source = "spec.nodeSelector"
+    else:
+        source = "access.resource.node"
+    return (
+        f"Device {DeviceRef.of(device)} is bound to unknown node {show(node)} ({source}): no Node "
+        "has that name; its Flavors are published once it exists"
+    )
 
 
 def device_binding(device: Mapping[str, Any]) -> str | None:
@@ -56,28 +141,14 @@ def device_outcome(
     """The Flavors a Device should have given the known `nodes`, and the problems to report."""
     ref = DeviceRef.of(device)
     sensors, problems = discovery.device_sensors(device, model)
-    messages = [str(p) for p in problems]
     node_name = bound_node(device, sensors)
-    outcome = DeviceOutcome(ref, node_name, problems=messages)
+    outcome = DeviceOutcome(ref, node_name, problems=[str(p) for p in problems])
     if node_name is None:
-        if sensors:
-            messages.append(
-                str(
-                    SensorProblem(
-                        str(ref), "is bound to no node: set spec.nodeName", source="spec.nodeName"
-                    )
-                )
-            )
+        outcome.unbound = Unbound(NOT_BOUND, why_unbound(device, sensors))
         return outcome
     node = nodes.get(node_name)
     if node is None:
-        messages.append(
-            str(
-                SensorProblem(
-                    str(ref), f"is bound to unknown node {show(node_name)}", source="spec.nodeName"
-                )
-            )
-        )
+        outcome.unbound = Unbound(UNKNOWN_NODE, why_unknown_node(device, node_name))
         return outcome
     outcome.desired = discovery.desired_flavors(device, node, sensors, provider)
     return outcome

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from fluidos_sensors.api import DEVICE_NAMESPACES
 from mapper.broker import (
     AGENT_USER,
     BROKER_USERS,
@@ -31,7 +32,7 @@ AGENT_METRICS_PORT = "agent-metrics"
 # Named ports every edge node gets; add a name here when an edge process needs one.
 EDGE_PORTS: list[str] = [MQTT_PORT, AGENT_METRICS_PORT]
 SIMULATED_BOARDS = 4  # STWIN.box, SensorTile, STWIN.box, SensorTile
-DEVICE_NAMESPACE = "default"
+DEVICE_NAMESPACE = DEVICE_NAMESPACES[0]  # one the resource manager serves
 _REPO = Path(__file__).resolve().parent.parent
 MAPPER_RBAC = _REPO / "deploy" / "mapper" / "rbac.yaml"
 AGENT_RBAC = _REPO / "deploy" / "edge-agent" / "rbac.yaml"

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import httpx
 
+from fluidos_sensors.api import DEVICE_NAMESPACES
 from testbed import bootstrap, credentials
-from testbed.edge import DEVICE_NAMESPACE
 from testbed.pki import ClusterPKI
 from testbed.processes import ProcessSpec, free_port, port_open
 from testbed.topology import CONSUMER, PROVIDER, ClusterSpec, Topology
@@ -174,10 +174,10 @@ def resource_manager(ctx: ClusterContext) -> ProcessSpec:
             "Turin",
             "--country",
             "IT",
-            # The Devices the testbed's mappers register; tests and users may run more
-            # resource managers for other namespaces without the two fighting.
-            "--namespace",
-            DEVICE_NAMESPACE,
+            # The namespaces KubeEdge's and FLUIDOS's Devices live in (the testbed's mappers
+            # register theirs in the first); tests and users may run more resource managers
+            # for other namespaces without the two fighting.
+            *(arg for namespace in DEVICE_NAMESPACES for arg in ("--namespace", namespace)),
             "--ready-file",
             str(ready),
         ),

@@ -456,7 +456,7 @@ def test_flavors_list_cli_filters(
         run(
             "--type",
             "HUMIDITY",
-            "--latency-max",
+            "--max-latency",
             "16",
             "--manufacturer",
             "stmicroelectronics",
@@ -464,6 +464,13 @@ def test_flavors_list_cli_filters(
             "json",
         )
     )
+
+    # The spelling `flavors list` had before issue 20.3 still works, the same.
+    def names_with(latency_option: str) -> set[str]:
+        found = json.loads(run("--type", "humidity", latency_option, "16", "-o", "json"))
+        return {f["metadata"]["name"] for f in found}
+
+    assert names_with("--latency-max") == names_with("--max-latency") != set()
     names = {
         f["spec"]["flavorType"]["typeData"]["characteristics"]["name"]
         for f in listed
@@ -483,7 +490,7 @@ def test_flavors_list_cli_filters(
             "list",
             "--kubeconfig",
             str(provider.kubeconfig),
-            "--latency-max",
+            "--max-latency",
             "fast",
         ],
         capture_output=True,

@@ -13,7 +13,7 @@ from fluidos_sensors.cli import app
     [
         (["--endpoint", "ftp://sink/x"], "--endpoint must be an http:// or https:// URL"),
         (["--endpoint", "http://u:hunter2@sink/x"], "--endpoint must not carry credentials"),
-        (["--endpoint", "http://sink/x", "--max-latency", "fast"], "--max-latency:"),
+        (["--endpoint", "http://sink/x", "--max-latency", "fast"], '"--max-latency"'),
         (
             ["--endpoint", "http://sink/x", "--min-latency", "20", "--max-latency", "10"],
             "min 20 is greater than max 10",

@@ -6,11 +6,10 @@ from __future__ import annotations
 import pytest
 
 from consumer import status as st
-from consumer.cli import request_filter
 from consumer.firstdata import first_data_query, format_time, parse_time
 from consumer.plan import HeldContract
 from consumer.ranking import Candidate
-from fluidos_sensors.filters import FilterError, SensorFilter
+from fluidos_sensors.filters import FilterError, FilterOptions, SensorFilter
 
 
 def outcome(**kwargs: object) -> st.Outcome:
@@ -192,11 +191,15 @@ def test_times() -> None:
 
 
 def test_cli_options_make_the_spec_filter() -> None:
-    spec = request_filter(
-        types=["humidity"],
-        manufacturers=["STMicroelectronics"],
-        bounds={"--max-latency": "16ms", "--min-rate": "1 Hz", "--max-observed-latency": None},
+    options = FilterOptions(
+        (
+            ("--type", "sensor_type", "match", "humidity"),
+            ("--manufacturer", "sensor_manufacturer", "match", "STMicroelectronics"),
+            ("--max-latency", "latency", "max", "16ms"),
+            ("--min-rate", "sampling_rate", "min", "1 Hz"),
+        )
     )
+    spec = options.request_filter()
     assert spec == {
         "sensorType": ["humidity"],
         "sensorManufacturer": ["STMicroelectronics"],
@@ -209,16 +212,26 @@ def test_cli_options_make_the_spec_filter() -> None:
         latency_max=16,
         sampling_rate_min=1,
     )
+    assert options.sensor_filter() == SensorFilter.from_request_spec(spec)
 
 
 @pytest.mark.parametrize(
-    ("bounds", "message"),
+    ("given", "message"),
     [
-        ({"--max-latency": "fast"}, "--max-latency:"),
-        ({"--min-latency": "20", "--max-latency": "10"}, "min 20 is greater than max 10"),
+        ((("--max-latency", "latency", "max", "fast"),), '"--max-latency"'),
+        (
+            (
+                ("--min-latency", "latency", "min", "20"),
+                ("--max-latency", "latency", "max", "10"),
+            ),
+            "min 20 is greater than max 10",
+        ),
     ],
 )
-def test_cli_option_errors_name_the_option(bounds: dict[str, str], message: str) -> None:
+def test_cli_option_errors_name_the_option(
+    given: tuple[tuple[str, str, str, str], ...], message: str
+) -> None:
     with pytest.raises(FilterError) as caught:
-        request_filter(bounds=bounds)
+        FilterOptions(given).request_filter()
+    assert message in str(caught.value)
     assert message in str(caught.value)

@@ -626,6 +626,7 @@ def test_fuzz_device_decisions_never_raise(device: dict[str, Any], model: Any) -
     assert binding is None or isinstance(binding, str)
     outcome = device_outcome(device, {"edge-1": EDGE}, model, PROVIDER)
     assert_problems_short(outcome.problems)
+    assert outcome.unbound is None or len(outcome.unbound.message) <= EVENT_MESSAGE_MAX
     for body in outcome.desired.values():
         view = sensor_from_flavor(json.loads(json.dumps(body)))
         assert_sane(view.sensor)

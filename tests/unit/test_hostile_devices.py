@@ -93,10 +93,10 @@ def test_device_bound_only_through_a_hostile_annotation_is_unbound() -> None:
 def test_unknown_node_of_a_megabyte_is_not_echoed_whole() -> None:
     dev = device(json.dumps([GOOD_SENSOR]), spec={"nodeName": "n" * 1_000_000})
     outcome = device_outcome(dev, {"edge-1": EDGE}, None, PROVIDER)
-    assert outcome.desired == {}
-    [problem] = outcome.problems
-    assert "is bound to unknown node" in problem
-    assert len(problem) <= 200
+    assert outcome.desired == {} and outcome.problems == []
+    assert outcome.unbound is not None
+    assert "is bound to unknown node" in outcome.unbound.message
+    assert len(outcome.unbound.message) <= 200
 
 
 @pytest.mark.parametrize(

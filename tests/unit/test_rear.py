@@ -370,7 +370,12 @@ async def test_async_client_speaks_the_same_protocol() -> None:
             await rear.purchase("tx-1", "http://telegraf:8186/telegraf")
         assert late.value.status == 410
         await rear.release("contract-x/y")
-    assert seen[1][2]["buyerID"] == {"ID": "c", "IP": "1.2.3.4", "domain": "d"}
+    assert seen[1][2]["buyerID"] == {  # FLUIDOS's gateway needs a liqoID: the node id
+        "ID": "c",
+        "IP": "1.2.3.4",
+        "domain": "d",
+        "additionalInformation": {"liqoID": "c"},
+    }
     assert seen[2][2] == {
         "ingressTelemetryEndpoint": {
             "endpoint": "http://telegraf:8186/telegraf",

@@ -1,7 +1,8 @@
 """The flavor filter typed in the TUI: short `name<=value` words or the REAR query form.
 
 ``type=humidity manufacturer=STMicroelectronics latency<=16`` is the same filter as
-``flavors list --type humidity --manufacturer STMicroelectronics --latency-max 16`` and as
+``flavors list --type humidity --manufacturer STMicroelectronics --max-latency 16`` (the same
+words: `fluidos_sensors.filters.FILTER_WORDS`) and as
 ``filter[sensor_type][match]=humidity&filter[latency][range][max]=16``: every word becomes a
 REAR query parameter and `fluidos_sensors.filters.SensorFilter` does the matching, so the
 TUI, the CLI and the gateway agree. Two facets are the TUI's own, applied beside the sensor
@@ -18,6 +19,7 @@ from urllib.parse import parse_qsl
 
 from fluidos_sensors.filters import (
     FILTER_NAMES,
+    FILTER_WORDS,
     MATCH_FILTERS,
     FilterError,
     SensorFilter,
@@ -25,14 +27,14 @@ from fluidos_sensors.filters import (
 )
 from tui.data.rows import FlavorRow
 
-# Short names an operator types, beside the filter names themselves.
+# The words the CLI options use (`--type`, `--max-rate`: type=, rate<=), beside the REAR filter
+# names themselves; dashes read as underscores.
 ALIASES = {
-    "type": "sensor_type",
-    "model": "sensor_model",
-    "manufacturer": "sensor_manufacturer",
-    "category": "sensor_category",
-    "market": "sensor_market",
-    "rate": "sampling_rate",
+    **{
+        item.word.replace("-", "_"): item.name
+        for item in FILTER_WORDS
+        if item.word.replace("-", "_") != item.name
+    },
     "obs_latency": "observed_latency",
 }
 FACETS = ("available", "cluster")

@@ -42,7 +42,8 @@ full object); Tab moves between panes.
 ## Flavor filter
 
 Words separated by spaces, all of which must hold, exactly as `fluidos-sensors flavors
-list` and the REAR gateway filter (the same code):
+list` and the REAR gateway filter (the same code), named as the commands' options are
+(`--type humidity --max-latency 16` is `type=humidity latency<=16`):
 
 | word | means |
 |---|---|
@@ -53,7 +54,7 @@ list` and the REAR gateway filter (the same code):
 | `rate>=10` (`sampling_rate`) | sampling rate in Hz (`1kHz`) |
 | `accuracy<=0.5` | accuracy in the quantity's unit |
 | `consumption<=5` | mW (`5mA` compares current ratings) |
-| `observed_latency<=20` (`obs_latency`) | latency measured on the data path, ms |
+| `observed-latency<=20` | latency measured on the data path, ms |
 | `available=yes` | only flavors offered now (TUI only) |
 | `cluster=provider-1` | only that cluster's flavors (TUI only) |
 | `"manufacturer=ST Micro"` | quote words with spaces |
