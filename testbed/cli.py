@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from testbed import binaries, manager, paths, supervisor
+from testbed.kind.cli import app as kind_app
 from testbed.state import TestbedState, pid_alive
 from testbed.topology import default_topology
 
@@ -17,6 +18,8 @@ app = typer.Typer(
     help="Local multi-cluster testbed: real etcd + kube-apiserver per cluster.",
     no_args_is_help=True,
 )
+
+app.add_typer(kind_app, name="kind")
 
 StateDir = Annotated[
     Path | None,

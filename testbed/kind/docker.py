@@ -177,9 +177,13 @@ def machine_engine_usable() -> bool:
 
 @dataclass(frozen=True)
 class Engine:
-    """The testbed's own dockerd; every path under `root`."""
+    """The testbed's own dockerd; every path under `root`. Two engines on one machine need
+    their own bridge (a machine-wide interface name) and address pool."""
 
     root: Path
+    bridge: str = BRIDGE
+    bridge_address: str = BRIDGE_ADDRESS
+    address_pool: str = ADDRESS_POOL
 
     @classmethod
     def default(cls, state_dir: Path | None = None) -> Engine:
@@ -264,8 +268,8 @@ class Engine:
             "data-root": str(self.data_root),
             "exec-root": str(self.exec_root),
             "pidfile": str(self.pidfile),
-            "bridge": BRIDGE,
-            "default-address-pools": [{"base": ADDRESS_POOL, "size": 24}],
+            "bridge": self.bridge,
+            "default-address-pools": [{"base": self.address_pool, "size": 24}],
             "iptables": False,
             "ip-forward": False,
             "ip-masq": False,
@@ -279,11 +283,12 @@ class Engine:
         self.config.write_text(json.dumps(config, indent=2) + "\n")
 
     def _ensure_bridge(self) -> None:
-        if Path(f"/sys/class/net/{BRIDGE}").exists():
+        name = self.bridge
+        if Path(f"/sys/class/net/{name}").exists():
             return
-        run(["ip", "link", "add", "name", BRIDGE, "type", "bridge"], what=f"create {BRIDGE}")
-        run(["ip", "addr", "add", BRIDGE_ADDRESS, "dev", BRIDGE], what=f"address {BRIDGE}")
-        run(["ip", "link", "set", BRIDGE, "up"], what=f"bring {BRIDGE} up")
+        run(["ip", "link", "add", "name", name, "type", "bridge"], what=f"create {name}")
+        run(["ip", "addr", "add", self.bridge_address, "dev", name], what=f"address {name}")
+        run(["ip", "link", "set", name, "up"], what=f"bring {name} up")
 
     def start(self, log: Log, timeout: float = 90) -> None:
         """Start the engine (installing Debian's docker.io first if needed); no-op if healthy."""
@@ -350,8 +355,8 @@ class Engine:
                 time.sleep(0.2)
             if self.root.exists():
                 _unmount_below(self.root)
-            if Path(f"/sys/class/net/{BRIDGE}").exists():
-                run(["ip", "link", "delete", BRIDGE], what=f"delete {BRIDGE}")
+            if Path(f"/sys/class/net/{self.bridge}").exists():
+                run(["ip", "link", "delete", self.bridge], what=f"delete {self.bridge}")
             self.pidfile.unlink(missing_ok=True)
             left = self.processes()
             if left:

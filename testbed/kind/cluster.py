@@ -1,0 +1,271 @@
+"""kind clusters on the testbed's engine: create, give every node a pod network, delete.
+
+The kind configs in `kind/` disable kind's default CNI (kindnetd has no source on the Go module
+proxy). In its place, as kindnetd does, every node gets a bridge CNI config for the pod CIDR
+the controller manager gave it, and a route to every other node's pod CIDR via that node.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from testbed import binaries, paths
+from testbed.kind.docker import Engine
+from testbed.kind.steps import Log, StepFailed, run, step
+
+# The docker network kind puts its nodes on (kind's default name is "kind"): a name of our
+# own, so its bridge and IPv6 ULA subnet never meet another engine's "kind" network.
+NETWORK = "fluidos-kind"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "kind"
+
+
+def _bridge_conflist(pod_cidr: str) -> str:
+    return json.dumps(
+        {
+            "cniVersion": "0.4.0",
+            "name": "fluidos-bridge",
+            "plugins": [
+                {
+                    "type": "bridge",
+                    "bridge": "cni0",
+                    "isGateway": True,
+                    "ipMasq": True,
+                    "hairpinMode": True,
+                    "ipam": {
+                        "type": "host-local",
+                        "ranges": [[{"subnet": pod_cidr}]],
+                        "routes": [{"dst": "0.0.0.0/0"}],
+                    },
+                },
+                {"type": "portmap", "capabilities": {"portMappings": True}},
+            ],
+        },
+        indent=2,
+    )
+
+
+class Cluster:
+    """One kind cluster on `engine`; its kubeconfig under the testbed's state folder."""
+
+    def __init__(self, engine: Engine, name: str, state_dir: Path | None = None) -> None:
+        self.engine = engine
+        self.name = name
+        self.kubeconfig = (state_dir or paths.state_dir()) / "kind" / f"{name}.kubeconfig"
+        self.kind = str(binaries.resolve(binaries.KIND))
+        self.kubectl = str(binaries.resolve(binaries.KUBECTL))
+        self.docker = shutil.which("docker") or "docker"
+
+    def env(self) -> dict[str, str]:
+        return {**self.engine.env(), "KIND_EXPERIMENTAL_DOCKER_NETWORK": NETWORK}
+
+    def kubectl_run(self, *args: str, what: str, timeout: float = 120) -> str:
+        return run(
+            [self.kubectl, "--kubeconfig", self.kubeconfig, *args],
+            what=what,
+            timeout=timeout,
+        )
+
+    def kind_clusters(self) -> list[str]:
+        """Every kind cluster on this engine."""
+        out = run([self.kind, "get", "clusters"], what="kind get clusters", env=self.env())
+        return [line for line in out.split() if line and " " not in line]
+
+    def exists(self) -> bool:
+        return self.name in self.kind_clusters()
+
+    def nodes(self) -> list[str]:
+        out = run(
+            [self.kind, "get", "nodes", "--name", self.name], what="kind get nodes", env=self.env()
+        )
+        return out.split()
+
+    def create(self, config: Path, image: str, log: Log, timeout: float = 600) -> None:
+        """`kind create cluster` with the node image, then the pod network; waits for Ready."""
+        if self.exists():
+            log(f"[kind] cluster {self.name}: exists")
+        else:
+            retry = f"fluidos-sensors testbed kind delete {self.name}, then create it again"
+            with step(log, f"kind create cluster {self.name} ({config.name})", retry):
+                self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+                run(
+                    [
+                        self.kind,
+                        "create",
+                        "cluster",
+                        "--name",
+                        self.name,
+                        "--config",
+                        config,
+                        "--image",
+                        image,
+                        "--kubeconfig",
+                        self.kubeconfig,
+                    ],
+                    what="kind create cluster",
+                    env=self.env(),
+                    log_file=self.kubeconfig.with_suffix(".log"),
+                    timeout=timeout,
+                )
+        retry = f"see `docker exec {self.name}-control-plane journalctl -u kubelet`"
+        with step(log, f"pod network on {self.name}", retry):
+            self.configure_pod_network()
+        with step(log, f"nodes of {self.name} Ready", retry):
+            self.kubectl_run(
+                "wait",
+                "--for=condition=Ready",
+                "node",
+                "--all",
+                "--timeout=300s",
+                what="kubectl wait nodes Ready",
+                timeout=320,
+            )
+
+    def _node_ip(self, node: str) -> str:
+        return run(
+            [
+                self.docker,
+                "inspect",
+                "-f",
+                "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+                node,
+            ],
+            what=f"docker inspect {node}",
+            env=self.env(),
+        ).split()[0]
+
+    def configure_pod_network(self, timeout: float = 120) -> None:
+        """Every node: a bridge CNI config on its pod CIDR, routes to the others' pod CIDRs."""
+        nodes = self.nodes()
+        cidrs: dict[str, str] = {}
+        deadline = time.monotonic() + timeout
+        while True:
+            listed = json.loads(self.kubectl_run("get", "nodes", "-o", "json", what="get nodes"))
+            cidrs = {
+                item["metadata"]["name"]: item["spec"].get("podCIDR", "")
+                for item in listed["items"]
+            }
+            if all(cidrs.get(node) for node in nodes):
+                break
+            if time.monotonic() > deadline:
+                raise StepFailed(f"nodes without a pod CIDR after {timeout}s: {cidrs}")
+            time.sleep(1)
+        ips = {node: self._node_ip(node) for node in nodes}
+        for node in nodes:
+            run(
+                [
+                    self.docker,
+                    "exec",
+                    "-i",
+                    node,
+                    "sh",
+                    "-c",
+                    "mkdir -p /etc/cni/net.d && cat > /etc/cni/net.d/10-fluidos-bridge.conflist",
+                ],
+                what=f"CNI config on {node}",
+                env=self.env(),
+                input=_bridge_conflist(cidrs[node]).encode(),
+            )
+            for other in nodes:
+                if other != node:
+                    run(
+                        [
+                            self.docker,
+                            "exec",
+                            node,
+                            "ip",
+                            "route",
+                            "replace",
+                            cidrs[other],
+                            "via",
+                            ips[other],
+                        ],
+                        what=f"route on {node} to {other}'s pods",
+                        env=self.env(),
+                    )
+
+    def delete(self, log: Log) -> None:
+        with step(log, f"kind delete cluster {self.name}", "docker rm -f its node containers"):
+            run(
+                [
+                    self.kind,
+                    "delete",
+                    "cluster",
+                    "--name",
+                    self.name,
+                    "--kubeconfig",
+                    self.kubeconfig,
+                ],
+                what="kind delete cluster",
+                env=self.env(),
+            )
+            self.kubeconfig.unlink(missing_ok=True)
+
+
+def remove_network(engine: Engine, log: Log) -> None:
+    """Remove kind's docker network when no container uses it any more (kind leaves it)."""
+    docker = shutil.which("docker") or "docker"
+    proc = subprocess.run(
+        [docker, "network", "inspect", NETWORK], env=engine.env(), capture_output=True, check=False
+    )
+    if proc.returncode != 0:
+        return
+    if json.loads(proc.stdout)[0].get("Containers"):
+        log(f"[kind] docker network {NETWORK} still in use; kept")
+        return
+    run([docker, "network", "rm", NETWORK], what=f"docker network rm {NETWORK}", env=engine.env())
+    log(f"[kind] docker network {NETWORK} removed")
+
+
+def smoke(cluster: Cluster, image_ref: str, log: Log) -> str:
+    """A pod runs on the cluster: CoreDNS Ready (pod network and service routing work) and a
+    pod of a node-local image runs to completion; returns that pod's output."""
+    retry = f"kubectl --kubeconfig {cluster.kubeconfig} get pods -A; describe the failing pod"
+    with step(log, "CoreDNS pods Ready", retry):
+        cluster.kubectl_run(
+            "-n",
+            "kube-system",
+            "wait",
+            "--for=condition=Ready",
+            "pod",
+            "-l",
+            "k8s-app=kube-dns",
+            "--timeout=300s",
+            what="kubectl wait coredns",
+            timeout=320,
+        )
+    with step(log, "a pod runs to completion", retry):
+        cluster.kubectl_run(
+            "delete",
+            "pod",
+            "fluidos-smoke",
+            "--ignore-not-found",
+            "--wait",
+            what="kubectl delete pod",
+        )
+        cluster.kubectl_run(
+            "run",
+            "fluidos-smoke",
+            "--restart=Never",
+            f"--image={image_ref}",
+            "--image-pull-policy=Never",
+            "--command",
+            "--",
+            "etcd",
+            "--version",
+            what="kubectl run",
+        )
+        cluster.kubectl_run(
+            "wait",
+            "--for=jsonpath={.status.phase}=Succeeded",
+            "pod/fluidos-smoke",
+            "--timeout=180s",
+            what="kubectl wait pod Succeeded",
+            timeout=200,
+        )
+        output = cluster.kubectl_run("logs", "fluidos-smoke", what="kubectl logs")
+        cluster.kubectl_run("delete", "pod", "fluidos-smoke", "--wait", what="kubectl delete")
+    return output
