@@ -282,8 +282,35 @@ class Engine:
         }
         self.config.write_text(json.dumps(config, indent=2) + "\n")
 
+    def _other_engines_on_bridge(self) -> list[int]:
+        """Pids of other running dockerds whose daemon.json names this engine's bridge."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            cmdline = _cmdline(int(entry.name))
+            if not cmdline or not cmdline[0].endswith("dockerd") or "--config-file" not in cmdline:
+                continue
+            config = Path(cmdline[cmdline.index("--config-file") + 1])
+            if config == self.config:
+                continue
+            try:
+                bridge = json.loads(config.read_text()).get("bridge")
+            except (OSError, ValueError, IndexError):
+                continue
+            if bridge == self.bridge:
+                found.append(int(entry.name))
+        return found
+
     def _ensure_bridge(self) -> None:
         name = self.bridge
+        others = self._other_engines_on_bridge()
+        if others:
+            raise EngineError(
+                f"bridge {name} belongs to another testbed dockerd (pid {others}); stop it "
+                f"(`fluidos-sensors testbed kind engine-down --state-dir ...`) or give this "
+                f"engine its own bridge"
+            )
         if Path(f"/sys/class/net/{name}").exists():
             return
         run(["ip", "link", "add", "name", name, "type", "bridge"], what=f"create {name}")
@@ -355,7 +382,8 @@ class Engine:
                 time.sleep(0.2)
             if self.root.exists():
                 _unmount_below(self.root)
-            if Path(f"/sys/class/net/{self.bridge}").exists():
+            bridge_free = not self._other_engines_on_bridge()
+            if bridge_free and Path(f"/sys/class/net/{self.bridge}").exists():
                 run(["ip", "link", "delete", self.bridge], what=f"delete {self.bridge}")
             self.pidfile.unlink(missing_ok=True)
             left = self.processes()
