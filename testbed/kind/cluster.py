@@ -225,16 +225,15 @@ def smoke(cluster: Cluster, image_ref: str, log: Log) -> str:
     pod of a node-local image runs to completion; returns that pod's output."""
     retry = f"kubectl --kubeconfig {cluster.kubeconfig} get pods -A; describe the failing pod"
     with step(log, "CoreDNS pods Ready", retry):
+        # All replicas available: the pod network and the service routing to the API work.
         cluster.kubectl_run(
             "-n",
             "kube-system",
-            "wait",
-            "--for=condition=Ready",
-            "pod",
-            "-l",
-            "k8s-app=kube-dns",
+            "rollout",
+            "status",
+            "deployment/coredns",
             "--timeout=300s",
-            what="kubectl wait coredns",
+            what="kubectl rollout status coredns",
             timeout=320,
         )
     with step(log, "a pod runs to completion", retry):
