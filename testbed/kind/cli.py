@@ -103,6 +103,8 @@ def smoke(
         etcd = f"registry.k8s.io/etcd:{nodeimage.ETCD_IMAGE_TAG}"
         output = kind_cluster.smoke(cluster, etcd, _log)
         typer.echo(output.strip())
+        for line in kind_cluster.check_network(cluster, _log):
+            typer.echo(line)
         typer.echo(cluster.kubectl_run("get", "nodes,pods", "-A", "-o", "wide", what="kubectl get"))
         _log(f"[kind] smoke test passed in {time.monotonic() - started:.0f} s")
     except (StepFailed, binaries.MissingBinary, OSError) as exc:
@@ -110,6 +112,55 @@ def smoke(
     finally:
         if not keep:
             _teardown(engine, [cluster] if cluster else [])
+
+
+@app.command("create")
+def create(
+    name: Annotated[str, typer.Argument(help="Cluster name, e.g. provider-1.")],
+    config: Annotated[
+        str, typer.Option(help="A kind config in kind/ (single, provider, consumer) or a path.")
+    ] = "single",
+    state_dir: StateDir = None,
+) -> None:
+    """Create one kind cluster with the node image and its pod network; waits for Ready."""
+    path = Path(config) if "/" in config else kind_cluster.CONFIG_DIR / f"{config}.yaml"
+    engine = Engine.default(state_dir)
+    try:
+        engine.start(_log)
+        tag = nodeimage.build(engine, _log)
+        cluster = kind_cluster.Cluster(engine, name, state_dir)
+        cluster.create(path, tag, _log)
+        typer.echo(cluster.kubectl_run("get", "nodes", "-o", "wide", what="kubectl get nodes"))
+    except (StepFailed, binaries.MissingBinary, OSError) as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"kubectl --kubeconfig {cluster.kubeconfig} get pods -A")
+
+
+@app.command("check")
+def check(
+    name: Annotated[str, typer.Argument(help="Cluster name.")],
+    state_dir: StateDir = None,
+) -> None:
+    """Pod network checks from every node: pod to pod across nodes, service IP, cluster DNS."""
+    engine = Engine.default(state_dir)
+    try:
+        for line in kind_cluster.check_network(kind_cluster.Cluster(engine, name, state_dir), _log):
+            typer.echo(line)
+    except (StepFailed, OSError) as exc:
+        raise _fail(exc) from exc
+
+
+@app.command("delete")
+def delete(
+    name: Annotated[str, typer.Argument(help="Cluster name.")],
+    state_dir: StateDir = None,
+) -> None:
+    """Delete one kind cluster (the engine keeps running)."""
+    engine = Engine.default(state_dir)
+    try:
+        kind_cluster.Cluster(engine, name, state_dir).delete(_log)
+    except (StepFailed, OSError) as exc:
+        raise _fail(exc) from exc
 
 
 def _teardown(engine: Engine, clusters: list[kind_cluster.Cluster]) -> None:

@@ -268,3 +268,92 @@ def smoke(cluster: Cluster, image_ref: str, log: Log) -> str:
         output = cluster.kubectl_run("logs", "fluidos-smoke", what="kubectl logs")
         cluster.kubectl_run("delete", "pod", "fluidos-smoke", "--wait", what="kubectl delete")
     return output
+
+
+# kube-proxy's image carries the Debian userland (curl, getent): the probe pods run it.
+PROBE_IMAGE = f"registry.k8s.io/kube-proxy:{binaries.KUBERNETES_VERSION}"
+
+
+def check_network(cluster: Cluster, log: Log, timeout: float = 180) -> list[str]:
+    """From a probe pod on every node: CoreDNS's health endpoint by pod IP (pod-to-pod across
+    nodes), the API server through its service IP (kube-proxy), a name through cluster DNS.
+    Returns one line per check; raises on the first failure. The probes are deleted."""
+    retry = f"kubectl --kubeconfig {cluster.kubeconfig} get pods -o wide; see the failed check"
+    results = []
+    nodes = cluster.nodes()
+    probes = {node: f"fluidos-probe-{index}" for index, node in enumerate(nodes)}
+    try:
+        with step(log, f"network checks from {len(nodes)} node(s) of {cluster.name}", retry):
+            for node, pod in probes.items():
+                overrides = json.dumps({"spec": {"nodeName": node}})
+                cluster.kubectl_run(
+                    "run",
+                    pod,
+                    "--restart=Never",
+                    f"--image={PROBE_IMAGE}",
+                    "--image-pull-policy=Never",
+                    f"--overrides={overrides}",
+                    "--command",
+                    "--",
+                    "sleep",
+                    "3600",
+                    what=f"probe pod on {node}",
+                )
+            cluster.kubectl_run(
+                "wait",
+                "--for=condition=Ready",
+                *(f"pod/{p}" for p in probes.values()),
+                f"--timeout={int(timeout)}s",
+                what="probe pods Ready",
+                timeout=timeout + 20,
+            )
+            dns_pods = json.loads(
+                cluster.kubectl_run(
+                    "-n",
+                    "kube-system",
+                    "get",
+                    "pods",
+                    "-l",
+                    "k8s-app=kube-dns",
+                    "-o",
+                    "json",
+                    what="list CoreDNS pods",
+                )
+            )["items"]
+            targets = [(i["spec"]["nodeName"], i["status"]["podIP"]) for i in dns_pods]
+            for node, pod in probes.items():
+                for dns_node, ip in targets:
+                    out = cluster.kubectl_run(
+                        "exec",
+                        pod,
+                        "--",
+                        "curl",
+                        "-s",
+                        "-m",
+                        "5",
+                        f"http://{ip}:8080/health",
+                        what=f"{node} -> CoreDNS {ip} on {dns_node}",
+                    )
+                    results.append(f"{node} -> CoreDNS pod {ip} ({dns_node}): {out.strip()}")
+                out = cluster.kubectl_run(
+                    "exec",
+                    pod,
+                    "--",
+                    "curl",
+                    "-sk",
+                    "-m",
+                    "5",
+                    "https://kubernetes.default/livez",
+                    what=f"{node} -> API server service",
+                )
+                results.append(f"{node} -> https://kubernetes.default/livez: {out.strip()}")
+    finally:
+        cluster.kubectl_run(
+            "delete",
+            "pod",
+            "--ignore-not-found",
+            "--wait=false",
+            *probes.values(),
+            what="delete probe pods",
+        )
+    return results
