@@ -7,11 +7,15 @@ the controller manager gave it, and a route to every other node's pod CIDR via t
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import subprocess
 import time
 from pathlib import Path
+
+import yaml
 
 from testbed import binaries, paths
 from testbed.kind.docker import Engine
@@ -46,6 +50,54 @@ def _bridge_conflist(pod_cidr: str) -> str:
         },
         indent=2,
     )
+
+
+# inotify instances one kind node takes (kubelet about 7, systemd 4, containerd 2, kube-proxy 1)
+# and a control plane on top (kube-apiserver about 15, controller manager 7), measured here.
+INOTIFY_PER_NODE = 15
+INOTIFY_PER_CONTROL_PLANE = 23
+
+
+def inotify_instances_in_use(uid: int | None = None) -> int:
+    """inotify instances held by processes of `uid` (this user): the kernel limits them per
+    user (`fs.inotify.max_user_instances`), and every kind node of every cluster counts."""
+    uid = os.getuid() if uid is None else uid
+    count = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if proc.stat().st_uid != uid:
+                continue
+            for fd in (proc / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) == "anon_inode:inotify":
+                        count += 1
+        except OSError:
+            continue
+    return count
+
+
+def check_inotify(config: Path) -> None:
+    """Refuse to create a cluster that would run out of inotify instances: kubelets and API
+    servers then fail in ways that look like timeouts ("unable to create ClusterRoleBinding:
+    ... context deadline exceeded" from kubeadm). Raising the limit is the machine owner's
+    call, as kind's known-issues page says; the testbed does not change sysctls."""
+    limit_file = Path("/proc/sys/fs/inotify/max_user_instances")
+    if not limit_file.exists():
+        return
+    limit = int(limit_file.read_text())
+    nodes = yaml.safe_load(config.read_text()).get("nodes") or [{"role": "control-plane"}]
+    planes = sum(1 for n in nodes if n.get("role") == "control-plane")
+    needed = len(nodes) * INOTIFY_PER_NODE + planes * INOTIFY_PER_CONTROL_PLANE
+    in_use = inotify_instances_in_use()
+    if in_use + needed > limit:
+        raise StepFailed(
+            f"{config.name} needs about {needed} inotify instances; {in_use} of this user's "
+            f"{limit} (fs.inotify.max_user_instances) are in use. Raise the limit, e.g. "
+            f"`sysctl -w fs.inotify.max_user_instances=512` (kind's known issue), or delete a "
+            f"cluster"
+        )
 
 
 class Cluster:
@@ -90,6 +142,7 @@ class Cluster:
         else:
             retry = f"fluidos-sensors testbed kind delete {self.name}, then create it again"
             with step(log, f"kind create cluster {self.name} ({config.name})", retry):
+                check_inotify(config)
                 self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
                 run(
                     [

@@ -7,10 +7,12 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+import pytest
 import yaml
 
-from testbed.kind import archive, docker, nodeimage
+from testbed.kind import archive, cluster, docker, nodeimage
 from testbed.kind.cluster import CONFIG_DIR
+from testbed.kind.steps import StepFailed
 
 
 def test_image_tarball_is_docker_save_format(tmp_path: Path) -> None:
@@ -108,6 +110,9 @@ def test_node_runc_wrapper_raises_negative_oom_score(tmp_path: Path) -> None:
 def test_kind_configs_name_the_images_the_node_image_holds() -> None:
     for name in ("single.yaml", "provider.yaml", "consumer.yaml"):
         config = yaml.safe_load((CONFIG_DIR / name).read_text())
+        assert {"InitConfiguration", "JoinConfiguration"} <= {
+            yaml.safe_load(p)["kind"] for p in config["kubeadmConfigPatches"]
+        }
         assert config["networking"]["disableDefaultCNI"] is True
         patches = [yaml.safe_load(p) for p in config["kubeadmConfigPatches"]]
         cluster = next(p for p in patches if p["kind"] == "ClusterConfiguration")
@@ -145,3 +150,15 @@ def test_image_specs_follow_kubeadm_and_containerd() -> None:
         f"registry.k8s.io/etcd:{nodeimage.ETCD_IMAGE_TAG}",
     }
     assert specs["registry.k8s.io/kube-proxy:v1.36.3"].debian_base
+
+
+def test_cluster_creation_refuses_to_run_out_of_inotify_instances(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    limit = int(Path("/proc/sys/fs/inotify/max_user_instances").read_text())
+    provider = CONFIG_DIR / "provider.yaml"
+    monkeypatch.setattr(cluster, "inotify_instances_in_use", lambda: 0)
+    cluster.check_inotify(provider)  # 3 nodes, one control plane: well under any default
+    monkeypatch.setattr(cluster, "inotify_instances_in_use", lambda: limit - 10)
+    with pytest.raises(StepFailed, match="max_user_instances"):
+        cluster.check_inotify(provider)
