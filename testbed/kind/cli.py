@@ -91,8 +91,10 @@ def smoke(
     keep: Annotated[bool, typer.Option(help="Leave the cluster and engine running.")] = False,
 ) -> None:
     """Milestone check: a one-node cluster from `kind/single.yaml` becomes Ready and runs a
-    pod; then (unless --keep) the cluster, its network and the engine are removed."""
+    pod; then (unless --keep) the cluster and its network are removed, and the engine is
+    stopped unless it was running before."""
     engine = Engine.default(state_dir)
+    engine_was_running = bool(engine.pid())
     started = time.monotonic()
     cluster: kind_cluster.Cluster | None = None
     try:
@@ -111,7 +113,7 @@ def smoke(
         raise _fail(exc) from exc
     finally:
         if not keep:
-            _teardown(engine, [cluster] if cluster else [])
+            _teardown(engine, [cluster] if cluster else [], stop=not engine_was_running)
 
 
 @app.command("create")
@@ -163,7 +165,7 @@ def delete(
         raise _fail(exc) from exc
 
 
-def _teardown(engine: Engine, clusters: list[kind_cluster.Cluster]) -> None:
+def _teardown(engine: Engine, clusters: list[kind_cluster.Cluster], *, stop: bool = True) -> None:
     if engine.pid():
         for one in clusters:
             try:
@@ -175,7 +177,8 @@ def _teardown(engine: Engine, clusters: list[kind_cluster.Cluster]) -> None:
             kind_cluster.remove_network(engine, _log)
         except StepFailed as exc:
             typer.echo(f"error: {exc}", err=True)
-    engine.stop(_log)
+    if stop:
+        engine.stop(_log)
 
 
 @app.command("down")
