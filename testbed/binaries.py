@@ -35,6 +35,13 @@ KUBECTL_PYPI_VERSION = "1.36.4"
 # InfluxDB 1.8 serves both its own API and the v2 write/query compatibility API.
 INFLUXDB_VERSION = "v1.8.10"
 TELEGRAF_VERSION = "v1.37.2"
+# KIND mode: the node image's runtime and tools, and kind itself (all from the Go module proxy).
+CONTAINERD_VERSION = "v2.4.2"
+CRICTL_VERSION = "v1.37.0"
+KIND_VERSION = "v0.33.0"
+# kubeadm 1.36 defaults to CoreDNS v1.14.2, which is not on the Go module proxy; the kind
+# configs set `dns.imageTag` to this one.
+COREDNS_VERSION = "v1.14.3"
 # Only the plugins the testbed and the router benchmark use ("custom" drops the rest).
 TELEGRAF_PLUGINS = (
     "inputs.http_listener_v2",
@@ -180,16 +187,12 @@ def _install_debian_package(package: str, executable: str) -> Callable[[Binary, 
     return install
 
 
-KUBE_APISERVER = Binary(
-    name="kube-apiserver",
-    version=KUBERNETES_VERSION,
-    version_args=("--version",),
-    version_pattern=r"Kubernetes (v\d+\.\d+\.\d+)",
-    accepts=_same_minor(KUBERNETES_VERSION),
-    go=GoRecipe(
+def _kubernetes_recipe(command: str) -> GoRecipe:
+    """`k8s.io/kubernetes/cmd/<command>` at the pinned release, staging modules at their tags."""
+    return GoRecipe(
         module="k8s.io/kubernetes",
         version=KUBERNETES_VERSION,
-        package="k8s.io/kubernetes/cmd/kube-apiserver",
+        package=f"k8s.io/kubernetes/cmd/{command}",
         ldflags=(
             f"-X k8s.io/component-base/version.gitVersion={KUBERNETES_VERSION}",
             f"-X k8s.io/component-base/version.gitMajor={_minor(KUBERNETES_VERSION)[0]}",
@@ -197,7 +200,31 @@ KUBE_APISERVER = Binary(
             "-X k8s.io/component-base/version.gitTreeState=clean",
         ),
         replace=_kubernetes_staging,
-    ),
+    )
+
+
+def _kubernetes_binary(command: str, version_args: tuple[str, ...] = ("--version",)) -> Binary:
+    return Binary(
+        name=command,
+        version=KUBERNETES_VERSION,
+        version_args=version_args,
+        version_pattern=r"(v\d+\.\d+\.\d+)",
+        accepts=lambda v: v == KUBERNETES_VERSION,
+        go=_kubernetes_recipe(command),
+        release=ReleaseDownload(
+            f"https://dl.k8s.io/release/{{version}}/bin/linux/{{arch}}/{command}",
+            f"https://dl.k8s.io/release/{{version}}/bin/linux/{{arch}}/{command}.sha256",
+        ),
+    )
+
+
+KUBE_APISERVER = Binary(
+    name="kube-apiserver",
+    version=KUBERNETES_VERSION,
+    version_args=("--version",),
+    version_pattern=r"Kubernetes (v\d+\.\d+\.\d+)",
+    accepts=_same_minor(KUBERNETES_VERSION),
+    go=_kubernetes_recipe("kube-apiserver"),
     release=ReleaseDownload(
         "https://dl.k8s.io/release/{version}/bin/linux/{arch}/kube-apiserver",
         "https://dl.k8s.io/release/{version}/bin/linux/{arch}/kube-apiserver.sha256",
@@ -276,6 +303,97 @@ TELEGRAF = Binary(
 
 ALL = {b.name: b for b in (KUBE_APISERVER, ETCD, KUBECTL, MOSQUITTO, INFLUXD, TELEGRAF)}
 
+# KIND mode. The node image's Kubernetes binaries must be exactly the pinned release (kubeadm
+# checks kubelet's version, the control-plane images are tagged with it), so PATH rarely fits.
+KUBELET = _kubernetes_binary("kubelet")
+KUBEADM = _kubernetes_binary("kubeadm", ("version", "-o", "short"))
+KUBE_CONTROLLER_MANAGER = _kubernetes_binary("kube-controller-manager")
+KUBE_SCHEDULER = _kubernetes_binary("kube-scheduler")
+KUBE_PROXY = _kubernetes_binary("kube-proxy")
+
+
+def _containerd_binary(name: str, version_args: tuple[str, ...]) -> Binary:
+    return Binary(
+        name=name,
+        version=CONTAINERD_VERSION,
+        version_args=version_args,
+        version_pattern=r"(v\d+\.\d+\.\d+)",
+        accepts=lambda v: v == CONTAINERD_VERSION,
+        go=GoRecipe(
+            module="github.com/containerd/containerd/v2",
+            version=CONTAINERD_VERSION,
+            package=f"github.com/containerd/containerd/v2/cmd/{name}",
+            ldflags=(
+                f"-X github.com/containerd/containerd/v2/version.Version={CONTAINERD_VERSION}",
+                "-X github.com/containerd/containerd/v2/version.Package="
+                "github.com/containerd/containerd/v2",
+            ),
+            # Without cgo the btrfs snapshotter cannot build; kind nodes use overlayfs.
+            tags=("no_btrfs",),
+            upstream_gomod=True,
+        ),
+    )
+
+
+CONTAINERD = _containerd_binary("containerd", ("--version",))
+CONTAINERD_SHIM = _containerd_binary("containerd-shim-runc-v2", ("-v",))
+CTR = _containerd_binary("ctr", ("--version",))
+CRICTL = Binary(
+    name="crictl",
+    version=CRICTL_VERSION,
+    version_args=("--version",),
+    version_pattern=r"crictl version (v\d+\.\d+\.\d+)",
+    accepts=lambda v: v == CRICTL_VERSION,
+    go=GoRecipe(
+        module="sigs.k8s.io/cri-tools",
+        version=CRICTL_VERSION,
+        package="sigs.k8s.io/cri-tools/cmd/crictl",
+        ldflags=(f"-X sigs.k8s.io/cri-tools/pkg/version.Version={CRICTL_VERSION}",),
+        upstream_gomod=True,
+    ),
+)
+COREDNS = Binary(
+    name="coredns",
+    version=COREDNS_VERSION,
+    version_args=("-version",),
+    version_pattern=r"CoreDNS-(\d+\.\d+\.\d+)",
+    accepts=lambda v: "v" + v == COREDNS_VERSION,
+    go=GoRecipe(
+        module="github.com/coredns/coredns",
+        version=COREDNS_VERSION,
+        package="github.com/coredns/coredns",
+        upstream_gomod=True,
+    ),
+)
+KIND = Binary(
+    name="kind",
+    version=KIND_VERSION,
+    version_args=("version",),
+    version_pattern=r"kind (v\d+\.\d+\.\d+)",
+    accepts=lambda v: v == KIND_VERSION,
+    go=GoRecipe(module="sigs.k8s.io/kind", version=KIND_VERSION, package="sigs.k8s.io/kind"),
+)
+
+KIND_ALL = {
+    b.name: b
+    for b in (
+        KIND,
+        KUBELET,
+        KUBEADM,
+        KUBE_APISERVER,
+        KUBE_CONTROLLER_MANAGER,
+        KUBE_SCHEDULER,
+        KUBE_PROXY,
+        ETCD,
+        CONTAINERD,
+        CONTAINERD_SHIM,
+        CTR,
+        CRICTL,
+        COREDNS,
+        KUBECTL,
+    )
+}
+
 
 def _run(
     argv: list[str], *, what: str, cwd: Path | None = None, env: dict[str, str] | None = None
@@ -313,7 +431,9 @@ def _build_with_go(binary: Binary, target: Path, log: Callable[[str], None]) -> 
             f"FLUIDOS_SENSORS_BIN_DIR."
         )
     log(f"building {binary.name} {binary.version} from the Go module proxy (a few minutes, once)")
-    env = {**os.environ, "GOFLAGS": "-mod=mod -buildvcs=false", "CGO_ENABLED": "0"}
+    # A caller's GOFLAGS (e.g. `-p=1` on a shared machine) are kept.
+    goflags = f"-mod=mod -buildvcs=false {os.environ.get('GOFLAGS', '')}".strip()
+    env = {**os.environ, "GOFLAGS": goflags, "CGO_ENABLED": "0"}
     with tempfile.TemporaryDirectory(prefix=f"build-{binary.name}-") as tmp:
         work = Path(tmp)
         gomod_text = f"module build/{binary.name}\n\ngo 1.26.0\n"

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from testbed import binaries, manager, paths, supervisor
+from testbed.kind.cli import app as kind_app
 from testbed.state import TestbedState, pid_alive
 from testbed.topology import default_topology
 
@@ -17,6 +18,8 @@ app = typer.Typer(
     help="Local multi-cluster testbed: real etcd + kube-apiserver per cluster.",
     no_args_is_help=True,
 )
+
+app.add_typer(kind_app, name="kind")
 
 StateDir = Annotated[
     Path | None,
@@ -104,12 +107,19 @@ def status(
 
 
 @app.command("binaries")
-def install_binaries() -> None:
+def install_binaries(
+    kind: Annotated[
+        bool, typer.Option("--kind", help="The KIND mode's binaries (node image, kind) instead.")
+    ] = False,
+) -> None:
     """Find, build or install every binary the testbed runs (cached per user and version)."""
+    log = lambda m: typer.echo(m, err=True)  # noqa: E731
     try:
-        for name, path in binaries.resolve_all(
-            manager.required_binaries(), log=lambda m: typer.echo(m, err=True)
-        ).items():
+        if kind:
+            found = {n: binaries.resolve(b, log=log) for n, b in binaries.KIND_ALL.items()}
+        else:
+            found = binaries.resolve_all(manager.required_binaries(), log=log)
+        for name, path in found.items():
             typer.echo(f"{name}: {path}")
     except binaries.MissingBinary as exc:
         typer.echo(f"error: {exc}", err=True)
