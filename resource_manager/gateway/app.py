@@ -189,6 +189,7 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     texts = {
         400: "Bad input; `field` names the body field or query parameter",
         401: "Missing or unknown bearer token",
+        403: "The body names another consumer than the bearer token's (`buyerID.ID`)",
         404: "Unknown (or another consumer's) flavor, transaction or contract",
         409: "Not available, sold out, or already held by this consumer",
         410: "The reservation expired; reserve again",
@@ -332,7 +333,7 @@ def create_app(
         response_model=TransactionAnswer,
         response_model_by_alias=True,
         response_model_exclude_none=True,
-        responses=_responses(400, 401, 404, 409, 413, 503),
+        responses=_responses(400, 401, 403, 404, 409, 413, 503),
     )
     def reserve(body: ReservationRequest, request: Request) -> TransactionAnswer:
         need_index()
@@ -354,7 +355,8 @@ def create_app(
         responses=_responses(400, 401, 404, 409, 410, 413, 503),
     )
     def purchase(transaction_id: str, body: PurchaseRequest, request: Request) -> ContractAnswer:
-        return market.purchase(consumer_of(request), transaction_id, body)
+        consumer = consumer_of(request)
+        return market.purchase(consumer, transaction_id, body, tokens.policy_for(consumer))
 
     @app.get(
         CONTRACTS_PATH,

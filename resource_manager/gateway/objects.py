@@ -38,7 +38,7 @@ from fluidos_sensors.contract import (
     contract_annotations,
     selection_labels,
 )
-from fluidos_sensors.endpoints import AuthType, DeliveryFormat
+from fluidos_sensors.endpoints import AuthType, DeliveryFormat, DeliveryPolicy
 from fluidos_sensors.flavor import DEVICE_ANNOTATION, SENSOR_KEY_ANNOTATION
 from fluidos_sensors.rear import (
     AuthorizationSummary,
@@ -147,11 +147,11 @@ def transaction_body(
     buyer = request.buyer
     extra = buyer.additional_information
     # FLUIDOS takes the buyer's Liqo cluster id; sensors need no peering, so the node id will do.
-    cluster_id = extra.liqo_id if extra is not None and extra.liqo_id else buyer.node_id
+    cluster_id = extra.liqo_id if extra is not None and extra.liqo_id else consumer
     expires = now + timedelta(seconds=math.ceil(ttl_seconds))
     spec: dict[str, Any] = {
         "flavorID": request.flavor_id,
-        "buyer": _buyer(request),
+        "buyer": _buyer(request, consumer),
         "clusterID": cluster_id,
         "expirationTime": rfc3339(expires),
     }
@@ -169,9 +169,11 @@ def transaction_body(
     }
 
 
-def _buyer(request: ReservationRequest) -> dict[str, Any]:
+def _buyer(request: ReservationRequest, consumer: str) -> dict[str, Any]:
     buyer = request.buyer
-    body: dict[str, Any] = {"nodeID": buyer.node_id, "ip": buyer.ip, "domain": buyer.domain}
+    # The token's consumer, never what the body claims (Marketplace.reserve refuses a mismatch;
+    # this keeps the Contract, which copies it, right even if that check were bypassed).
+    body: dict[str, Any] = {"nodeID": consumer, "ip": buyer.ip, "domain": buyer.domain}
     extra = buyer.additional_information
     if extra is not None and extra.liqo_id:
         body["additionalInformation"] = {"liqoID": extra.liqo_id}
@@ -259,13 +261,14 @@ def contract_body(
     telemetry: TelemetryEndpoint,
     consumer: str,
     secret_name: str | None,
+    policy: DeliveryPolicy,
 ) -> dict[str, Any]:
     """The FLUIDOS Contract of a purchase; delivery details in its annotations."""
     tx_spec = transaction["spec"]
     transaction_id = transaction["metadata"]["name"]
     authorization = telemetry.authorization
     spec: dict[str, Any] = {
-        "buyer": tx_spec["buyer"],
+        "buyer": {**tx_spec["buyer"], "nodeID": consumer},  # the token's consumer, always
         "buyerClusterID": tx_spec["clusterID"],
         "flavor": flavor_copy(flavor),
         "seller": seller.body(),
@@ -294,6 +297,7 @@ def contract_body(
                 auth_type=authorization.type if authorization else None,
                 secret_name=secret_name,
                 consumer=consumer,
+                policy=policy,
             ),
         },
         "spec": spec,

@@ -29,10 +29,13 @@ from kubernetes.client.exceptions import ApiException
 from fluidos_sensors import api as fs_api
 from fluidos_sensors.contract import (
     CONSUMER_LABEL,
+    DELIVERY_POLICY_ANNOTATION,
+    FLAVOR_LABEL,
     AuthType,
     DeliveryFormat,
     delivery_target,
 )
+from fluidos_sensors.endpoints import DeliveryPolicy
 from fluidos_sensors.filters import SensorFilter
 from fluidos_sensors.flavor import Price, ProviderConfig, build_flavor, sensor_from_flavor
 from fluidos_sensors.rear import (
@@ -64,8 +67,8 @@ PROVIDER = ProviderConfig(
     ip="127.0.0.1",
     price=Price(amount="1", currency="EUR", period="hourly"),
 )
-BUYER = NodeIdentity(node_id="consumer-1", ip="10.0.0.9", domain="fluidos.eu")
 ENDPOINT = "http://127.0.0.1:8186/telegraf"
+POLICY = "127.0.0.1, telegraf.consumer.example"  # the delivery policy of the tests' consumers
 
 
 def eventually(check: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
@@ -179,10 +182,15 @@ class Consumers:
                     "metadata": {
                         "name": f"rear-{consumer}",
                         "labels": {REAR_CONSUMER_LABEL: consumer},
+                        "annotations": {DELIVERY_POLICY_ANNOTATION: POLICY},
                     },
                     "stringData": {"token": self.tokens[name]},
                 },
             )
+
+    def buyer(self, name: str) -> NodeIdentity:
+        """The identity `name` buys as: the gateway takes only the token's own consumer."""
+        return NodeIdentity(node_id=self.ids[name], ip="10.0.0.9", domain="fluidos.eu")
 
     def remove(self) -> None:
         for consumer in self.ids.values():
@@ -447,12 +455,12 @@ def test_reserve_purchase_release(
     consumer = consumers.ids["a"]
     password = secrets.token_urlsafe(16)
     with gateway.rear(consumers.tokens["a"]) as rear, gateway.http(consumers.tokens["a"]) as http:
-        tx = rear.reserve(flavor_name, BUYER)
+        tx = rear.reserve(flavor_name, consumers.buyer("a"))
         transaction = admin.get(fs_api.TRANSACTION, tx.transaction_id)
         assert transaction is not None
         assert transaction["spec"]["flavorID"] == flavor_name
         assert transaction["spec"]["buyer"] == {
-            "nodeID": "consumer-1",
+            "nodeID": consumer,
             "ip": "10.0.0.9",
             "domain": "fluidos.eu",
         }
@@ -549,7 +557,7 @@ def test_consumers_see_and_change_only_their_own(
     flavor_name = offer.add("private")["metadata"]["name"]
     visible(gateway, consumers.tokens["a"], offer, 1)
     with gateway.rear(consumers.tokens["a"]) as a, gateway.rear(consumers.tokens["b"]) as b:
-        tx = a.reserve(flavor_name, BUYER)
+        tx = a.reserve(flavor_name, consumers.buyer("a"))
         with pytest.raises(RearError) as denied:
             b.purchase(tx.transaction_id, ENDPOINT)
         assert denied.value.status == 404
@@ -577,16 +585,16 @@ def test_sold_to_several_consumers_up_to_the_limit(
     visible(gateway, consumers.tokens["a"], offer, 1)
     a, b, c = (gateway.rear(consumers.tokens[name]) for name in "abc")
     with a, b, c:
-        first = a.purchase(a.reserve(flavor_name, BUYER).transaction_id, ENDPOINT)
-        b.reserve(flavor_name, BUYER)
+        first = a.purchase(a.reserve(flavor_name, consumers.buyer("a")).transaction_id, ENDPOINT)
+        b.reserve(flavor_name, consumers.buyer("b"))
         with pytest.raises(RearError) as full:  # --max-consumers-per-sensor 2
-            c.reserve(flavor_name, BUYER)
+            c.reserve(flavor_name, consumers.buyer("c"))
         assert full.value.status == 409 and "sold out" in full.value.message
         with pytest.raises(RearError) as twice:
-            a.reserve(flavor_name, BUYER)
+            a.reserve(flavor_name, consumers.buyer("a"))
         assert twice.value.status == 409 and "already holds" in twice.value.message
         a.release(first)
-        c.reserve(flavor_name, BUYER)  # the released place is free again
+        c.reserve(flavor_name, consumers.buyer("c"))  # the released place is free again
 
 
 def test_bad_input_gets_a_clear_error_and_changes_nothing(
@@ -597,7 +605,7 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(
     consumer = consumers.ids["a"]
     before = len(admin.list(fs_api.TRANSACTION, f"{CONSUMER_LABEL}={consumer}"))
     with gateway.http(consumers.tokens["a"]) as http:
-        buyer = BUYER.wire()
+        buyer = consumers.buyer("a").wire()
         unknown = http.post("/api/v2/reservations", json={"flavorID": "nope", "buyerID": buyer})
         assert unknown.status_code == 404 and unknown.json()["field"] == "flavorID"
         no_buyer = http.post("/api/v2/reservations", json={"flavorID": flavor_name})
@@ -629,6 +637,99 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(
         assert admin.list(fs_api.CONTRACT, f"{CONSUMER_LABEL}={consumer}") == []
 
 
+def test_the_buyer_is_the_tokens_consumer(
+    gateway: Gateway, consumers: Consumers, offer: Offer, admin: Provider
+) -> None:
+    """Issue 24.3: a body naming another consumer is refused (403, the field named) and leaves
+    nothing; the Contract names the token's consumer."""
+    flavor_name = offer.add("posed")["metadata"]["name"]
+    visible(gateway, consumers.tokens["a"], offer, 1)
+    mine, other = consumers.ids["a"], consumers.ids["b"]
+    with gateway.http(consumers.tokens["a"]) as http:
+        posing = http.post(
+            "/api/v2/reservations",
+            json={"flavorID": flavor_name, "buyerID": consumers.buyer("b").wire()},
+        )
+    assert posing.status_code == 403, posing.text
+    assert posing.json()["field"] == "buyerID.ID" and other in posing.json()["error"]
+    assert admin.list(fs_api.TRANSACTION, f"{FLAVOR_LABEL}={flavor_name}") == []
+    with gateway.rear(consumers.tokens["a"]) as rear:
+        tx = rear.reserve(flavor_name, consumers.buyer("a"))
+        contract = rear.purchase(tx.transaction_id, ENDPOINT)
+        try:
+            assert tx.buyer.node_id == mine and contract.buyer.node_id == mine
+            stored = admin.get(fs_api.CONTRACT, contract.contract_id)
+            assert stored is not None
+            assert stored["spec"]["buyer"]["nodeID"] == mine
+            assert stored["spec"]["buyerClusterID"] == mine
+            assert stored["metadata"]["labels"][CONSUMER_LABEL] == mine
+        finally:
+            rear.release(contract.contract_id)
+
+
+def test_the_purchase_endpoint_must_meet_the_consumers_delivery_policy(
+    gateway: Gateway, consumers: Consumers, offer: Offer, admin: Provider
+) -> None:
+    """Issue 24.4: the provider's per-consumer policy (annotation on the consumer's Secret) is
+    enforced at purchase: 400 naming the rule and the field, nothing else spent; an allowed
+    endpoint is sold with the policy recorded on the Contract for the router and the agent."""
+    flavor_name = offer.add("policed")["metadata"]["name"]
+    visible(gateway, consumers.tokens["a"], offer, 1)
+    field = "ingressTelemetryEndpoint.endpoint"
+    with gateway.rear(consumers.tokens["a"]) as rear, gateway.http(consumers.tokens["a"]) as http:
+        tx = rear.reserve(flavor_name, consumers.buyer("a")).transaction_id
+        purchase = f"/api/v2/transactions/{tx}/purchase"
+        for endpoint, rule in (
+            ("http://169.254.169.254/latest/meta-data", "link-local"),
+            ("http://127.0.0.2:8186/telegraf", "loopback"),
+            ("http://10.1.2.3:8186/telegraf", "private"),
+            ("http://evil.example/telegraf", "is not in it"),
+            ("http://localhost:8186/telegraf", "never resolved"),
+            ("http://127.1:8186/telegraf", "numeric host"),
+        ):
+            refused = http.post(purchase, json={"ingressTelemetryEndpoint": {"endpoint": endpoint}})
+            assert refused.status_code == 400, (endpoint, refused.text)
+            assert refused.json()["field"] == field
+            assert "delivery policy" in refused.json()["error"] and rule in refused.json()["error"]
+        assert admin.get(fs_api.TRANSACTION, tx) is not None  # the reservation still holds
+        assert admin.get(fs_api.CONTRACT, objects.contract_name(tx)) is None
+
+        contract = rear.purchase(tx, "http://telegraf.consumer.example:8186/telegraf")
+        try:
+            stored = admin.get(fs_api.CONTRACT, contract.contract_id)
+            assert stored is not None
+            recorded = stored["metadata"]["annotations"][DELIVERY_POLICY_ANNOTATION]
+            assert DeliveryPolicy.parse(recorded)[0] == DeliveryPolicy.parse(POLICY)[0]
+            assert delivery_target(stored).policy == DeliveryPolicy.parse(POLICY)[0]
+        finally:
+            rear.release(contract.contract_id)
+
+    # The policy follows the Secret, no restart: without the annotation, nowhere is allowed.
+    secret = f"rear-{consumers.ids['b']}"
+    admin.core.patch_namespaced_secret(
+        secret, NS, {"metadata": {"annotations": {DELIVERY_POLICY_ANNOTATION: None}}}
+    )
+    try:
+        with gateway.rear(consumers.tokens["b"]) as rear:
+            tx = rear.reserve(flavor_name, consumers.buyer("b")).transaction_id
+
+            def refused_for_b() -> str:
+                try:
+                    rear.purchase(tx, ENDPOINT)
+                except RearError as exc:
+                    return exc.message if exc.status == 400 and exc.field == field else ""
+                raise AssertionError("sold although the consumer's policy is gone")
+
+            eventually(
+                lambda: "allows this consumer no delivery endpoint" in refused_for_b(),
+                "the removed policy enforced",
+            )
+    finally:
+        admin.core.patch_namespaced_secret(
+            secret, NS, {"metadata": {"annotations": {DELIVERY_POLICY_ANNOTATION: POLICY}}}
+        )
+
+
 def test_non_sensor_flavors_are_listed_but_not_sold(
     gateway: Gateway, consumers: Consumers, admin: Provider
 ) -> None:
@@ -658,7 +759,8 @@ def test_non_sensor_flavors_are_listed_but_not_sold(
             sensors = http.get("/api/v2/flavors/sensors").json()
             assert name not in {i["flavorID"] for i in sensors}
             refused = http.post(
-                "/api/v2/reservations", json={"flavorID": name, "buyerID": BUYER.wire()}
+                "/api/v2/reservations",
+                json={"flavorID": name, "buyerID": consumers.buyer("a").wire()},
             )
             assert refused.status_code == 400 and refused.json()["field"] == "flavorID"
     finally:
@@ -682,7 +784,7 @@ def test_an_expired_reservation_is_released(
     flavor_name = offer.add("brief")["metadata"]["name"]
     visible(hasty_gateway, consumers.tokens["a"], offer, 1)
     with hasty_gateway.rear(consumers.tokens["a"]) as rear:
-        tx = rear.reserve(flavor_name, BUYER)
+        tx = rear.reserve(flavor_name, consumers.buyer("a"))
         eventually(
             lambda: admin.get(fs_api.TRANSACTION, tx.transaction_id) is None,
             "the expired reservation released",
@@ -691,7 +793,7 @@ def test_an_expired_reservation_is_released(
             rear.purchase(tx.transaction_id, ENDPOINT)
         assert late.value.status == 410 and "expired" in late.value.message
         assert admin.list(fs_api.CONTRACT, f"{CONSUMER_LABEL}={consumers.ids['a']}") == []
-        rear.reserve(flavor_name, BUYER)  # its place is free again
+        rear.reserve(flavor_name, consumers.buyer("a"))  # its place is free again
 
 
 # ------------------------------------------------------------------------------ outage
@@ -778,7 +880,7 @@ def test_api_server_outage_is_503_and_the_watch_recovers(
         visible(gateway, token, offer, 1)
         proxy.cut()
         with gateway.http(token) as http:
-            reserve = {"flavorID": before, "buyerID": BUYER.wire()}
+            reserve = {"flavorID": before, "buyerID": consumers.buyer("a").wire()}
             down = http.post("/api/v2/reservations", json=reserve)
             assert down.status_code == 503, down.text
             assert "Kubernetes API server is unavailable" in down.json()["error"]
@@ -846,7 +948,7 @@ def test_fuzz_the_gateway_against_its_own_openapi(
     auth = bearer(consumers.tokens["c"])
     schema = schemathesis.openapi.from_url(f"{gateway.url}/openapi.json", headers=auth)
     with gateway.rear(consumers.tokens["c"]) as rear:  # something real for path parameters
-        tx = rear.reserve(flavor_name, BUYER).transaction_id
+        tx = rear.reserve(flavor_name, consumers.buyer("c")).transaction_id
         real = {"transaction_id": tx, "contract_id": objects.contract_name(tx)}
     statuses: Counter[int] = Counter()
     operations = [result.ok() for result in schema.get_all_operations()]
