@@ -233,8 +233,8 @@ class Marketplace:
             # Again under the lock: a concurrent purchase of the same transaction may have won.
             transaction = self._own_transaction(consumer, transaction_id)
             if objects.expired(transaction, self._clock()):
+                self._expired.add(transaction_id, consumer)  # before the delete: see below
                 self.store.delete_transaction(transaction_id)
-                self._expired.add(transaction_id, consumer)
                 raise GatewayError(
                     410,
                     f'reservation "{transaction_id}" expired at '
@@ -258,11 +258,12 @@ class Marketplace:
         if transaction is not None and objects.owner(transaction) == consumer:
             return transaction
         if transaction is None:
-            if self._expired.expired_for(transaction_id, consumer):
-                raise GatewayError(410, f'reservation "{transaction_id}" expired; reserve again')
+            # A Contract first: a purchase that won against the reaper is bought, not expired.
             done = self.store.get_contract(objects.contract_name(transaction_id))
             if done is not None and objects.owner(done) == consumer:
                 raise _AlreadyBought(done)
+            if self._expired.expired_for(transaction_id, consumer):
+                raise GatewayError(410, f'reservation "{transaction_id}" expired; reserve again')
         raise not_found(f'transaction "{transaction_id}"')
 
     def _sign(
@@ -366,8 +367,10 @@ class Marketplace:
         for transaction in self.store.list_transactions():
             if objects.expired(transaction, now):
                 name = transaction["metadata"]["name"]
+                # Remember the expiry before the Transaction goes: a purchase that finds it
+                # gone must find the tombstone too (410), never a bare 404 (issue 20.4).
+                self._expired.add(name, objects.owner(transaction))
                 if self.store.delete_transaction(name):
-                    self._expired.add(name, objects.owner(transaction))
                     count += 1
                     log.info(
                         "reservation %s of %s expired", name, objects.owner(transaction) or "?"

@@ -14,6 +14,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +47,15 @@ from fluidos_sensors.rear import (
     PurchaseRequest,
     RearClient,
     RearError,
+    ReservationRequest,
     TelemetryEndpoint,
 )
 from fluidos_sensors.sensor import DeviceRef, SensorSpec
 from resource_manager.gateway import objects
+from resource_manager.gateway.errors import GatewayError
+from resource_manager.gateway.index import FlavorIndex
+from resource_manager.gateway.market import Marketplace, MarketSettings
+from resource_manager.gateway.store import MarketStore
 from testbed import bootstrap, credentials
 from testbed.pki import CertPair, ClusterPKI
 from testbed.processes import die_with_parent
@@ -794,6 +800,55 @@ def test_an_expired_reservation_is_released(
         assert late.value.status == 410 and "expired" in late.value.message
         assert admin.list(fs_api.CONTRACT, f"{CONSUMER_LABEL}={consumers.ids['a']}") == []
         rear.reserve(flavor_name, consumers.buyer("a"))  # its place is free again
+
+
+def test_a_purchase_racing_the_reaper_is_told_expired(
+    gateway_kubeconfig: Path, consumers: Consumers, offer: Offer
+) -> None:
+    """Issue 20.4, made deterministic: a purchase that runs the moment the reaper's delete of
+    the expired Transaction has landed (from inside that call, before the reaper goes on) is
+    told 410 "expired", never 404. The gateway's own code over the real API server, as the
+    gateway's ServiceAccount; the clock is the market's, moved past the expiry."""
+    flavor = offer.add("raced")
+    consumer = consumers.ids["a"]
+    policy = DeliveryPolicy.parse(POLICY)[0]
+    body = PurchaseRequest.model_validate({"ingressTelemetryEndpoint": {"endpoint": ENDPOINT}})
+    raced: list[int] = []
+    now = [datetime.now(UTC)]
+
+    class RacedStore(MarketStore):
+        def delete_transaction(self, name: str) -> bool:
+            deleted = super().delete_transaction(name)
+            if name == tx:
+                try:
+                    market.purchase(consumer, name, body, policy)
+                    raced.append(200)
+                except GatewayError as exc:
+                    raced.append(exc.status)
+            return deleted
+
+    with bootstrap.api_client(gateway_kubeconfig) as api:
+        index = FlavorIndex()
+        index.upsert(flavor)
+        market = Marketplace(
+            MarketSettings(
+                seller=objects.Seller(node_id="provider-1", domain="fluidos.eu", ip="127.0.0.1"),
+                reservation_ttl=60,
+            ),
+            RacedStore(api, NS),
+            index,
+            clock=lambda: now[0],
+        )
+        request = ReservationRequest(
+            flavor_id=flavor["metadata"]["name"], buyer=consumers.buyer("a")
+        )
+        tx = market.reserve(consumer, request).transaction_id
+        now[0] += timedelta(seconds=61)
+        market.expire_reservations()
+        assert raced == [410]
+        with pytest.raises(GatewayError) as late:  # and afterwards, too
+            market.purchase(consumer, tx, body, policy)
+        assert late.value.status == 410 and "expired" in late.value.message
 
 
 # ------------------------------------------------------------------------------ outage
