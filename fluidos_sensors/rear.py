@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Annotated, Any, Self
 from urllib.parse import quote
 
@@ -46,6 +47,7 @@ CONTRACTS_PATH = f"{API_PREFIX}/contracts"
 CONTRACT_PATH = API_PREFIX + "/contracts/{contract_id}"
 
 SENSOR_TYPE_NAME = "sensor"  # type.name of a Sensor flavor item, as FLUIDOS names it
+UNKNOWN_TIMESTAMP = "0001-01-01T00:00:00Z"  # Go's zero time.Time: what FLUIDOS writes for none
 
 # A provider's REAR consumers: Secrets in the gateway's namespace labeled with this key (value:
 # the consumer id), holding the consumer's bearer token under CONSUMER_TOKEN_KEY.
@@ -292,7 +294,7 @@ def flavor_item(flavor: Mapping[str, Any]) -> dict[str, Any]:
             "name": flavor_type["typeIdentifier"].lower(),
             "data": dict(type_data) if isinstance(type_data, Mapping) else {},
         },
-        "timestamp": str(meta.get("creationTimestamp") or ""),
+        "timestamp": rfc3339_timestamp(meta.get("creationTimestamp")),
         "price": {key: str(price.get(key, "")) for key in ("amount", "currency", "period")},
         "owner": node_identity(owner),
         "availability": spec.get("availability") is True,
@@ -307,6 +309,21 @@ def flavor_item(flavor: Mapping[str, Any]) -> dict[str, Any]:
             if location.get(key) is not None
         }
     return item
+
+
+def rfc3339_timestamp(value: object) -> str:
+    """An RFC 3339 UTC time for a flavor item's ``timestamp``: ``value`` when it is one,
+    else Go's zero time. FLUIDOS decodes the field into a Go ``time.Time``: an empty or
+    malformed string fails the whole list there, the zero time reads as "unknown"."""
+    if isinstance(value, str) and value:
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return UNKNOWN_TIMESTAMP
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return UNKNOWN_TIMESTAMP
 
 
 def node_identity(identity: Mapping[str, Any]) -> dict[str, Any]:

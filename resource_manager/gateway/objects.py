@@ -41,6 +41,7 @@ from fluidos_sensors.contract import (
 from fluidos_sensors.endpoints import AuthType, DeliveryFormat, DeliveryPolicy
 from fluidos_sensors.flavor import DEVICE_ANNOTATION, SENSOR_KEY_ANNOTATION
 from fluidos_sensors.rear import (
+    UNKNOWN_TIMESTAMP,
     AuthorizationSummary,
     Configuration,
     ContractAnswer,
@@ -53,6 +54,7 @@ from fluidos_sensors.rear import (
     TransactionAnswer,
     flavor_item,
     node_identity,
+    rfc3339_timestamp,
 )
 from fluidos_sensors.topics import broker_topic
 
@@ -361,8 +363,8 @@ def contract_answer(contract: Mapping[str, Any]) -> ContractAnswer:
     spec = contract.get("spec") or {}
     annotations = meta.get("annotations") or {}
     item = flavor_item(spec["flavor"])
-    if not item["timestamp"]:  # the Contract's copy keeps no creationTimestamp
-        item["timestamp"] = str(meta.get("creationTimestamp") or "")
+    if item["timestamp"] == UNKNOWN_TIMESTAMP:  # the Contract's copy keeps no creationTimestamp
+        item["timestamp"] = rfc3339_timestamp(meta.get("creationTimestamp"))
     endpoint = spec.get("ingressTelemetryEndpoint") or {}
     auth = annotations.get(DELIVERY_AUTH_ANNOTATION, AUTH_NONE)
     configuration = spec.get("configuration")

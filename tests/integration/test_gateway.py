@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
+import re
 import secrets
 import socket
 import ssl
@@ -56,7 +58,7 @@ from resource_manager.gateway.errors import GatewayError
 from resource_manager.gateway.index import FlavorIndex
 from resource_manager.gateway.market import Marketplace, MarketSettings
 from resource_manager.gateway.store import MarketStore
-from testbed import bootstrap, credentials
+from testbed import bootstrap, credentials, upstream
 from testbed.pki import CertPair, ClusterPKI
 from testbed.processes import die_with_parent
 from testbed.state import ClusterAccess
@@ -74,7 +76,10 @@ PROVIDER = ProviderConfig(
     price=Price(amount="1", currency="EUR", period="hourly"),
 )
 ENDPOINT = "http://127.0.0.1:8186/telegraf"
-POLICY = "127.0.0.1, telegraf.consumer.example"  # the delivery policy of the tests' consumers
+POLICY = "127.0.0.1, telegraf.consumer.example"
+RFC3339 = re.compile(
+    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$"
+)  # the delivery policy of the tests' consumers
 
 
 def eventually(check: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
@@ -717,19 +722,22 @@ def test_the_purchase_endpoint_must_meet_the_consumers_delivery_policy(
     )
     try:
         with gateway.rear(consumers.tokens["b"]) as rear:
-            tx = rear.reserve(flavor_name, consumers.buyer("b")).transaction_id
 
-            def refused_for_b() -> str:
+            def refusal(transaction_id: str) -> str:
                 try:
-                    rear.purchase(tx, ENDPOINT)
+                    rear.purchase(transaction_id, ENDPOINT)
                 except RearError as exc:
                     return exc.message if exc.status == 400 and exc.field == field else ""
                 raise AssertionError("sold although the consumer's policy is gone")
 
+            # The policy is checked first: an unknown transaction is 404 until the gateway's
+            # watch has the change, then 400 (nothing is bought while waiting).
             eventually(
-                lambda: "allows this consumer no delivery endpoint" in refused_for_b(),
+                lambda: "allows this consumer no delivery endpoint" in refusal("tx-unknown"),
                 "the removed policy enforced",
             )
+            tx = rear.reserve(flavor_name, consumers.buyer("b")).transaction_id
+            assert "allows this consumer no delivery endpoint" in refusal(tx)
     finally:
         admin.core.patch_namespaced_secret(
             secret, NS, {"metadata": {"annotations": {DELIVERY_POLICY_ANNOTATION: POLICY}}}
@@ -957,6 +965,112 @@ def test_api_server_outage_is_503_and_the_watch_recovers(
         gateway.stop()
         proxy.cut()
     assert token not in gateway.log.read_text()
+
+
+# ------------------------------------------------------------------------------ FLUIDOS peers
+
+UPSTREAM_ITEMS = "fluidos-rear-wire/upstream-main/flavors_k8slice.json"
+
+
+def upstream_item() -> dict[str, Any]:
+    """A flavor item as an unmodified FLUIDOS node's gateway answers it (recorded)."""
+    return json.loads(upstream.mirrored(UPSTREAM_ITEMS).read_text())[0]
+
+
+def has_upstreams_fields(item: dict[str, Any]) -> bool:
+    """Every field upstream's item has (location is optional there), and a timestamp Go's
+    time.Time decodes: RFC 3339, never empty."""
+    required = set(upstream_item()) - {"location"}
+    stamp = item.get("timestamp")
+    return (
+        required <= set(item)
+        and set(upstream_item()["owner"]) <= set(item["owner"])
+        and set(upstream_item()["price"]) <= set(item["price"])
+        and isinstance(stamp, str)
+        and RFC3339.match(stamp) is not None
+        and datetime.fromisoformat(stamp).tzinfo is not None
+    )
+
+
+def test_every_listed_item_has_upstreams_fields_and_a_valid_timestamp(
+    gateway: Gateway, consumers: Consumers, offer: Offer
+) -> None:
+    offer.add("listed")
+    visible(gateway, consumers.tokens["a"], offer, 1)
+    with gateway.http(consumers.tokens["a"]) as http:
+        for path in ("/api/v2/flavors", "/api/v2/flavors/sensors"):
+            items = http.get(path).json()
+            assert items and all(has_upstreams_fields(i) for i in items), path
+        assert all(has_upstreams_fields(c["flavor"]) for c in http.get("/api/v2/contracts").json())
+
+
+def test_the_fluidos_compatibility_listener(
+    gateway_kubeconfig: Path, consumers: Consumers, offer: Offer, admin: Provider, tmp_path: Path
+) -> None:
+    """Issue 20: opt-in, plain HTTP on its own port, no token; read-only listings for an
+    unmodified FLUIDOS consumer: no Sensor items, 200 [] for the types this provider lacks."""
+    port = free_port()
+    gateway = Gateway(
+        gateway_kubeconfig, tmp_path / "gateway.log", "--fluidos-compat-listen", f"127.0.0.1:{port}"
+    )
+    sensor = offer.add("compat")["metadata"]["name"]
+    sample = upstream_item()
+    k8slice = f"k8slice-{offer.tag}"
+    body = {
+        "apiVersion": fs_api.FLAVOR.api_version,
+        "kind": fs_api.FLAVOR.kind,
+        "metadata": {"name": k8slice, "namespace": NS},
+        "spec": {
+            "availability": True,
+            "flavorType": {"typeIdentifier": "K8Slice", "typeData": sample["type"]["data"]},
+            "owner": {"nodeID": "provider-1", "ip": "127.0.0.1", "domain": "fluidos.eu"},
+            "price": sample["price"],
+            "providerID": "provider-1",
+        },
+    }
+    try:
+        gateway.start(consumers.tokens["a"])
+        visible(gateway, consumers.tokens["a"], offer, 1)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=20) as plain:
+            for path in ("/api/v2/flavors/k8slice", "/api/v2/flavors/service"):
+                empty = plain.get(path)  # no token
+                assert empty.status_code == 200 and empty.json() == [], (path, empty.text)
+            listed = plain.get("/api/v2/flavors")
+            assert listed.status_code == 200
+            assert all(i["type"]["name"] != "sensor" for i in listed.json())
+            assert sensor not in {i["flavorID"] for i in listed.json()}
+
+            admin.custom.create_namespaced_custom_object(
+                fs_api.FLAVOR.group, fs_api.FLAVOR.version, NS, fs_api.FLAVOR.plural, body
+            )
+            items = eventually(
+                lambda: [
+                    i for i in plain.get("/api/v2/flavors").json() if i["flavorID"] == k8slice
+                ],
+                "the K8Slice flavor listed to FLUIDOS peers",
+            )
+            assert has_upstreams_fields(items[0]) and items[0]["type"]["name"] == "k8slice"
+            typed = plain.get("/api/v2/flavors/k8slice").json()
+            assert [i["flavorID"] for i in typed] == [k8slice]
+            assert plain.get("/api/v2/flavors/service").json() == []
+
+            # Read-only, listings only: nothing to buy, nothing about sensors or contracts.
+            for method, path in (
+                ("POST", "/api/v2/reservations"),
+                ("POST", "/api/v2/transactions/tx-1/purchase"),
+                ("GET", "/api/v2/flavors/sensors"),
+                ("GET", "/api/v2/contracts"),
+                ("GET", "/openapi.json"),
+            ):
+                assert plain.request(method, path).status_code == 404, path
+            wrong = plain.post("/api/v2/flavors", json={})
+            assert wrong.status_code == 405 and wrong.headers["allow"] == "GET"
+        # The REAR listener still needs a token.
+        assert httpx.get(f"{gateway.url}/api/v2/flavors").status_code == 401
+    finally:
+        gateway.stop()
+        admin.delete(fs_api.FLAVOR, k8slice)
+    assert "Traceback" not in gateway.log.read_text()
 
 
 # ------------------------------------------------------------------------------ RBAC, fuzz
