@@ -168,6 +168,17 @@ class DeliveryAuthorization(_Wire):
     username: Annotated[str, Field(min_length=1, max_length=_TEXT_MAX)] | None = None
     password: SecretStr | None = Field(default=None, max_length=4096)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        # A key given as null is a key given: the published schema (AUTHORIZATION_SCHEMA)
+        # says which keys each type takes, and the server must refuse what it refuses.
+        if isinstance(data, Mapping):
+            for key in ("token", "username", "password"):
+                if key in data and data[key] is None:
+                    raise ValueError(f'"{key}" must be a string, not null')
+        return data
+
     @model_validator(mode="after")
     def _complete(self) -> Self:
         if self.type in (AuthType.BEARER, AuthType.TOKEN):
@@ -189,11 +200,47 @@ class DeliveryAuthorization(_Wire):
         return value.get_secret_value() if value is not None else None
 
 
+# DeliveryAuthorization as the OpenAPI publishes it: which keys each type needs and refuses.
+_SECRET_TEXT = {"type": "string", "minLength": 1, "maxLength": 4096}
+AUTHORIZATION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string", "enum": [str(t) for t in AuthType]},
+        "token": _SECRET_TEXT,
+        "username": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": _TEXT_MAX,
+            "pattern": "^[^:]*$",
+        },
+        "password": _SECRET_TEXT,
+    },
+    "required": ["type"],
+    "oneOf": [
+        {
+            "properties": {"type": {"enum": [str(AuthType.BEARER), str(AuthType.TOKEN)]}},
+            "required": ["token"],
+            "not": {"anyOf": [{"required": ["username"]}, {"required": ["password"]}]},
+        },
+        {
+            "properties": {"type": {"enum": [str(AuthType.BASIC)]}},
+            "required": ["username", "password"],
+            "not": {"required": ["token"]},
+        },
+    ],
+    "description": DeliveryAuthorization.__doc__,
+}
+
+
 class TelemetryEndpoint(_Wire):
     """Where the provider sends the readings (``ingressTelemetryEndpoint``)."""
 
     endpoint: str = Field(
         max_length=URL_MAX_LENGTH,
+        description=(
+            "http:// or https:// URL with a valid host, no user:password@, no #fragment, no "
+            "whitespace; and allowed by the provider's delivery policy for this consumer"
+        ),
         json_schema_extra={"format": "uri", "examples": ["http://telegraf.example:8186/telegraf"]},
     )
     intents: list[Annotated[str, Field(max_length=_TEXT_MAX)]] = Field(
