@@ -192,6 +192,8 @@ async def test_a_wrong_method_is_405_with_allow(setup: Setup) -> None:
     async with setup.client() as http:
         wrong = await http.put("/api/v2/flavors")
         assert wrong.status_code == 405 and wrong.headers["allow"] == "GET"
+        both = await http.patch("/api/v2/contracts/contract-x")
+        assert both.status_code == 405 and both.headers["allow"] == "DELETE, GET"
 
 
 async def test_the_query_schema_is_what_the_server_takes(setup: Setup) -> None:
