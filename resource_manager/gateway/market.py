@@ -233,7 +233,7 @@ class Marketplace:
             # Again under the lock: a concurrent purchase of the same transaction may have won.
             transaction = self._own_transaction(consumer, transaction_id)
             if objects.expired(transaction, self._clock()):
-                self._expired.add(transaction_id, consumer)  # before the delete: see below
+                self._expired.add(transaction_id, consumer)  # before the delete, as the reaper
                 self.store.delete_transaction(transaction_id)
                 raise GatewayError(
                     410,
