@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from fluidos_sensors.api import ROUTE_NAMESPACE
-from fluidos_sensors.endpoints import AuthType, DeliveryFormat, check_endpoint_url
+from fluidos_sensors.endpoints import (
+    AuthType,
+    DeliveryFormat,
+    DeliveryPolicy,
+    EndpointError,
+    check_endpoint_url,
+)
 from fluidos_sensors.flavor import SENSORS_PREFIX, label_safe
 
 # Annotations on a Contract (values are free text).
@@ -25,6 +31,11 @@ DELIVERY_SECRET_ANNOTATION = f"{SENSORS_PREFIX}/delivery-secret"
 CONSUMER_ANNOTATION = f"{SENSORS_PREFIX}/consumer"
 BROKER_TOPIC_ANNOTATION = f"{SENSORS_PREFIX}/broker-topic"
 EDGE_NODE_ANNOTATION = f"{SENSORS_PREFIX}/edge-node"
+# Where the buyer may have data delivered (endpoints.DeliveryPolicy, comma-separated). The
+# provider writes it on a consumer's REAR token Secret; the gateway copies the policy it
+# checked a purchase against onto the Contract, and the router manager onto the route target,
+# so that the edge agent checks the URL again before it connects.
+DELIVERY_POLICY_ANNOTATION = f"{SENSORS_PREFIX}/delivery-allowed"
 
 # Labels to select Contracts, Allocations, Transactions and delivery Secrets by (only set
 # when the value is a valid label value; consumer ids always are, see rear.py).
@@ -59,6 +70,7 @@ class ContractDelivery:
     auth_type: AuthType | None  # None: no credentials
     secret_name: str | None  # in secret_namespace; set exactly when auth_type is
     consumer: str
+    policy: DeliveryPolicy  # what the provider allowed this consumer at purchase
     secret_namespace: str = ROUTE_NAMESPACE
 
 
@@ -70,6 +82,7 @@ def contract_annotations(
     auth_type: AuthType | None,
     secret_name: str | None,
     consumer: str,
+    policy: DeliveryPolicy,
 ) -> dict[str, str]:
     """The delivery annotations the gateway puts on a Contract (read by delivery_target)."""
     annotations = {
@@ -78,6 +91,7 @@ def contract_annotations(
         DELIVERY_FORMAT_ANNOTATION: str(format),
         DELIVERY_AUTH_ANNOTATION: str(auth_type) if auth_type else AUTH_NONE,
         CONSUMER_ANNOTATION: consumer,
+        DELIVERY_POLICY_ANNOTATION: policy.text(),
     }
     if secret_name:
         annotations[DELIVERY_SECRET_ANNOTATION] = secret_name
@@ -132,6 +146,13 @@ def delivery_target(contract: Mapping[str, Any]) -> ContractDelivery:
         check_endpoint_url(endpoint)
     except ValueError as exc:
         raise ContractError(f"{where}: spec.ingressTelemetryEndpoint.endpoint {exc}") from None
+    if DELIVERY_POLICY_ANNOTATION not in annotations:  # older than the policy: buy again
+        raise ContractError(f'{where}: annotation "{DELIVERY_POLICY_ANNOTATION}" is missing')
+    policy, _ = DeliveryPolicy.parse(str(annotations[DELIVERY_POLICY_ANNOTATION]))
+    try:
+        policy.check(endpoint)
+    except EndpointError as exc:
+        raise ContractError(f"{where}: spec.ingressTelemetryEndpoint.endpoint {exc}") from None
 
     raw_format = annotation(DELIVERY_FORMAT_ANNOTATION)
     try:
@@ -165,4 +186,5 @@ def delivery_target(contract: Mapping[str, Any]) -> ContractDelivery:
         auth_type=auth_type,
         secret_name=secret_name,
         consumer=annotation(CONSUMER_ANNOTATION),
+        policy=policy,
     )

@@ -3,13 +3,17 @@
 One check for every part that takes a consumer's URL (the REAR purchase, the CLI, the edge
 agent): http or https, a valid host, no credentials in the URL (they come from a Secret and
 must never be echoed), no fragment, no control characters, bounded length, and optionally a
-host allowlist the provider configures. The delivery formats and auth types live here too.
+host allowlist the provider configures. `DeliveryPolicy` is the provider's per-consumer
+allowlist, checked by the gateway at purchase and again by the edge agent. The delivery
+formats and auth types live here too.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import urlsplit, urlunsplit
 
@@ -116,6 +120,143 @@ def check_endpoint_url(url: object, allowed_hosts: Iterable[str] = ()) -> str:
     if allowed and not _host_allowed(host, allowed):
         raise EndpointError(f"host {host!r} is not in the allowed hosts")
     return url
+
+
+# ------------------------------------------------------------------------------ policy
+
+POLICY_ANY = "*"
+_NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")  # a label inet_aton reads as a number
+_LOCAL_NAMES = ("localhost", "localhost.localdomain")
+
+
+def _address_kind(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    for kind in ("loopback", "link_local", "multicast", "unspecified", "reserved", "private"):
+        if getattr(address, f"is_{kind}"):
+            return kind.replace("_", "-")
+    return "non-public"
+
+
+def _policy_entry(entry: str) -> str:
+    """An entry normalised (lower case, CIDRs in network form); EndpointError saying why not."""
+    entry = entry.strip().lower().rstrip(".")
+    if entry == POLICY_ANY:
+        return entry
+    if "/" in entry:
+        try:
+            return str(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise EndpointError(f"{entry!r} is not a valid CIDR") from None
+    try:
+        return str(ipaddress.ip_address(entry))
+    except ValueError:
+        pass
+    name = entry[2:] if entry.startswith("*.") else entry
+    if not name or not _valid_host(name) or _NUMERIC_HOST.match(name.rsplit(".", 1)[-1]):
+        raise EndpointError(
+            f"{entry!r} is not a host name, *.domain, IP address, CIDR or {POLICY_ANY!r}"
+        )
+    return entry
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    """Where one consumer may have its readings delivered, as the provider allows it.
+
+    Entries: a host name (exactly that name), ``*.domain`` (any name under it), an IP address
+    or CIDR (URLs whose host is an address in it), or ``*`` (any host name, and any public
+    address). Loopback, private, link-local and other non-public addresses are refused unless an
+    address or CIDR entry names them, even with ``*``. Host names are matched as written and
+    never resolved: resolving at purchase proves nothing about where a later connection goes
+    (DNS can change), so a provider names the hosts it trusts instead. An empty policy allows
+    nothing.
+    """
+
+    entries: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> tuple[DeliveryPolicy, list[str]]:
+        """A policy from comma- or whitespace-separated entries, and the problems of the bad
+        ones (left out, so a typo narrows the policy, never widens it)."""
+        entries: list[str] = []
+        problems: list[str] = []
+        for raw in re.split(r"[\s,]+", text or ""):
+            if not raw:
+                continue
+            try:
+                entry = _policy_entry(raw)
+            except EndpointError as exc:
+                problems.append(str(exc))
+                continue
+            if entry not in entries:
+                entries.append(entry)
+        return cls(tuple(entries)), problems
+
+    def union(self, other: DeliveryPolicy) -> DeliveryPolicy:
+        return DeliveryPolicy((*self.entries, *(e for e in other.entries if e not in self.entries)))
+
+    def text(self) -> str:
+        """The policy as ``parse`` reads it back (comma-separated)."""
+        return ",".join(self.entries)
+
+    def check(self, url: object) -> str:
+        """The URL if this policy allows delivering to it; EndpointError naming the rule."""
+        url = check_endpoint_url(url)
+        host = (urlsplit(url).hostname or "").lower().rstrip(".")
+        if not self.entries:
+            raise EndpointError(
+                "is refused by the delivery policy: the provider allows this consumer no "
+                "delivery endpoint"
+            )
+        try:
+            address = ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            address = None
+        if address is None:
+            return self._check_name(url, host)
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        for entry in self.entries:
+            if _is_address(entry) and address in ipaddress.ip_network(entry, strict=False):
+                return url
+        if not address.is_global:
+            raise EndpointError(
+                f"is refused by the delivery policy: {address} is not a public address "
+                f"({_address_kind(address)}); private, loopback and link-local addresses need an "
+                "address or CIDR entry in the consumer's policy"
+            )
+        if POLICY_ANY in self.entries:
+            return url
+        raise EndpointError(f"is refused by the delivery policy: {address} is not in it")
+
+    def _check_name(self, url: str, host: str) -> str:
+        if _NUMERIC_HOST.match(host.rsplit(".", 1)[-1]):
+            # "127.1" or "0x7f000001" is an address to a resolver: never a name to match.
+            raise EndpointError(
+                f"is refused by the delivery policy: {host!r} is a numeric host that is not "
+                "a canonical IP address"
+            )
+        for entry in self.entries:
+            if entry == host or (
+                entry.startswith("*.") and host.endswith(entry[1:]) and host != entry[2:]
+            ):
+                return url
+        local = host in _LOCAL_NAMES or host.endswith(".localhost")
+        if POLICY_ANY in self.entries and not local:
+            return url
+        raise EndpointError(
+            f"is refused by the delivery policy: host {host!r} is not in it (host names are "
+            "matched as written, never resolved)"
+        )
+
+
+def _is_address(entry: str) -> bool:
+    if entry == POLICY_ANY or entry.startswith("*."):
+        return False
+    try:
+        ipaddress.ip_network(entry, strict=False)
+        return True
+    except ValueError:
+        return False
 
 
 def redact_url(url: str) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Annotated, Any, Self
 from urllib.parse import quote
 
@@ -46,6 +47,7 @@ CONTRACTS_PATH = f"{API_PREFIX}/contracts"
 CONTRACT_PATH = API_PREFIX + "/contracts/{contract_id}"
 
 SENSOR_TYPE_NAME = "sensor"  # type.name of a Sensor flavor item, as FLUIDOS names it
+UNKNOWN_TIMESTAMP = "0001-01-01T00:00:00Z"  # Go's zero time.Time: what FLUIDOS writes for none
 
 # A provider's REAR consumers: Secrets in the gateway's namespace labeled with this key (value:
 # the consumer id), holding the consumer's bearer token under CONSUMER_TOKEN_KEY.
@@ -167,6 +169,17 @@ class DeliveryAuthorization(_Wire):
     username: Annotated[str, Field(min_length=1, max_length=_TEXT_MAX)] | None = None
     password: SecretStr | None = Field(default=None, max_length=4096)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        # A key given as null is a key given: the published schema (AUTHORIZATION_SCHEMA)
+        # says which keys each type takes, and the server must refuse what it refuses.
+        if isinstance(data, Mapping):
+            for key in ("token", "username", "password"):
+                if key in data and data[key] is None:
+                    raise ValueError(f'"{key}" must be a string, not null')
+        return data
+
     @model_validator(mode="after")
     def _complete(self) -> Self:
         if self.type in (AuthType.BEARER, AuthType.TOKEN):
@@ -188,11 +201,47 @@ class DeliveryAuthorization(_Wire):
         return value.get_secret_value() if value is not None else None
 
 
+# DeliveryAuthorization as the OpenAPI publishes it: which keys each type needs and refuses.
+_SECRET_TEXT = {"type": "string", "minLength": 1, "maxLength": 4096}
+AUTHORIZATION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string", "enum": [str(t) for t in AuthType]},
+        "token": _SECRET_TEXT,
+        "username": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": _TEXT_MAX,
+            "pattern": "^[^:]*$",
+        },
+        "password": _SECRET_TEXT,
+    },
+    "required": ["type"],
+    "oneOf": [
+        {
+            "properties": {"type": {"enum": [str(AuthType.BEARER), str(AuthType.TOKEN)]}},
+            "required": ["token"],
+            "not": {"anyOf": [{"required": ["username"]}, {"required": ["password"]}]},
+        },
+        {
+            "properties": {"type": {"enum": [str(AuthType.BASIC)]}},
+            "required": ["username", "password"],
+            "not": {"required": ["token"]},
+        },
+    ],
+    "description": DeliveryAuthorization.__doc__,
+}
+
+
 class TelemetryEndpoint(_Wire):
     """Where the provider sends the readings (``ingressTelemetryEndpoint``)."""
 
     endpoint: str = Field(
         max_length=URL_MAX_LENGTH,
+        description=(
+            "http:// or https:// URL with a valid host, no user:password@, no #fragment, no "
+            "whitespace; and allowed by the provider's delivery policy for this consumer"
+        ),
         json_schema_extra={"format": "uri", "examples": ["http://telegraf.example:8186/telegraf"]},
     )
     intents: list[Annotated[str, Field(max_length=_TEXT_MAX)]] = Field(
@@ -313,7 +362,7 @@ def flavor_item(flavor: Mapping[str, Any]) -> dict[str, Any]:
             "name": flavor_type["typeIdentifier"].lower(),
             "data": dict(type_data) if isinstance(type_data, Mapping) else {},
         },
-        "timestamp": str(meta.get("creationTimestamp") or ""),
+        "timestamp": rfc3339_timestamp(meta.get("creationTimestamp")),
         "price": {key: str(price.get(key, "")) for key in ("amount", "currency", "period")},
         "owner": node_identity(owner),
         "availability": spec.get("availability") is True,
@@ -328,6 +377,21 @@ def flavor_item(flavor: Mapping[str, Any]) -> dict[str, Any]:
             if location.get(key) is not None
         }
     return item
+
+
+def rfc3339_timestamp(value: object) -> str:
+    """An RFC 3339 UTC time for a flavor item's ``timestamp``: ``value`` when it is one,
+    else Go's zero time. FLUIDOS decodes the field into a Go ``time.Time``: an empty or
+    malformed string fails the whole list there, the zero time reads as "unknown"."""
+    if isinstance(value, str) and value:
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return UNKNOWN_TIMESTAMP
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return UNKNOWN_TIMESTAMP
 
 
 def node_identity(identity: Mapping[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,13 @@ from fluidos_sensors.api import (
     SENSOR_ROUTE,
 )
 from fluidos_sensors.contract import ContractDelivery
-from fluidos_sensors.endpoints import AuthType, DeliveryFormat, EndpointError, check_endpoint_url
+from fluidos_sensors.endpoints import (
+    AuthType,
+    DeliveryFormat,
+    DeliveryPolicy,
+    EndpointError,
+    check_endpoint_url,
+)
 from fluidos_sensors.flavor import NODE_LABEL, label_safe, stable_name
 
 FORMATS = tuple(DeliveryFormat)
@@ -79,6 +85,8 @@ class RouteTarget:
     origin_kind: str = ORIGIN_MANUAL
     origin_name: str = ""
     origin_namespace: str = ""
+    # The buyer's delivery policy (endpoints.DeliveryPolicy entries) recorded on its Contract.
+    allowed_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -147,6 +155,7 @@ def target_for_contract(delivery: ContractDelivery) -> RouteTarget:
         origin_kind=ORIGIN_CONTRACT,
         origin_name=delivery.contract,
         origin_namespace=delivery.namespace,
+        allowed_hosts=delivery.policy.entries,
     )
 
 
@@ -170,6 +179,8 @@ def target_body(target: RouteTarget) -> dict[str, Any]:
         body["origin"]["namespace"] = target.origin_namespace
     if target.auth is not None:
         body["auth"] = {"type": target.auth.type, "secretName": target.auth.secret_name}
+    if target.allowed_hosts:
+        body["allowedHosts"] = list(target.allowed_hosts)
     return body
 
 
@@ -257,8 +268,19 @@ def _target(
     if not isinstance(target_id, str) or not target_id:
         read.fail(f"{path}.id", "is required")
         return None
+    origin = item.get("origin") if isinstance(item.get("origin"), Mapping) else {}
+    origin_kind = str(origin.get("kind") or ORIGIN_MANUAL)
+    raw_allowed = item.get("allowedHosts") or []
+    if not isinstance(raw_allowed, list) or not all(isinstance(h, str) for h in raw_allowed):
+        read.fail(f"{path}.allowedHosts", "must be a list of strings", target_id)
+        return None
+    policy, _ = DeliveryPolicy.parse(",".join(raw_allowed))
     try:
         url = check_endpoint_url(item.get("url"), allowed_hosts)
+        # A sold target goes only where the buyer's policy allows (the gateway checked it at
+        # purchase; this holds even if a Contract or route was written around the gateway).
+        if origin_kind == ORIGIN_CONTRACT or raw_allowed:
+            policy.check(url)
     except EndpointError as err:
         read.fail(f"{path}.url", str(err), target_id)
         return None
@@ -296,7 +318,6 @@ def _target(
             )
             return None
         auth = TargetAuth(raw_auth["type"], raw_auth["secretName"])
-    origin = item.get("origin") if isinstance(item.get("origin"), Mapping) else {}
     assert size is not None and delay is not None and queue is not None
     return RouteTarget(
         id=target_id,
@@ -306,9 +327,10 @@ def _target(
         batch_delay_ms=delay,
         queue_bytes=queue,
         auth=auth,
-        origin_kind=str(origin.get("kind") or ORIGIN_MANUAL),
+        origin_kind=origin_kind,
         origin_name=str(origin.get("name") or ""),
         origin_namespace=str(origin.get("namespace") or ""),
+        allowed_hosts=policy.entries,
     )
 
 

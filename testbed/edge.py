@@ -214,6 +214,10 @@ def agent(edge: EdgeNode) -> ProcessSpec:
         f"127.0.0.1:{edge.ports[AGENT_METRICS_PORT]}",
         "--metrics-token-file",
         str(token),
+        # The node's outer bound: every consumer of the testbed listens on loopback (a sold
+        # target is further held to its buyer's delivery policy, recorded on the route).
+        "--allow-host",
+        "127.0.0.0/8",
     ]
     return ProcessSpec(
         name=edge.process_name("agent"),

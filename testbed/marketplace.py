@@ -1,14 +1,16 @@
 """Introduce every consumer cluster to every provider's REAR gateway, as an operator would.
 
 Clusters share no kubeconfig: the provider issues each consumer a bearer token (a Secret the
-gateway watches, labelled with the consumer's id); the consumer keeps that token and the CA
-of the gateway's certificate in Secrets beside a `SensorProvider` naming the gateway's URL.
+gateway watches, labelled with the consumer's id, annotated with where the consumer may have
+data delivered); the consumer keeps that token and the CA of the gateway's certificate in
+Secrets beside a `SensorProvider` naming the gateway's URL.
 Idempotent: a restarted supervisor finds what it made and keeps the tokens it issued.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from kubernetes.client.exceptions import ApiException
 
 from fluidos_sensors.api import FLUIDOS_NAMESPACE, MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from fluidos_sensors.api import SENSOR_PROVIDER as PROVIDER_KIND
+from fluidos_sensors.contract import DELIVERY_POLICY_ANNOTATION
 from fluidos_sensors.rear import CONSUMER_TOKEN_KEY, REAR_CONSUMER_LABEL
 from testbed import bootstrap, credentials
 
@@ -57,8 +60,12 @@ def connect(
     gateway_ca: Path,
     consumer: str,
     consumer_dir: Path,
+    *,
+    delivery_hosts: Sequence[str],
 ) -> None:
-    """Let `consumer` buy from `provider` (both cluster names)."""
+    """Let `consumer` buy from `provider` (both cluster names), with data delivered only to
+    `delivery_hosts` (its own Telegraf and InfluxDB: loopback in the testbed, which the
+    delivery policy refuses unless named)."""
     token = _token(consumer_dir, provider)
     labels = {MANAGED_BY_LABEL: MANAGED_BY_VALUE}
     with bootstrap.api_client(provider_kubeconfig) as api:
@@ -69,6 +76,7 @@ def connect(
                     "name": f"rear-consumer-{consumer}",
                     "namespace": FLUIDOS_NAMESPACE,
                     "labels": {**labels, REAR_CONSUMER_LABEL: consumer},
+                    "annotations": {DELIVERY_POLICY_ANNOTATION: ",".join(delivery_hosts)},
                 },
                 "stringData": {CONSUMER_TOKEN_KEY: token},
             },

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -110,6 +111,13 @@ class ConsumerStack:
     def influx_token(self) -> str:
         """InfluxDB 1.8 takes "user:password" as the v2 API token."""
         return f"{self.influx_username}:{self.influx_password}"
+
+    def delivery_hosts(self) -> list[str]:
+        """The hosts readings may be delivered to (Telegraf's and InfluxDB's): the delivery
+        policy a provider grants this consumer in the testbed."""
+        return sorted(
+            {urlsplit(url).hostname or "" for url in (self.telegraf_url, self.influx_url)}
+        )
 
     @classmethod
     def path(cls, cluster_directory: Path) -> Path:

@@ -158,13 +158,15 @@ class Supervisor:
             )
             ca = ClusterPKI(directory / "pki", provider.name).ca.cert
             for consumer in consumers:
+                consumer_dir = self.state_dir / consumer.name
                 marketplace.connect(
                     provider.name,
                     directory / "kubeconfig",
                     services.gateway_url(ctx),
                     ca,
                     consumer.name,
-                    self.state_dir / consumer.name,
+                    consumer_dir,
+                    delivery_hosts=services.ConsumerStack.load(consumer_dir).delivery_hosts(),
                 )
 
     def _heartbeat_all(self) -> None:

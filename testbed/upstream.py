@@ -110,6 +110,18 @@ def _mirrors() -> list[Path]:
     return found
 
 
+def mirrored(relative: str) -> Path:
+    """A file of the local mirror only (the REAR wire samples were recorded by running
+    upstream's code: they have no origin to download from)."""
+    for mirror in _mirrors():
+        candidate = mirror / relative
+        if candidate.is_file():
+            return candidate
+    raise UpstreamUnavailable(
+        f"{relative}: not in a local mirror (set FLUIDOS_SENSORS_UPSTREAM to a folder holding it)"
+    )
+
+
 def _verified(content: bytes, file: UpstreamFile, where: str) -> bytes:
     digest = hashlib.sha256(content).hexdigest()
     if digest != file.sha256:

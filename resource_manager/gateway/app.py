@@ -18,12 +18,15 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fluidos_sensors.filters import MATCH_FILTERS, RANGE_FILTERS, FilterError, SensorFilter
 from fluidos_sensors.limits import preview
 from fluidos_sensors.rear import (
+    AUTHORIZATION_SCHEMA,
     CONTRACT_PATH,
     CONTRACTS_PATH,
     FLAVORS_PATH,
@@ -150,6 +153,11 @@ def sensor_filter(pairs: Iterable[tuple[str, str]]) -> SensorFilter:
             raise GatewayError(
                 400, f"unknown query parameter {preview(key)}: only filter[...] is taken", key
             )
+    for key, value in pairs:
+        schema = _QUERY_SCHEMAS.get(key)
+        problem = _schema_problem(value, schema) if schema is not None else None
+        if problem is not None:
+            raise GatewayError(400, f"{key} {problem}, got {preview(value)}", key)
     try:
         return SensorFilter.from_query(pairs)
     except FilterError as exc:
@@ -189,6 +197,7 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     texts = {
         400: "Bad input; `field` names the body field or query parameter",
         401: "Missing or unknown bearer token",
+        403: "The body names another consumer than the bearer token's (`buyerID.ID`)",
         404: "Unknown (or another consumer's) flavor, transaction or contract",
         409: "Not available, sold out, or already held by this consumer",
         410: "The reservation expired; reserve again",
@@ -198,7 +207,14 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorAnswer, "description": texts[code]} for code in codes}
 
 
-_NUMBER = r"[0-9]{1,9}(\.[0-9]{1,9})?"
+# What format_number (so our REAR client) writes, with exponents bounded so that every value
+# the pattern admits is a finite number in every unit.
+_EXPONENT = r"([eE][+-]?[0-9]{1,2})?"
+_NUMBER = r"[0-9]{1,17}(\.[0-9]{1,17})?" + _EXPONENT
+# A sampling rate is more than zero (fluidos_sensors.sensor.parse_rate_hz): a digit 1-9 somewhere.
+_POSITIVE_NUMBER = (
+    r"(0{0,16}[1-9][0-9]{0,16}(\.[0-9]{1,17})?|0{1,17}\.0{0,16}[1-9][0-9]{0,16})" + _EXPONENT
+)
 _UNITS = {  # the units each range filter takes after its number (fluidos_sensors.sensor)
     "latency": ("ns", "us", "µs", "ms", "s", "sec", "min"),
     "observed_latency": ("ns", "us", "µs", "ms", "s", "sec", "min"),
@@ -225,12 +241,17 @@ def _filter_parameters() -> list[dict[str, Any]]:
         )
     for name in RANGE_FILTERS:
         units = _UNITS[name]
-        pattern = f"^{_NUMBER}" + (f"( ?({'|'.join(units)}))?$" if units else "$")
+        number = _POSITIVE_NUMBER if name == "sampling_rate" else _NUMBER
+        pattern = f"^{number}" + (f"( ?({'|'.join(units)}))?$" if units else "$")
         unit_note = f" in {_DEFAULT_UNITS[name]} unless a unit follows" if units else ""
+        if name == "sampling_rate":
+            unit_note += ", more than zero"
+        if name == "consumption":
+            unit_note += "; the bounds of one query are all power (W) or all current (A)"
         for form, what in (
             ("[exact]", "equals"),
             ("[range][min]", "is at least"),
-            ("[range][max]", "is at most"),
+            ("[range][max]", "is at most (not less than [range][min]: 400 otherwise)"),
         ):
             parameters.append(
                 {
@@ -242,6 +263,35 @@ def _filter_parameters() -> list[dict[str, Any]]:
                 }
             )
     return parameters
+
+
+_QUERY_SCHEMAS = {p["name"]: p["schema"] for p in _filter_parameters()}
+
+
+def _schema_problem(value: str, schema: dict[str, Any]) -> str | None:
+    """Why a query value breaks its published schema (so the server refuses exactly what the
+    OpenAPI calls invalid), or None."""
+    if len(value) < schema.get("minLength", 0):
+        return "must not be empty"
+    if len(value) > schema.get("maxLength", len(value)):
+        return f"must be at most {schema['maxLength']} characters"
+    pattern: str | None = schema.get("pattern")
+    if pattern is None:
+        return None
+    if pattern.startswith("^") and pattern.endswith("$"):  # ECMA "$" is Python's \Z here
+        found = re.fullmatch(pattern[1:-1], value)
+    else:
+        found = re.search(pattern, value)
+    return None if found else f"must match {pattern}"
+
+
+def _allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """Every method some route serves at this request's path."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        if isinstance(route, APIRoute) and route.matches(scope)[0] is not Match.NONE:
+            methods |= route.methods
+    return sorted(methods)
 
 
 # ------------------------------------------------------------------------------ the app
@@ -285,8 +335,11 @@ def create_app(
         return _validation_error(exc)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail))
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # Starlette names the first route's methods only
+            headers["Allow"] = ", ".join(_allowed_methods(app, request.scope))
+        return _error(exc.status_code, str(exc.detail), **headers)
 
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception) -> JSONResponse:
@@ -332,7 +385,7 @@ def create_app(
         response_model=TransactionAnswer,
         response_model_by_alias=True,
         response_model_exclude_none=True,
-        responses=_responses(400, 401, 404, 409, 413, 503),
+        responses=_responses(400, 401, 403, 404, 409, 413, 503),
     )
     def reserve(body: ReservationRequest, request: Request) -> TransactionAnswer:
         need_index()
@@ -354,7 +407,8 @@ def create_app(
         responses=_responses(400, 401, 404, 409, 410, 413, 503),
     )
     def purchase(transaction_id: str, body: PurchaseRequest, request: Request) -> ContractAnswer:
-        return market.purchase(consumer_of(request), transaction_id, body)
+        consumer = consumer_of(request)
+        return market.purchase(consumer, transaction_id, body, tokens.policy_for(consumer))
 
     @app.get(
         CONTRACTS_PATH,
@@ -410,6 +464,12 @@ def create_app(
             components = schema.setdefault("components", {})
             for name in ("HTTPValidationError", "ValidationError"):
                 components.get("schemas", {}).pop(name, None)
+            # What the model validator enforces beyond the fields, where generated clients and
+            # schema-driven tests see it.
+            components["schemas"]["DeliveryAuthorization"] = {
+                "title": "DeliveryAuthorization",
+                **AUTHORIZATION_SCHEMA,
+            }
             components["securitySchemes"] = {"BearerAuth": {"type": "http", "scheme": "bearer"}}
             schema["security"] = [{"BearerAuth": []}]
             app.openapi_schema = schema

@@ -4,6 +4,10 @@ A consumer is a Secret in the gateway's namespace labeled ``REAR_CONSUMER_LABEL=
 with its token under ``CONSUMER_TOKEN_KEY``; the gateway watches them, so adding, rotating or
 removing a consumer needs no restart. Several Secrets may name the same consumer (rotation).
 Tokens are compared in constant time and never logged.
+
+The same Secret carries where the consumer may have data delivered: annotation
+``DELIVERY_POLICY_ANNOTATION`` (``endpoints.DeliveryPolicy``); a consumer with several Secrets
+may deliver where any of them allows. No annotation: nowhere (the provider must say).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from fluidos_sensors.contract import DELIVERY_POLICY_ANNOTATION
+from fluidos_sensors.endpoints import DeliveryPolicy
 from fluidos_sensors.rear import CONSUMER_TOKEN_KEY, REAR_CONSUMER_LABEL
 
 log = logging.getLogger("resource_manager.gateway.auth")
@@ -33,6 +39,7 @@ class ConsumerTokens:
         # Secret name -> (consumer id, SHA-256 of its token). Digests have one length, so the
         # constant-time comparison does not leak a token's length either.
         self._by_secret: dict[str, tuple[str, bytes]] = {}
+        self._policies: dict[str, DeliveryPolicy] = {}  # Secret name -> its delivery policy
 
     def upsert(self, secret: Mapping[str, Any]) -> None:
         """Learn (or update) a consumer from its Secret (as a watch gives it, data in base64)."""
@@ -52,9 +59,19 @@ class ConsumerTokens:
             )
             self.delete(secret)
             return
+        raw_policy = (meta.get("annotations") or {}).get(DELIVERY_POLICY_ANNOTATION)
+        policy, problems = DeliveryPolicy.parse(raw_policy if isinstance(raw_policy, str) else "")
+        for problem in problems:
+            log.warning(
+                'Secret %s: annotation "%s": entry %s left out',
+                name,
+                DELIVERY_POLICY_ANNOTATION,
+                problem,
+            )
         with self._lock:
             known = name in self._by_secret
             self._by_secret[name] = (consumer, hashlib.sha256(token).digest())
+            self._policies[name] = policy
         if not known:
             log.info("REAR consumer %s enabled (Secret %s)", consumer, name)
 
@@ -62,6 +79,7 @@ class ConsumerTokens:
         name = str((secret.get("metadata") or {}).get("name") or "")
         with self._lock:
             gone = self._by_secret.pop(name, None)
+            self._policies.pop(name, None)
         if gone:
             log.info("REAR consumer %s disabled (Secret %s)", gone[0], name)
 
@@ -78,6 +96,15 @@ class ConsumerTokens:
     def consumers(self) -> set[str]:
         with self._lock:
             return {consumer for consumer, _ in self._by_secret.values()}
+
+    def policy_for(self, consumer: str) -> DeliveryPolicy:
+        """Where `consumer` may have data delivered: what any of its Secrets allows."""
+        policy = DeliveryPolicy()
+        with self._lock:
+            for name, (owner, _) in self._by_secret.items():
+                if owner == consumer:
+                    policy = policy.union(self._policies.get(name, DeliveryPolicy()))
+        return policy
 
     def consumer_for(self, authorization: str | None) -> str | None:
         """The consumer an ``Authorization: Bearer <token>`` header proves, or None."""

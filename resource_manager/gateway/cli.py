@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from fluidos_sensors.api import FLUIDOS_NAMESPACE, ROUTE_NAMESPACE
 from fluidos_sensors.logs import setup_logging
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -59,6 +63,14 @@ def gateway(
     max_consumers_per_sensor: Annotated[
         int, typer.Option(help="Contracts plus open reservations one sensor may have.")
     ] = 16,
+    fluidos_compat_listen: Annotated[
+        str | None,
+        typer.Option(
+            help="HOST:PORT of the FLUIDOS-compatibility listener: plain HTTP, NO token, "
+            "read-only flavor listings without Sensor items, for unmodified FLUIDOS nodes. "
+            "Off unless given; bind it only to a restricted network."
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Serve the REAR v2 gateway (list, reserve, purchase, release Sensor flavors)."""
@@ -72,6 +84,9 @@ def gateway(
     setup_logging(logging.DEBUG if verbose else logging.INFO)
     try:
         host, port = parse_listen(listen)
+        compat = parse_listen(fluidos_compat_listen) if fluidos_compat_listen else None
+        if compat == (host, port):
+            raise ValueError("--fluidos-compat-listen must differ from --listen")
         if not node_id:
             raise ValueError("--node-id is required (or FLUIDOS_NODE_ID)")
         if (tls_cert is None) != (tls_key is None):
@@ -103,13 +118,39 @@ def gateway(
         port,
         namespace,
     )
-    uvicorn.run(
-        built.app,
-        host=host,
-        port=port,
-        ssl_certfile=str(tls_cert) if tls_cert else None,
-        ssl_keyfile=str(tls_key) if tls_key else None,
-        log_config=None,  # our logging; no access log unless --verbose (it is noisy)
-        access_log=verbose,
-        server_header=False,
-    )
+    common = {"log_config": None, "access_log": verbose, "server_header": False}
+    servers = [
+        uvicorn.Server(
+            uvicorn.Config(
+                built.app,
+                host=host,
+                port=port,
+                ssl_certfile=str(tls_cert) if tls_cert else None,
+                ssl_keyfile=str(tls_key) if tls_key else None,
+                **common,  # our logging; no access log unless --verbose (it is noisy)
+            )
+        )
+    ]
+    if compat is not None:
+        logging.getLogger("resource_manager.gateway").warning(
+            "FLUIDOS-compatibility listener on http://%s:%d: no authentication, read-only "
+            "flavor listings without Sensor items",
+            *compat,
+        )
+        servers.append(
+            uvicorn.Server(
+                uvicorn.Config(
+                    built.compat_app, host=compat[0], port=compat[1], lifespan="off", **common
+                )
+            )
+        )
+    asyncio.run(_serve(servers))
+
+
+async def _serve(servers: list[uvicorn.Server]) -> None:
+    """Run the listeners together; when one stops (a signal, a bind error), stop them all."""
+    tasks = [asyncio.create_task(server.serve()) for server in servers]
+    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for server in servers:
+        server.should_exit = True
+    await asyncio.gather(*tasks)

@@ -24,6 +24,10 @@ def not_found(what: str, field: str | None = None) -> GatewayError:
     return GatewayError(404, f"{what} not found", field)
 
 
+def forbidden(message: str, field: str | None = None) -> GatewayError:
+    return GatewayError(403, message, field)
+
+
 def conflict(message: str, field: str | None = None) -> GatewayError:
     return GatewayError(409, message, field)
 

@@ -280,11 +280,14 @@ class FlavorIndex:
         order = self._sorted_rows()
         return order[mask[order]]
 
-    def available_items(self) -> list[bytes]:
-        """REAR items of every available flavor (any type), by name."""
+    def available_items(self, *, sensors: bool = True) -> list[bytes]:
+        """REAR items of every available flavor (any type; without Sensor flavors when
+        `sensors` is False), by name."""
         with self._lock:
             cols = self._cols
             mask = cols["alive"][: self._size] & cols["available"][: self._size]
+            if not sensors:
+                mask &= ~cols["sensor"][: self._size]
             return self._items[self._select(mask)].tolist()
 
     def query(self, sensor_filter: SensorFilter) -> list[str]:

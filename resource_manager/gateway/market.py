@@ -20,8 +20,10 @@ from typing import Any
 
 from fluidos_sensors.api import FLUIDOS_NAMESPACE, ROUTE_NAMESPACE
 from fluidos_sensors.contract import CONSUMER_LABEL, DELIVERY_SECRET_ANNOTATION, FLAVOR_LABEL
+from fluidos_sensors.endpoints import DeliveryPolicy, EndpointError
 from fluidos_sensors.filters import SensorFilter
 from fluidos_sensors.flavor import is_sensor_flavor, label_safe
+from fluidos_sensors.limits import preview
 from fluidos_sensors.rear import (
     ContractAnswer,
     PurchaseRequest,
@@ -29,12 +31,19 @@ from fluidos_sensors.rear import (
     TransactionAnswer,
 )
 from resource_manager.gateway import objects
-from resource_manager.gateway.errors import GatewayError, bad_input, conflict, not_found
+from resource_manager.gateway.errors import (
+    GatewayError,
+    bad_input,
+    conflict,
+    forbidden,
+    not_found,
+)
 from resource_manager.gateway.index import FlavorIndex
 from resource_manager.gateway.store import AlreadyExists, MarketStore
 
 log = logging.getLogger("resource_manager.gateway")
 
+_ENDPOINT_FIELD = "ingressTelemetryEndpoint.endpoint"
 _TOMBSTONES_MAX = 10_000
 _TOMBSTONE_SECONDS = 3600.0
 
@@ -117,6 +126,13 @@ class Marketplace:
 
     def reserve(self, consumer: str, request: ReservationRequest) -> TransactionAnswer:
         """Hold a place on a sensor for `reservation_ttl` seconds."""
+        # The buyer is whoever the token proves: a body may not buy in another's name.
+        if request.buyer.node_id != consumer:
+            raise forbidden(
+                f"buyerID.ID {preview(request.buyer.node_id)} is not the consumer this token "
+                f'belongs to ("{consumer}"); the buyer is always the token\'s consumer',
+                "buyerID.ID",
+            )
         name = request.flavor_id
         offered = self.index.get(name)
         if offered is None:
@@ -185,18 +201,31 @@ class Marketplace:
     # ------------------------------------------------------------------------ purchase
 
     def purchase(
-        self, consumer: str, transaction_id: str, request: PurchaseRequest
+        self,
+        consumer: str,
+        transaction_id: str,
+        request: PurchaseRequest,
+        policy: DeliveryPolicy,
     ) -> ContractAnswer:
-        """Turn a reservation into a Contract (+ Allocation, + delivery Secret)."""
+        """Turn a reservation into a Contract (+ Allocation, + delivery Secret), if the
+        consumer's delivery `policy` allows the endpoint."""
+        try:
+            policy.check(request.ingress_telemetry_endpoint.endpoint)
+        except EndpointError as exc:
+            raise bad_input(f"{_ENDPOINT_FIELD} {exc}", _ENDPOINT_FIELD) from None
         if not objects.is_object_name(transaction_id):
             raise not_found(f'transaction "{transaction_id}"')
         try:
-            return self._purchase(consumer, transaction_id, request)
+            return self._purchase(consumer, transaction_id, request, policy)
         except _AlreadyBought as done:  # a retry of a purchase that succeeded
             return objects.contract_answer(done.contract)
 
     def _purchase(
-        self, consumer: str, transaction_id: str, request: PurchaseRequest
+        self,
+        consumer: str,
+        transaction_id: str,
+        request: PurchaseRequest,
+        policy: DeliveryPolicy,
     ) -> ContractAnswer:
         transaction = self._own_transaction(consumer, transaction_id)
         flavor_name = transaction["spec"]["flavorID"]
@@ -204,8 +233,8 @@ class Marketplace:
             # Again under the lock: a concurrent purchase of the same transaction may have won.
             transaction = self._own_transaction(consumer, transaction_id)
             if objects.expired(transaction, self._clock()):
+                self._expired.add(transaction_id, consumer)  # before the delete, as the reaper
                 self.store.delete_transaction(transaction_id)
-                self._expired.add(transaction_id, consumer)
                 raise GatewayError(
                     410,
                     f'reservation "{transaction_id}" expired at '
@@ -219,7 +248,7 @@ class Marketplace:
             except ValueError as exc:
                 log.warning("cannot sell %s: %s", flavor_name, exc)
                 raise conflict(f'Flavor "{flavor_name}" cannot be delivered now') from None
-            contract = self._sign(consumer, transaction, flavor, source, request)
+            contract = self._sign(consumer, transaction, flavor, source, request, policy)
             self.store.delete_transaction(transaction_id)
         log.info("sold %s to %s (contract %s)", flavor_name, consumer, contract["metadata"]["name"])
         return objects.contract_answer(contract)
@@ -229,11 +258,12 @@ class Marketplace:
         if transaction is not None and objects.owner(transaction) == consumer:
             return transaction
         if transaction is None:
-            if self._expired.expired_for(transaction_id, consumer):
-                raise GatewayError(410, f'reservation "{transaction_id}" expired; reserve again')
+            # A Contract first: a purchase that won against the reaper is bought, not expired.
             done = self.store.get_contract(objects.contract_name(transaction_id))
             if done is not None and objects.owner(done) == consumer:
                 raise _AlreadyBought(done)
+            if self._expired.expired_for(transaction_id, consumer):
+                raise GatewayError(410, f'reservation "{transaction_id}" expired; reserve again')
         raise not_found(f'transaction "{transaction_id}"')
 
     def _sign(
@@ -243,6 +273,7 @@ class Marketplace:
         flavor: dict[str, Any],
         source: objects.DeliverySource,
         request: PurchaseRequest,
+        policy: DeliveryPolicy,
     ) -> dict[str, Any]:
         telemetry = request.ingress_telemetry_endpoint
         name = objects.contract_name(transaction["metadata"]["name"])
@@ -269,6 +300,7 @@ class Marketplace:
                 telemetry=telemetry,
                 consumer=consumer,
                 secret_name=secret_name,
+                policy=policy,
             )
             try:
                 contract = self.store.create_contract(body)
@@ -335,8 +367,10 @@ class Marketplace:
         for transaction in self.store.list_transactions():
             if objects.expired(transaction, now):
                 name = transaction["metadata"]["name"]
+                # Remember the expiry before the Transaction goes: a purchase that finds it
+                # gone must find the tombstone too (410), never a bare 404 (issue 20.4).
+                self._expired.add(name, objects.owner(transaction))
                 if self.store.delete_transaction(name):
-                    self._expired.add(name, objects.owner(transaction))
                     count += 1
                     log.info(
                         "reservation %s of %s expired", name, objects.owner(transaction) or "?"

@@ -38,9 +38,10 @@ from fluidos_sensors.contract import (
     contract_annotations,
     selection_labels,
 )
-from fluidos_sensors.endpoints import AuthType, DeliveryFormat
+from fluidos_sensors.endpoints import AuthType, DeliveryFormat, DeliveryPolicy
 from fluidos_sensors.flavor import DEVICE_ANNOTATION, SENSOR_KEY_ANNOTATION
 from fluidos_sensors.rear import (
+    UNKNOWN_TIMESTAMP,
     AuthorizationSummary,
     Configuration,
     ContractAnswer,
@@ -53,6 +54,7 @@ from fluidos_sensors.rear import (
     TransactionAnswer,
     flavor_item,
     node_identity,
+    rfc3339_timestamp,
 )
 from fluidos_sensors.topics import broker_topic
 
@@ -147,11 +149,11 @@ def transaction_body(
     buyer = request.buyer
     extra = buyer.additional_information
     # FLUIDOS takes the buyer's Liqo cluster id; sensors need no peering, so the node id will do.
-    cluster_id = extra.liqo_id if extra is not None and extra.liqo_id else buyer.node_id
+    cluster_id = extra.liqo_id if extra is not None and extra.liqo_id else consumer
     expires = now + timedelta(seconds=math.ceil(ttl_seconds))
     spec: dict[str, Any] = {
         "flavorID": request.flavor_id,
-        "buyer": _buyer(request),
+        "buyer": _buyer(request, consumer),
         "clusterID": cluster_id,
         "expirationTime": rfc3339(expires),
     }
@@ -169,9 +171,11 @@ def transaction_body(
     }
 
 
-def _buyer(request: ReservationRequest) -> dict[str, Any]:
+def _buyer(request: ReservationRequest, consumer: str) -> dict[str, Any]:
     buyer = request.buyer
-    body: dict[str, Any] = {"nodeID": buyer.node_id, "ip": buyer.ip, "domain": buyer.domain}
+    # The token's consumer, never what the body claims (Marketplace.reserve refuses a mismatch;
+    # this keeps the Contract, which copies it, right even if that check were bypassed).
+    body: dict[str, Any] = {"nodeID": consumer, "ip": buyer.ip, "domain": buyer.domain}
     extra = buyer.additional_information
     if extra is not None and extra.liqo_id:
         body["additionalInformation"] = {"liqoID": extra.liqo_id}
@@ -259,13 +263,14 @@ def contract_body(
     telemetry: TelemetryEndpoint,
     consumer: str,
     secret_name: str | None,
+    policy: DeliveryPolicy,
 ) -> dict[str, Any]:
     """The FLUIDOS Contract of a purchase; delivery details in its annotations."""
     tx_spec = transaction["spec"]
     transaction_id = transaction["metadata"]["name"]
     authorization = telemetry.authorization
     spec: dict[str, Any] = {
-        "buyer": tx_spec["buyer"],
+        "buyer": {**tx_spec["buyer"], "nodeID": consumer},  # the token's consumer, always
         "buyerClusterID": tx_spec["clusterID"],
         "flavor": flavor_copy(flavor),
         "seller": seller.body(),
@@ -294,6 +299,7 @@ def contract_body(
                 auth_type=authorization.type if authorization else None,
                 secret_name=secret_name,
                 consumer=consumer,
+                policy=policy,
             ),
         },
         "spec": spec,
@@ -357,8 +363,8 @@ def contract_answer(contract: Mapping[str, Any]) -> ContractAnswer:
     spec = contract.get("spec") or {}
     annotations = meta.get("annotations") or {}
     item = flavor_item(spec["flavor"])
-    if not item["timestamp"]:  # the Contract's copy keeps no creationTimestamp
-        item["timestamp"] = str(meta.get("creationTimestamp") or "")
+    if item["timestamp"] == UNKNOWN_TIMESTAMP:  # the Contract's copy keeps no creationTimestamp
+        item["timestamp"] = rfc3339_timestamp(meta.get("creationTimestamp"))
     endpoint = spec.get("ingressTelemetryEndpoint") or {}
     auth = annotations.get(DELIVERY_AUTH_ANNOTATION, AUTH_NONE)
     configuration = spec.get("configuration")

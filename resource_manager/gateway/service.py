@@ -15,6 +15,7 @@ from fluidos_sensors.api import FLAVOR
 from fluidos_sensors.rear import REAR_CONSUMER_LABEL
 from resource_manager.gateway.app import MAX_BODY_BYTES, create_app
 from resource_manager.gateway.auth import ConsumerTokens
+from resource_manager.gateway.compat import create_compat_app
 from resource_manager.gateway.index import FlavorIndex
 from resource_manager.gateway.market import Marketplace, MarketSettings
 from resource_manager.gateway.store import MarketStore
@@ -33,6 +34,7 @@ class Gateway:
     tokens: ConsumerTokens
     flavors: Reflector
     consumers: Reflector
+    compat_app: FastAPI  # the FLUIDOS-compatibility listener's (served only when asked)
 
 
 def reap_interval(ttl: float) -> float:
@@ -101,7 +103,8 @@ def build_gateway(
         max_body_bytes=max_body_bytes,
         lifespan=lifespan,
     )
-    return Gateway(app, market, index, tokens, flavors, consumers)
+    compat_app = create_compat_app(index, index_ready=flavors.synced.is_set)
+    return Gateway(app, market, index, tokens, flavors, consumers, compat_app)
 
 
 async def _reap(market: Marketplace, interval: float) -> None:

@@ -511,6 +511,8 @@ def test_a_purchase_delivers_until_released(
             )
             assert target["url"] == stack.telegraf_url
             assert target["auth"] == {"type": "basic", "secretName": contract.contract_id}
+            # The testbed's delivery policy for this consumer reached the edge (issue 24.4).
+            assert target["allowedHosts"] == stack.delivery_hosts()
             eventually(
                 lambda: len(influx_seqs(stack, device, "pressure", since=began)) >= 3,
                 "readings in the buyer's InfluxDB",

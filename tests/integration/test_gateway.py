@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
+import re
 import secrets
 import socket
 import ssl
@@ -14,6 +16,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +26,20 @@ import schemathesis
 import support
 import yaml
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from fluidos_sensors import api as fs_api
 from fluidos_sensors.contract import (
     CONSUMER_LABEL,
+    DELIVERY_POLICY_ANNOTATION,
+    FLAVOR_LABEL,
     AuthType,
     DeliveryFormat,
     delivery_target,
 )
+from fluidos_sensors.endpoints import DeliveryPolicy
 from fluidos_sensors.filters import SensorFilter
 from fluidos_sensors.flavor import Price, ProviderConfig, build_flavor, sensor_from_flavor
 from fluidos_sensors.rear import (
@@ -43,11 +50,16 @@ from fluidos_sensors.rear import (
     PurchaseRequest,
     RearClient,
     RearError,
+    ReservationRequest,
     TelemetryEndpoint,
 )
 from fluidos_sensors.sensor import DeviceRef, SensorSpec
 from resource_manager.gateway import objects
-from testbed import bootstrap, credentials
+from resource_manager.gateway.errors import GatewayError
+from resource_manager.gateway.index import FlavorIndex
+from resource_manager.gateway.market import Marketplace, MarketSettings
+from resource_manager.gateway.store import MarketStore
+from testbed import bootstrap, credentials, upstream
 from testbed.pki import CertPair, ClusterPKI
 from testbed.processes import die_with_parent
 from testbed.state import ClusterAccess
@@ -64,8 +76,11 @@ PROVIDER = ProviderConfig(
     ip="127.0.0.1",
     price=Price(amount="1", currency="EUR", period="hourly"),
 )
-BUYER = NodeIdentity(node_id="consumer-1", ip="10.0.0.9", domain="fluidos.eu")
 ENDPOINT = "http://127.0.0.1:8186/telegraf"
+POLICY = "127.0.0.1, telegraf.consumer.example"
+RFC3339 = re.compile(
+    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$"
+)  # the delivery policy of the tests' consumers
 
 
 def eventually(check: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
@@ -179,10 +194,15 @@ class Consumers:
                     "metadata": {
                         "name": f"rear-{consumer}",
                         "labels": {REAR_CONSUMER_LABEL: consumer},
+                        "annotations": {DELIVERY_POLICY_ANNOTATION: POLICY},
                     },
                     "stringData": {"token": self.tokens[name]},
                 },
             )
+
+    def buyer(self, name: str) -> NodeIdentity:
+        """The identity `name` buys as: the gateway takes only the token's own consumer."""
+        return NodeIdentity(node_id=self.ids[name], ip="10.0.0.9", domain="fluidos.eu")
 
     def remove(self) -> None:
         for consumer in self.ids.values():
@@ -447,12 +467,12 @@ def test_reserve_purchase_release(
     consumer = consumers.ids["a"]
     password = secrets.token_urlsafe(16)
     with gateway.rear(consumers.tokens["a"]) as rear, gateway.http(consumers.tokens["a"]) as http:
-        tx = rear.reserve(flavor_name, BUYER)
+        tx = rear.reserve(flavor_name, consumers.buyer("a"))
         transaction = admin.get(fs_api.TRANSACTION, tx.transaction_id)
         assert transaction is not None
         assert transaction["spec"]["flavorID"] == flavor_name
         assert transaction["spec"]["buyer"] == {
-            "nodeID": "consumer-1",
+            "nodeID": consumer,
             "ip": "10.0.0.9",
             "domain": "fluidos.eu",
         }
@@ -490,6 +510,7 @@ def test_reserve_purchase_release(
             telemetry=telemetry,
             consumer=consumer,
             secret_name=answer.contract_id,
+            policy=DeliveryPolicy.parse(POLICY)[0],
         )
         assert contract["spec"] == expected["spec"]
         assert expected["metadata"]["labels"].items() <= contract["metadata"]["labels"].items()
@@ -549,7 +570,7 @@ def test_consumers_see_and_change_only_their_own(
     flavor_name = offer.add("private")["metadata"]["name"]
     visible(gateway, consumers.tokens["a"], offer, 1)
     with gateway.rear(consumers.tokens["a"]) as a, gateway.rear(consumers.tokens["b"]) as b:
-        tx = a.reserve(flavor_name, BUYER)
+        tx = a.reserve(flavor_name, consumers.buyer("a"))
         with pytest.raises(RearError) as denied:
             b.purchase(tx.transaction_id, ENDPOINT)
         assert denied.value.status == 404
@@ -577,16 +598,16 @@ def test_sold_to_several_consumers_up_to_the_limit(
     visible(gateway, consumers.tokens["a"], offer, 1)
     a, b, c = (gateway.rear(consumers.tokens[name]) for name in "abc")
     with a, b, c:
-        first = a.purchase(a.reserve(flavor_name, BUYER).transaction_id, ENDPOINT)
-        b.reserve(flavor_name, BUYER)
+        first = a.purchase(a.reserve(flavor_name, consumers.buyer("a")).transaction_id, ENDPOINT)
+        b.reserve(flavor_name, consumers.buyer("b"))
         with pytest.raises(RearError) as full:  # --max-consumers-per-sensor 2
-            c.reserve(flavor_name, BUYER)
+            c.reserve(flavor_name, consumers.buyer("c"))
         assert full.value.status == 409 and "sold out" in full.value.message
         with pytest.raises(RearError) as twice:
-            a.reserve(flavor_name, BUYER)
+            a.reserve(flavor_name, consumers.buyer("a"))
         assert twice.value.status == 409 and "already holds" in twice.value.message
         a.release(first)
-        c.reserve(flavor_name, BUYER)  # the released place is free again
+        c.reserve(flavor_name, consumers.buyer("c"))  # the released place is free again
 
 
 def test_bad_input_gets_a_clear_error_and_changes_nothing(
@@ -597,7 +618,7 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(
     consumer = consumers.ids["a"]
     before = len(admin.list(fs_api.TRANSACTION, f"{CONSUMER_LABEL}={consumer}"))
     with gateway.http(consumers.tokens["a"]) as http:
-        buyer = BUYER.wire()
+        buyer = consumers.buyer("a").wire()
         unknown = http.post("/api/v2/reservations", json={"flavorID": "nope", "buyerID": buyer})
         assert unknown.status_code == 404 and unknown.json()["field"] == "flavorID"
         no_buyer = http.post("/api/v2/reservations", json={"flavorID": flavor_name})
@@ -629,6 +650,102 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(
         assert admin.list(fs_api.CONTRACT, f"{CONSUMER_LABEL}={consumer}") == []
 
 
+def test_the_buyer_is_the_tokens_consumer(
+    gateway: Gateway, consumers: Consumers, offer: Offer, admin: Provider
+) -> None:
+    """Issue 24.3: a body naming another consumer is refused (403, the field named) and leaves
+    nothing; the Contract names the token's consumer."""
+    flavor_name = offer.add("posed")["metadata"]["name"]
+    visible(gateway, consumers.tokens["a"], offer, 1)
+    mine, other = consumers.ids["a"], consumers.ids["b"]
+    with gateway.http(consumers.tokens["a"]) as http:
+        posing = http.post(
+            "/api/v2/reservations",
+            json={"flavorID": flavor_name, "buyerID": consumers.buyer("b").wire()},
+        )
+    assert posing.status_code == 403, posing.text
+    assert posing.json()["field"] == "buyerID.ID" and other in posing.json()["error"]
+    assert admin.list(fs_api.TRANSACTION, f"{FLAVOR_LABEL}={flavor_name}") == []
+    with gateway.rear(consumers.tokens["a"]) as rear:
+        tx = rear.reserve(flavor_name, consumers.buyer("a"))
+        contract = rear.purchase(tx.transaction_id, ENDPOINT)
+        try:
+            assert tx.buyer.node_id == mine and contract.buyer.node_id == mine
+            stored = admin.get(fs_api.CONTRACT, contract.contract_id)
+            assert stored is not None
+            assert stored["spec"]["buyer"]["nodeID"] == mine
+            assert stored["spec"]["buyerClusterID"] == mine
+            assert stored["metadata"]["labels"][CONSUMER_LABEL] == mine
+        finally:
+            rear.release(contract.contract_id)
+
+
+def test_the_purchase_endpoint_must_meet_the_consumers_delivery_policy(
+    gateway: Gateway, consumers: Consumers, offer: Offer, admin: Provider
+) -> None:
+    """Issue 24.4: the provider's per-consumer policy (annotation on the consumer's Secret) is
+    enforced at purchase: 400 naming the rule and the field, nothing else spent; an allowed
+    endpoint is sold with the policy recorded on the Contract for the router and the agent."""
+    flavor_name = offer.add("policed")["metadata"]["name"]
+    visible(gateway, consumers.tokens["a"], offer, 1)
+    field = "ingressTelemetryEndpoint.endpoint"
+    with gateway.rear(consumers.tokens["a"]) as rear, gateway.http(consumers.tokens["a"]) as http:
+        tx = rear.reserve(flavor_name, consumers.buyer("a")).transaction_id
+        purchase = f"/api/v2/transactions/{tx}/purchase"
+        for endpoint, rule in (
+            ("http://169.254.169.254/latest/meta-data", "link-local"),
+            ("http://127.0.0.2:8186/telegraf", "loopback"),
+            ("http://10.1.2.3:8186/telegraf", "private"),
+            ("http://evil.example/telegraf", "is not in it"),
+            ("http://localhost:8186/telegraf", "never resolved"),
+            ("http://127.1:8186/telegraf", "numeric host"),
+        ):
+            refused = http.post(purchase, json={"ingressTelemetryEndpoint": {"endpoint": endpoint}})
+            assert refused.status_code == 400, (endpoint, refused.text)
+            assert refused.json()["field"] == field
+            assert "delivery policy" in refused.json()["error"] and rule in refused.json()["error"]
+        assert admin.get(fs_api.TRANSACTION, tx) is not None  # the reservation still holds
+        assert admin.get(fs_api.CONTRACT, objects.contract_name(tx)) is None
+
+        contract = rear.purchase(tx, "http://telegraf.consumer.example:8186/telegraf")
+        try:
+            stored = admin.get(fs_api.CONTRACT, contract.contract_id)
+            assert stored is not None
+            recorded = stored["metadata"]["annotations"][DELIVERY_POLICY_ANNOTATION]
+            assert DeliveryPolicy.parse(recorded)[0] == DeliveryPolicy.parse(POLICY)[0]
+            assert delivery_target(stored).policy == DeliveryPolicy.parse(POLICY)[0]
+        finally:
+            rear.release(contract.contract_id)
+
+    # The policy follows the Secret, no restart: without the annotation, nowhere is allowed.
+    secret = f"rear-{consumers.ids['b']}"
+    admin.core.patch_namespaced_secret(
+        secret, NS, {"metadata": {"annotations": {DELIVERY_POLICY_ANNOTATION: None}}}
+    )
+    try:
+        with gateway.rear(consumers.tokens["b"]) as rear:
+
+            def refusal(transaction_id: str) -> str:
+                try:
+                    rear.purchase(transaction_id, ENDPOINT)
+                except RearError as exc:
+                    return exc.message if exc.status == 400 and exc.field == field else ""
+                raise AssertionError("sold although the consumer's policy is gone")
+
+            # The policy is checked first: an unknown transaction is 404 until the gateway's
+            # watch has the change, then 400 (nothing is bought while waiting).
+            eventually(
+                lambda: "allows this consumer no delivery endpoint" in refusal("tx-unknown"),
+                "the removed policy enforced",
+            )
+            tx = rear.reserve(flavor_name, consumers.buyer("b")).transaction_id
+            assert "allows this consumer no delivery endpoint" in refusal(tx)
+    finally:
+        admin.core.patch_namespaced_secret(
+            secret, NS, {"metadata": {"annotations": {DELIVERY_POLICY_ANNOTATION: POLICY}}}
+        )
+
+
 def test_non_sensor_flavors_are_listed_but_not_sold(
     gateway: Gateway, consumers: Consumers, admin: Provider
 ) -> None:
@@ -658,7 +775,8 @@ def test_non_sensor_flavors_are_listed_but_not_sold(
             sensors = http.get("/api/v2/flavors/sensors").json()
             assert name not in {i["flavorID"] for i in sensors}
             refused = http.post(
-                "/api/v2/reservations", json={"flavorID": name, "buyerID": BUYER.wire()}
+                "/api/v2/reservations",
+                json={"flavorID": name, "buyerID": consumers.buyer("a").wire()},
             )
             assert refused.status_code == 400 and refused.json()["field"] == "flavorID"
     finally:
@@ -682,7 +800,7 @@ def test_an_expired_reservation_is_released(
     flavor_name = offer.add("brief")["metadata"]["name"]
     visible(hasty_gateway, consumers.tokens["a"], offer, 1)
     with hasty_gateway.rear(consumers.tokens["a"]) as rear:
-        tx = rear.reserve(flavor_name, BUYER)
+        tx = rear.reserve(flavor_name, consumers.buyer("a"))
         eventually(
             lambda: admin.get(fs_api.TRANSACTION, tx.transaction_id) is None,
             "the expired reservation released",
@@ -691,7 +809,56 @@ def test_an_expired_reservation_is_released(
             rear.purchase(tx.transaction_id, ENDPOINT)
         assert late.value.status == 410 and "expired" in late.value.message
         assert admin.list(fs_api.CONTRACT, f"{CONSUMER_LABEL}={consumers.ids['a']}") == []
-        rear.reserve(flavor_name, BUYER)  # its place is free again
+        rear.reserve(flavor_name, consumers.buyer("a"))  # its place is free again
+
+
+def test_a_purchase_racing_the_reaper_is_told_expired(
+    gateway_kubeconfig: Path, consumers: Consumers, offer: Offer
+) -> None:
+    """Issue 20.4, made deterministic: a purchase that runs the moment the reaper's delete of
+    the expired Transaction has landed (from inside that call, before the reaper goes on) is
+    told 410 "expired", never 404. The gateway's own code over the real API server, as the
+    gateway's ServiceAccount; the clock is the market's, moved past the expiry."""
+    flavor = offer.add("raced")
+    consumer = consumers.ids["a"]
+    policy = DeliveryPolicy.parse(POLICY)[0]
+    body = PurchaseRequest.model_validate({"ingressTelemetryEndpoint": {"endpoint": ENDPOINT}})
+    raced: list[int] = []
+    now = [datetime.now(UTC)]
+
+    class RacedStore(MarketStore):
+        def delete_transaction(self, name: str) -> bool:
+            deleted = super().delete_transaction(name)
+            if name == tx:
+                try:
+                    market.purchase(consumer, name, body, policy)
+                    raced.append(200)
+                except GatewayError as exc:
+                    raced.append(exc.status)
+            return deleted
+
+    with bootstrap.api_client(gateway_kubeconfig) as api:
+        index = FlavorIndex()
+        index.upsert(flavor)
+        market = Marketplace(
+            MarketSettings(
+                seller=objects.Seller(node_id="provider-1", domain="fluidos.eu", ip="127.0.0.1"),
+                reservation_ttl=60,
+            ),
+            RacedStore(api, NS),
+            index,
+            clock=lambda: now[0],
+        )
+        request = ReservationRequest(
+            flavor_id=flavor["metadata"]["name"], buyer=consumers.buyer("a")
+        )
+        tx = market.reserve(consumer, request).transaction_id
+        now[0] += timedelta(seconds=61)
+        market.expire_reservations()
+        assert raced == [410]
+        with pytest.raises(GatewayError) as late:  # and afterwards, too
+            market.purchase(consumer, tx, body, policy)
+        assert late.value.status == 410 and "expired" in late.value.message
 
 
 # ------------------------------------------------------------------------------ outage
@@ -778,7 +945,7 @@ def test_api_server_outage_is_503_and_the_watch_recovers(
         visible(gateway, token, offer, 1)
         proxy.cut()
         with gateway.http(token) as http:
-            reserve = {"flavorID": before, "buyerID": BUYER.wire()}
+            reserve = {"flavorID": before, "buyerID": consumers.buyer("a").wire()}
             down = http.post("/api/v2/reservations", json=reserve)
             assert down.status_code == 503, down.text
             assert "Kubernetes API server is unavailable" in down.json()["error"]
@@ -800,6 +967,112 @@ def test_api_server_outage_is_503_and_the_watch_recovers(
         gateway.stop()
         proxy.cut()
     assert token not in gateway.log.read_text()
+
+
+# ------------------------------------------------------------------------------ FLUIDOS peers
+
+UPSTREAM_ITEMS = "fluidos-rear-wire/upstream-main/flavors_k8slice.json"
+
+
+def upstream_item() -> dict[str, Any]:
+    """A flavor item as an unmodified FLUIDOS node's gateway answers it (recorded)."""
+    return json.loads(upstream.mirrored(UPSTREAM_ITEMS).read_text())[0]
+
+
+def has_upstreams_fields(item: dict[str, Any]) -> bool:
+    """Every field upstream's item has (location is optional there), and a timestamp Go's
+    time.Time decodes: RFC 3339, never empty."""
+    required = set(upstream_item()) - {"location"}
+    stamp = item.get("timestamp")
+    return (
+        required <= set(item)
+        and set(upstream_item()["owner"]) <= set(item["owner"])
+        and set(upstream_item()["price"]) <= set(item["price"])
+        and isinstance(stamp, str)
+        and RFC3339.match(stamp) is not None
+        and datetime.fromisoformat(stamp).tzinfo is not None
+    )
+
+
+def test_every_listed_item_has_upstreams_fields_and_a_valid_timestamp(
+    gateway: Gateway, consumers: Consumers, offer: Offer
+) -> None:
+    offer.add("listed")
+    visible(gateway, consumers.tokens["a"], offer, 1)
+    with gateway.http(consumers.tokens["a"]) as http:
+        for path in ("/api/v2/flavors", "/api/v2/flavors/sensors"):
+            items = http.get(path).json()
+            assert items and all(has_upstreams_fields(i) for i in items), path
+        assert all(has_upstreams_fields(c["flavor"]) for c in http.get("/api/v2/contracts").json())
+
+
+def test_the_fluidos_compatibility_listener(
+    gateway_kubeconfig: Path, consumers: Consumers, offer: Offer, admin: Provider, tmp_path: Path
+) -> None:
+    """Issue 20: opt-in, plain HTTP on its own port, no token; read-only listings for an
+    unmodified FLUIDOS consumer: no Sensor items, 200 [] for the types this provider lacks."""
+    port = free_port()
+    gateway = Gateway(
+        gateway_kubeconfig, tmp_path / "gateway.log", "--fluidos-compat-listen", f"127.0.0.1:{port}"
+    )
+    sensor = offer.add("compat")["metadata"]["name"]
+    sample = upstream_item()
+    k8slice = f"k8slice-{offer.tag}"
+    body = {
+        "apiVersion": fs_api.FLAVOR.api_version,
+        "kind": fs_api.FLAVOR.kind,
+        "metadata": {"name": k8slice, "namespace": NS},
+        "spec": {
+            "availability": True,
+            "flavorType": {"typeIdentifier": "K8Slice", "typeData": sample["type"]["data"]},
+            "owner": {"nodeID": "provider-1", "ip": "127.0.0.1", "domain": "fluidos.eu"},
+            "price": sample["price"],
+            "providerID": "provider-1",
+        },
+    }
+    try:
+        gateway.start(consumers.tokens["a"])
+        visible(gateway, consumers.tokens["a"], offer, 1)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=20) as plain:
+            for path in ("/api/v2/flavors/k8slice", "/api/v2/flavors/service"):
+                empty = plain.get(path)  # no token
+                assert empty.status_code == 200 and empty.json() == [], (path, empty.text)
+            listed = plain.get("/api/v2/flavors")
+            assert listed.status_code == 200
+            assert all(i["type"]["name"] != "sensor" for i in listed.json())
+            assert sensor not in {i["flavorID"] for i in listed.json()}
+
+            admin.custom.create_namespaced_custom_object(
+                fs_api.FLAVOR.group, fs_api.FLAVOR.version, NS, fs_api.FLAVOR.plural, body
+            )
+            items = eventually(
+                lambda: [
+                    i for i in plain.get("/api/v2/flavors").json() if i["flavorID"] == k8slice
+                ],
+                "the K8Slice flavor listed to FLUIDOS peers",
+            )
+            assert has_upstreams_fields(items[0]) and items[0]["type"]["name"] == "k8slice"
+            typed = plain.get("/api/v2/flavors/k8slice").json()
+            assert [i["flavorID"] for i in typed] == [k8slice]
+            assert plain.get("/api/v2/flavors/service").json() == []
+
+            # Read-only, listings only: nothing to buy, nothing about sensors or contracts.
+            for method, path in (
+                ("POST", "/api/v2/reservations"),
+                ("POST", "/api/v2/transactions/tx-1/purchase"),
+                ("GET", "/api/v2/flavors/sensors"),
+                ("GET", "/api/v2/contracts"),
+                ("GET", "/openapi.json"),
+            ):
+                assert plain.request(method, path).status_code == 404, path
+            wrong = plain.post("/api/v2/flavors", json={})
+            assert wrong.status_code == 405 and wrong.headers["allow"] == "GET"
+        # The REAR listener still needs a token.
+        assert httpx.get(f"{gateway.url}/api/v2/flavors").status_code == 401
+    finally:
+        gateway.stop()
+        admin.delete(fs_api.FLAVOR, k8slice)
+    assert "Traceback" not in gateway.log.read_text()
 
 
 # ------------------------------------------------------------------------------ RBAC, fuzz
@@ -836,17 +1109,79 @@ def test_gateway_account_is_least_privilege(gateway_kubeconfig: Path, offer: Off
             assert refused.value.status == 403
 
 
+# Everything: the fuzzer's endpoints are hosts and addresses of every kind.
+FUZZ_POLICY = "*, 0.0.0.0/0, ::/0"
+
+
+@pytest.fixture
+def throwaway(admin: Provider, gateway: Gateway) -> Iterator[tuple[str, str]]:
+    """A consumer (id, token) made for one test and removed with all it bought: a fuzzer that
+    releases contracts cannot reach another consumer's."""
+    consumer = f"fuzz-{uuid.uuid4().hex[:8]}"
+    token = secrets.token_urlsafe(24)
+    name = f"rear-{consumer}"
+    admin.core.create_namespaced_secret(
+        NS,
+        {
+            "metadata": {
+                "name": name,
+                "labels": {REAR_CONSUMER_LABEL: consumer},
+                "annotations": {DELIVERY_POLICY_ANNOTATION: FUZZ_POLICY},
+            },
+            "stringData": {"token": token},
+        },
+    )
+    try:
+        with gateway.http(token) as http:
+            eventually(lambda: http.get("/api/v2/flavors").status_code == 200, "the new consumer")
+        yield consumer, token
+    finally:
+        selector = f"{CONSUMER_LABEL}={consumer}"
+        for resource in (fs_api.TRANSACTION, fs_api.CONTRACT, fs_api.ALLOCATION):
+            for obj in admin.list(resource, selector):
+                admin.delete(resource, obj["metadata"]["name"])
+        admin.core.delete_collection_namespaced_secret(
+            fs_api.ROUTE_NAMESPACE, label_selector=selector
+        )
+        admin.core.delete_namespaced_secret(name, NS)
+
+
+def documented_refusal(case: schemathesis.Case) -> bool:
+    """Whether a schema-valid case breaks a rule the OpenAPI states in words because JSON Schema
+    cannot: a range whose min exceeds its max, consumption bounds mixing power and current,
+    and (per consumer) a delivery endpoint the URL rules or the delivery policy refuse."""
+    query = case.query or {}
+    try:  # a positive case's values each match their pattern: what is left is cross-field
+        SensorFilter.from_query([(k, v) for k, v in query.items() if isinstance(v, str)])
+    except ValueError:
+        return True
+    body = case.body if isinstance(case.body, dict) else {}
+    telemetry = body.get("ingressTelemetryEndpoint")
+    if isinstance(telemetry, dict) and "endpoint" in telemetry:
+        try:
+            DeliveryPolicy.parse(FUZZ_POLICY)[0].check(telemetry["endpoint"])
+        except ValueError:
+            return True
+    return False
+
+
 def test_fuzz_the_gateway_against_its_own_openapi(
-    gateway: Gateway, consumers: Consumers, offer: Offer
+    gateway: Gateway, throwaway: tuple[str, str], offer: Offer
 ) -> None:
-    """Schemathesis, positive and negative data on every operation: never a 5xx, and answers
-    that follow the gateway's own OpenAPI (status codes, content types, response schemas)."""
+    """Schemathesis with every check, positive and negative data on every operation: never a
+    5xx, answers that follow the gateway's own OpenAPI, schema-valid requests accepted and
+    schema-invalid ones refused. Only the rules the OpenAPI states in words are kept out of
+    positive generation (documented_refusal). As a throw-away consumer."""
+    consumer, token = throwaway
     flavor_name = offer.add("fuzzed")["metadata"]["name"]
-    visible(gateway, consumers.tokens["a"], offer, 1)
-    auth = bearer(consumers.tokens["c"])
+    visible(gateway, token, offer, 1)
+    auth = bearer(token)
     schema = schemathesis.openapi.from_url(f"{gateway.url}/openapi.json", headers=auth)
-    with gateway.rear(consumers.tokens["c"]) as rear:  # something real for path parameters
-        tx = rear.reserve(flavor_name, BUYER).transaction_id
+    # The token goes into every call: a case must not count as invalid for lacking it.
+    schema.config.generation.update(with_security_parameters=False)
+    with gateway.rear(token) as rear:  # something real for path parameters
+        buyer = NodeIdentity(node_id=consumer, ip="10.0.0.9", domain="fluidos.eu")
+        tx = rear.reserve(flavor_name, buyer).transaction_id
         real = {"transaction_id": tx, "contract_id": objects.contract_name(tx)}
     statuses: Counter[int] = Counter()
     operations = [result.ok() for result in schema.get_all_operations()]
@@ -860,6 +1195,8 @@ def test_fuzz_the_gateway_against_its_own_openapi(
                     operation.as_strategy(generation_mode=mode, path_parameters=wanted)
                 )
             for strategy in strategies:
+                if mode is schemathesis.GenerationMode.POSITIVE:
+                    strategy = strategy.filter(lambda case: not documented_refusal(case))
 
                 @given(case=strategy)
                 @settings(
@@ -870,25 +1207,52 @@ def test_fuzz_the_gateway_against_its_own_openapi(
                     suppress_health_check=list(HealthCheck),
                 )
                 def check(case: schemathesis.Case) -> None:
-                    answer = case.call_and_validate(
-                        base_url=gateway.url,
-                        headers=auth,
-                        # Schema-valid is not always acceptable: min > max, a rate of 0, an
-                        # endpoint with a scheme other than http(s) are refused with 400. And
-                        # the token goes into every case, so a case whose only fault is a
-                        # missing Authorization header is a valid request when sent.
-                        excluded_checks=[
-                            schemathesis.checks.positive_data_acceptance,
-                            schemathesis.checks.negative_data_rejection,
-                        ],
-                        timeout=20,
-                    )
+                    answer = case.call_and_validate(base_url=gateway.url, headers=auth, timeout=20)
                     statuses[answer.status_code] += 1
 
-                check()
+                try:
+                    check()
+                except Unsatisfiable:
+                    # No parameter of this operation can be invalid once the token is set.
+                    assert mode is schemathesis.GenerationMode.NEGATIVE, operation.path
     gateway.assert_alive()
     assert not [code for code in statuses if code >= 500], statuses
     assert statuses[200] and statuses[400] and statuses[404], statuses  # it reached the logic
+
+
+def test_405_names_the_allowed_methods(gateway: Gateway, consumers: Consumers) -> None:
+    with gateway.http(consumers.tokens["a"]) as http:
+        wrong = http.put("/api/v2/flavors")
+        assert wrong.status_code == 405 and wrong.headers["allow"] == "GET"
+        assert wrong.json()["error"]
+        both = http.patch("/api/v2/contracts/contract-x")
+        assert both.status_code == 405
+        assert set(both.headers["allow"].replace(" ", "").split(",")) == {"GET", "DELETE"}
+
+
+def test_the_openapi_states_what_the_server_enforces(
+    gateway: Gateway, consumers: Consumers
+) -> None:
+    """Issue 24.5: requests valid under the served schema are not refused for a rule the schema
+    could state: a sampling rate of 0, an authorization without its token or password."""
+    with gateway.http(consumers.tokens["a"]) as http:
+        schema = http.get("/openapi.json").json()
+    params = {
+        p["name"]: p["schema"]
+        for p in schema["paths"]["/api/v2/flavors/sensors"]["get"]["parameters"]
+    }
+    for form in ("[exact]", "[range][min]", "[range][max]"):
+        pattern = params[f"filter[sampling_rate]{form}"]["pattern"]
+        assert not re.fullmatch(pattern.strip("^$"), "0") and re.fullmatch(pattern[1:-1], "0.5")
+    authorization = schema["components"]["schemas"]["DeliveryAuthorization"]
+    bearer_form, basic_form = authorization["oneOf"]
+    assert "token" in bearer_form["required"]
+    assert {"username", "password"} <= set(basic_form["required"])
+    with gateway.http(consumers.tokens["a"]) as http:  # and the server agrees
+        zero = http.get("/api/v2/flavors/sensors", params={"filter[sampling_rate][exact]": "0"})
+        assert zero.status_code == 400 and zero.json()["field"] == "filter[sampling_rate][exact]"
+        half = http.get("/api/v2/flavors/sensors", params={"filter[sampling_rate][exact]": "0.5"})
+        assert half.status_code == 200
 
 
 def test_gateway_serves_https(

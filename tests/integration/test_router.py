@@ -28,7 +28,13 @@ from routing import (
 from fluidos_sensors import api as fs_api
 from fluidos_sensors.flavor import sensor_from_flavor
 from router_manager.kubeedge import EVENTBUS_ENDPOINT, REST_ENDPOINT, ROUTE_LABEL
-from router_manager.route import RouteTarget, manual_target_id, route_body, route_name
+from router_manager.route import (
+    ORIGIN_CONTRACT,
+    RouteTarget,
+    manual_target_id,
+    route_body,
+    route_name,
+)
 from testbed import edge
 from testbed.state import ClusterAccess, TestbedState
 
@@ -379,3 +385,56 @@ def test_agent_metrics_need_the_token(provider: ClusterAccess, testbed: TestbedS
     answer = httpx.get(url, headers={"Authorization": f"Bearer {token.read_text().strip()}"})
     assert answer.status_code == 200
     assert "fluidos_sensors_agent_broker_connected 1.0" in answer.text
+
+
+def test_the_agent_holds_a_sold_target_to_its_buyers_delivery_policy(
+    provider: ClusterAccess, provider_api: client.ApiClient
+) -> None:
+    """Issue 24.4, the edge's own check: a Contract's target goes only where the buyer's policy
+    (recorded on the route by the router manager) allows, even if the route was written
+    around the gateway; the node's --allow-host (loopback in the testbed) is not enough."""
+    flavor = wait_for_flavor(provider_api, "stwin-box", "temperature")
+    topic = flavor_topic(flavor)
+    device = sensor_from_flavor(flavor).device.split("/", 1)[1]  # type: ignore[union-attr]
+    custom = client.CustomObjectsApi(provider_api)
+    sold = {"origin_kind": ORIGIN_CONTRACT, "origin_name": "contract-x", "batch_delay_ms": 50}
+    with Endpoint() as allowed:
+        outside = allowed.url.replace("127.0.0.1", "127.0.0.2")  # loopback, not in the policy
+        body = route_body(
+            EDGE,
+            topic,
+            [
+                RouteTarget(id="allowed", url=allowed.url, allowed_hosts=("127.0.0.1",), **sold),
+                RouteTarget(id="nopolicy", url=allowed.url, **sold),
+                RouteTarget(id="outside", url=outside, allowed_hosts=("127.0.0.1",), **sold),
+            ],
+        )
+        name = body["metadata"]["name"]
+        custom.create_namespaced_custom_object(
+            fs_api.SENSOR_ROUTE.group,
+            fs_api.SENSOR_ROUTE.version,
+            fs_api.ROUTE_NAMESPACE,
+            fs_api.SENSOR_ROUTE.plural,
+            body,
+        )
+        try:
+            stored = route_of(provider_api, name) or {}
+            kept = {t["id"]: t.get("allowedHosts") for t in stored["spec"]["targets"]}
+            assert kept["allowed"] == ["127.0.0.1"]  # the CRD keeps the field
+            eventually(lambda: len(allowed.seqs(device, "temperature")) >= 3, "the allowed target")
+            for target_id, index in (("nopolicy", 1), ("outside", 2)):
+                status = eventually(
+                    lambda t=target_id: target_status(provider_api, name, t) or None,
+                    f"status of {target_id}",
+                )
+                assert status["state"] == "Invalid", status
+                assert f"spec.targets[{index}].url" in status["lastError"]
+                assert "delivery policy" in status["lastError"]
+        finally:
+            custom.delete_namespaced_custom_object(
+                fs_api.SENSOR_ROUTE.group,
+                fs_api.SENSOR_ROUTE.version,
+                fs_api.ROUTE_NAMESPACE,
+                fs_api.SENSOR_ROUTE.plural,
+                name,
+            )

@@ -186,3 +186,38 @@ async def test_openapi_documents_errors_and_security(setup: Setup) -> None:
     names = {p["name"] for p in sensors["parameters"]}
     assert "filter[sensor_manufacturer][match]" in names
     assert "filter[observed_latency][range][max]" in names
+
+
+async def test_a_wrong_method_is_405_with_allow(setup: Setup) -> None:
+    async with setup.client() as http:
+        wrong = await http.put("/api/v2/flavors")
+        assert wrong.status_code == 405 and wrong.headers["allow"] == "GET"
+        both = await http.patch("/api/v2/contracts/contract-x")
+        assert both.status_code == 405 and both.headers["allow"] == "DELETE, GET"
+
+
+async def test_the_query_schema_is_what_the_server_takes(setup: Setup) -> None:
+    """Issue 24.5: a sampling rate of 0 is outside the published pattern and refused, naming
+    the parameter; values outside a pattern the parser would take are refused too."""
+    async with setup.client() as http:
+        for value in ("0", "0.0", "1e999"):
+            bad = await http.get("/api/v2/flavors/sensors", params={"filter[sampling_rate]": value})
+            # the short form is not published: the parser decides (0 is not a rate either)
+            assert bad.status_code == 400
+        for key, value in (
+            ("filter[sampling_rate][exact]", "0"),
+            ("filter[latency][range][max]", "16\n"),
+            ("filter[latency][range][max]", "1e999"),
+        ):
+            bad = await http.get("/api/v2/flavors/sensors", params={key: value})
+            assert bad.status_code == 400 and bad.json()["field"] == key, (key, value)
+        ok = await http.get(
+            "/api/v2/flavors/sensors", params={"filter[latency][range][max]": "1e-07"}
+        )
+        assert ok.status_code == 200
+        schema = (await http.get("/openapi.json")).json()
+    auth = schema["components"]["schemas"]["DeliveryAuthorization"]
+    assert [set(form["required"]) for form in auth["oneOf"]] == [
+        {"token"},
+        {"username", "password"},
+    ]

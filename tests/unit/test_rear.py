@@ -12,11 +12,17 @@ from pydantic import ValidationError
 from fluidos_sensors.contract import (
     AUTH_NONE,
     DELIVERY_AUTH_ANNOTATION,
+    DELIVERY_POLICY_ANNOTATION,
     DELIVERY_SECRET_ANNOTATION,
     ContractError,
     delivery_target,
 )
-from fluidos_sensors.endpoints import AuthType, DeliveryFormat, check_endpoint_url
+from fluidos_sensors.endpoints import (
+    AuthType,
+    DeliveryFormat,
+    DeliveryPolicy,
+    check_endpoint_url,
+)
 from fluidos_sensors.filters import SensorFilter
 from fluidos_sensors.flavor import Price, ProviderConfig, build_flavor, sensor_from_flavor
 from fluidos_sensors.rear import (
@@ -205,6 +211,7 @@ def _contract(**purchase: Any) -> dict[str, Any]:
         telemetry=telemetry,
         consumer="consumer-a",
         secret_name=name if telemetry.authorization else None,
+        policy=DeliveryPolicy(("telegraf",)),
     )
 
 
@@ -218,6 +225,7 @@ def test_contract_annotations_round_trip_to_a_route_target() -> None:
     assert target.format is DeliveryFormat.JSON and target.auth_type is AuthType.BEARER
     assert target.secret_name == contract["metadata"]["name"]
     assert target.endpoint == "http://telegraf:8186/telegraf"
+    assert target.policy == DeliveryPolicy(("telegraf",))
     assert "t0ken" not in json.dumps(contract)  # credentials live in the Secret only
 
     plain = delivery_target(_contract())
@@ -234,6 +242,11 @@ def test_contract_annotations_round_trip_to_a_route_target() -> None:
         (lambda c: c["spec"]["ingressTelemetryEndpoint"].update(endpoint="gopher://h"), "endpoint"),
         (lambda c: c["spec"].pop("ingressTelemetryEndpoint"), "ingressTelemetryEndpoint"),
         (lambda c: c["spec"]["flavor"].pop("metadata"), "spec.flavor.metadata.name"),
+        (lambda c: c["metadata"]["annotations"].pop(DELIVERY_POLICY_ANNOTATION), "allowed"),
+        (
+            lambda c: c["metadata"]["annotations"].update({DELIVERY_POLICY_ANNOTATION: "x.org"}),
+            "delivery policy",
+        ),
     ],
 )
 def test_a_damaged_contract_names_itself_and_the_field(damage: Any, field: str) -> None:
@@ -253,7 +266,8 @@ def test_contract_answer_keeps_the_fluidos_shape() -> None:
     contract["metadata"]["creationTimestamp"] = "2025-01-01T00:00:01Z"
     answer = objects.contract_answer(contract).wire()
     assert answer["contractID"] == contract["metadata"]["name"]
-    assert answer["buyerID"]["ID"] == "consumer-1" and answer["seller"]["ID"] == "provider-1"
+    # The token's consumer, whatever the reservation body said (issue 24.3).
+    assert answer["buyerID"]["ID"] == "consumer-a" and answer["seller"]["ID"] == "provider-1"
     assert answer["ingressTelemetryEndpoint"]["authorization"] == {"type": "basic"}
     assert answer["flavor"]["type"]["name"] == "sensor"
     assert answer["flavor"]["timestamp"] == "2025-01-01T00:00:01Z"
@@ -276,7 +290,8 @@ def test_transaction_expiry_is_rounded_up_to_whole_seconds() -> None:
         ttl_seconds=0.2,
     )
     assert body["spec"]["expirationTime"] == "2025-01-01T00:00:01Z"
-    assert body["spec"]["clusterID"] == "c"
+    assert body["spec"]["clusterID"] == "a"  # the token's consumer, not the body's "c"
+    assert body["spec"]["buyer"]["nodeID"] == "a"
     assert not objects.expired(body, now) and objects.expired(
         body, datetime(2025, 1, 2, tzinfo=UTC)
     )

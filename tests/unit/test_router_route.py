@@ -30,7 +30,13 @@ def target(n: int = 1, **changes) -> RouteTarget:
 def test_round_trip() -> None:
     targets = [
         target(2, format="json", batch_size=10, batch_delay_ms=0, queue_bytes=8192),
-        target(1, auth=TargetAuth("basic", "cred"), origin_kind=ORIGIN_CONTRACT, origin_name="c"),
+        target(
+            1,
+            auth=TargetAuth("basic", "cred"),
+            origin_kind=ORIGIN_CONTRACT,
+            origin_name="c",
+            allowed_hosts=("127.0.0.1",),
+        ),
     ]
     body = route_body(NODE, TOPIC, targets, flavor="fluidos/sensor-x")
     assert body["metadata"]["name"] == route_name(NODE, TOPIC)
@@ -131,3 +137,23 @@ def test_allowed_hosts() -> None:
 def test_redacted_urls_keep_no_secrets() -> None:
     url = "https://u:pw@influx.example.com:8086/api/v2/write?org=o&token=secret"
     assert redact_url(url) == "https://influx.example.com:8086/api/v2/write?org=…&token=…"
+
+
+def test_a_sold_target_is_held_to_its_buyers_delivery_policy() -> None:
+    """The edge agent refuses a Contract's target whose URL its recorded policy does not
+    allow, and one with no policy at all; a manual target needs none (issue 24.4)."""
+    sold = {"origin_kind": ORIGIN_CONTRACT, "origin_name": "c"}
+    targets = [
+        target(1, **sold, allowed_hosts=("127.0.0.1",)),  # allowed
+        target(2, **sold, allowed_hosts=("10.0.0.0/8", "*")),  # loopback not named
+        target(3, **sold),  # no policy recorded
+        target(4),  # manual
+    ]
+    route, problems = parse_route(route_body(NODE, TOPIC, targets))
+    assert route is not None
+    assert [t.id for t in route.targets] == ["t1", "t4"]
+    assert {(p.target, p.field) for p in problems} == {
+        ("t2", "spec.targets[1].url"),
+        ("t3", "spec.targets[2].url"),
+    }
+    assert all("delivery policy" in p.message for p in problems)
