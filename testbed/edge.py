@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mapper.broker import BrokerAccess, mosquitto_config, write_password_file
-from testbed import bootstrap, credentials
+from testbed import bootstrap, credentials, paths
 from testbed.processes import ProcessSpec, free_port, port_open
 from testbed.topology import ClusterSpec, NodeSpec, Topology
 
@@ -27,8 +27,8 @@ MQTT_USERNAME = "fluidos-sensors"
 SIMULATED_BOARDS = 4  # STWIN.box, SensorTile, STWIN.box, SensorTile
 DEVICE_NAMESPACE = "default"
 _REPO = Path(__file__).resolve().parent.parent
-MAPPER_RBAC = _REPO / "deploy" / "mapper" / "rbac.yaml"
-AGENT_RBAC = _REPO / "deploy" / "edge-agent" / "rbac.yaml"
+MAPPER_RBAC = paths.rbac_manifest("mapper")
+AGENT_RBAC = paths.rbac_manifest("edge-agent")
 
 
 @dataclass(frozen=True)
