@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import stat
 from pathlib import Path
 
@@ -77,3 +78,15 @@ def test_config_listens_on_loopback_and_requires_a_password(tmp_path: Path) -> N
     assert "listener 18830 127.0.0.1" in text.splitlines()
     assert "allow_anonymous false" in text.splitlines()
     assert f"password_file {tmp_path / 'pw'}" in text.splitlines()
+
+
+def test_a_ca_in_the_credentials_file_is_kept_and_checked(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    BrokerAccess("mqtt.example", 8883, "mapper", "pw", ca="/etc/ca.crt").save(path)
+    access = broker_access(path, None, None)
+    assert access.ca == "/etc/ca.crt" and access.port == 8883
+    BrokerAccess("h", 1, "u", "p").save(tmp_path / "plain.json")
+    assert "ca" not in json.loads((tmp_path / "plain.json").read_text())
+    path.write_text(json.dumps({"username": "u", "password": "p", "ca": 1}))
+    with pytest.raises(BrokerConfigError, match='"ca" must be a string'):
+        BrokerAccess.load(path)
