@@ -48,7 +48,7 @@ lock="$repo/deploy/image/requirements.lock"
 dockerfile="$repo/deploy/image/Dockerfile"
 
 # --- the base -----------------------------------------------------------------------------
-debian_packages="python3.11,python3.11-venv,ca-certificates"
+debian_packages="python3.11,ca-certificates"
 debian_mirror() {
   if [ -n "${DEBIAN_MIRROR:-}" ]; then echo "$DEBIAN_MIRROR"; return; fi
   local uri
@@ -77,7 +77,9 @@ else
     trap 'rm -rf "$root"' EXIT
     say "base: debootstrap --variant=minbase bookworm from $mirror (a few minutes, once)"
     debootstrap --variant=minbase --include="$debian_packages" bookworm "$root" "$mirror" \
-      >"$root.log" 2>&1 || { tail -20 "$root.log" >&2; die "debootstrap failed (log: $root.log)"; }
+      >"$root.log" 2>&1 || {
+        cp "$root/debootstrap/debootstrap.log" "$root.debootstrap.log" 2>/dev/null || true
+        tail -20 "$root.log" >&2; die "debootstrap failed (logs: $root.log, $root.debootstrap.log)"; }
     rm -f "$root.log"
     # What a container never uses: package caches and lists, docs, man pages, translations.
     rm -rf "$root"/var/cache/apt/* "$root"/var/lib/apt/lists/* "$root"/usr/share/doc/* \
@@ -94,7 +96,7 @@ fi
 inputs=$(
   cd "$repo"
   {
-    sha256sum deploy/image/Dockerfile deploy/image/requirements.lock pyproject.toml
+    sha256sum deploy/image/Dockerfile deploy/image/requirements.lock deploy/image/pip.lock pyproject.toml
     git ls-files -z -- fluidos_sensors testbed resource_manager router_manager mapper tui consumer \
       | xargs -0 sha256sum
     echo "$base $mode $version"
@@ -119,13 +121,15 @@ else
   rm -rf "$context/src"
 
   if [ "$mode" = offline ]; then
-    lock_hash=$(sha256sum "$lock" | cut -c1-16)
+    lock_hash=$(cat "$lock" "$repo/deploy/image/pip.lock" | sha256sum | cut -c1-16)
     wheelhouse="$cache/wheels/$lock_hash"
     if [ ! -f "$wheelhouse/.complete" ]; then
       say "wheelhouse: pip wheel of the lock's $(grep -c '==' "$lock") pinned dependencies"
       mkdir -p "$wheelhouse"
       "$python" -m pip wheel --quiet --disable-pip-version-check --no-deps --only-binary :all: \
         --require-hashes -r "$lock" -w "$wheelhouse" || die "pip wheel failed (is PyPI reachable?)"
+      "$python" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary :all: \
+        --require-hashes -r "$repo/deploy/image/pip.lock" -d "$wheelhouse" || die "pip download pip failed"
       touch "$wheelhouse/.complete"
     fi
     cp -l "$wheelhouse"/*.whl "$context/wheels/" 2>/dev/null || cp "$wheelhouse"/*.whl "$context/wheels/"

@@ -1,0 +1,362 @@
+"""The Helm chart (deploy/helm/fluidos-sensors) against real parts.
+
+`helm lint`, then `helm template` of every role with default and non-default values, applied
+with `kubectl apply --dry-run=server` to the testbed's real kube-apiservers (this project's,
+KubeEdge's and FLUIDOS's CRDs installed): a schema, RBAC or admission mistake fails the test.
+The namespace warns on Pod Security `restricted`, and exactly the parts that cannot meet it
+(the real-board mapper: uid 0 and the host's D-Bus; the agent's hostPath queue) are the ones
+the API server warns about. The chart's RBAC objects are those the testbed runs its parts
+with, and the resource manager starts without a "Forbidden" in its log. helm comes from PATH
+or is built from the Go module proxy (testbed.binaries.HELM), like every other binary.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from testbed import binaries, bootstrap, paths
+from testbed.state import ClusterAccess, TestbedState
+
+pytestmark = pytest.mark.integration
+
+CHART = paths.CHART_DIR
+NAMESPACE = "fluidos"
+IDENTITY = {"common": {"nodeIdentity": {"nodeId": "provider-x", "ip": "192.0.2.10"}}}
+PSS_WARNING = re.compile(r'Warning: would violate PodSecurity "restricted:latest": (.*)')
+
+# Role and values -> which objects may draw a Pod Security "restricted" warning.
+CASES: dict[str, tuple[str, dict[str, Any], set[str]]] = {
+    "provider-default": ("provider", {"roles": {"provider": True}, **IDENTITY}, set()),
+    "provider-edge-real-boards": (
+        "provider",
+        {"roles": {"provider": True, "edge": True}, **IDENTITY},
+        {"DaemonSet/fluidos-sensors-mapper", "DaemonSet/fluidos-sensors-edge-agent"},
+    ),
+    "provider-edge-tuned": (
+        "provider",
+        {
+            "roles": {"provider": True, "edge": True},
+            **IDENTITY,
+            "tag": "0.1.0-dev",
+            "image": {"repository": "registry.example/fluidos-sensors"},
+            "common": {
+                "nodeIdentity": {"nodeId": "provider-x", "ip": "192.0.2.10", "domain": "x.eu"},
+                "nodeSelector": {"node-role.fluidos.eu/resources": "true"},
+                "tolerations": [{"key": "dedicated", "operator": "Exists"}],
+                "extraArgs": ["--verbose"],
+            },
+            "networkPolicies": {"enabled": False},
+            "crds": {"install": False},
+            "routes": {"createNamespace": False},
+            "provider": {
+                "resourceManager": {
+                    "config": {
+                        "deviceNamespaces": ["default", "sensors"],
+                        "price": {"amount": "2.5", "currency": "USD", "period": "daily"},
+                        "location": {"city": "Turin", "country": "IT", "latitude": "45.07"},
+                    }
+                },
+                "rearGateway": {
+                    "config": {
+                        "tls": {"existingSecret": "my-gateway-tls"},
+                        "reservationTtl": "120",
+                        "maxConsumersPerSensor": "4",
+                        "consumers": {"consumer-1": "a-token-of-consumer-one-0123456789"},
+                    },
+                    "service": {"type": "ClusterIP"},
+                },
+                "routerManager": {"config": {"kubeedgeRules": False}},
+            },
+            "edge": {
+                "mapper": {"config": {"simulate": 4, "allBoards": True}},
+                "edgeAgent": {
+                    "config": {
+                        "allowHosts": ["telegraf.consumer.example"],
+                        "storage": {"type": "persistentVolumeClaim", "claimName": "agent-queue"},
+                    },
+                    "pod": {"extraArgs": ["--log-level", "DEBUG"]},
+                },
+            },
+        },
+        set(),
+    ),
+    "consumer-default": (
+        "consumer",
+        {"roles": {"consumer": True}, **IDENTITY},
+        set(),
+    ),
+    "consumer-sink-providers": (
+        "consumer",
+        {
+            "roles": {"consumer": True},
+            **IDENTITY,
+            "consumer": {
+                "providers": [
+                    {
+                        "name": "provider-1",
+                        "url": "https://192.0.2.10:30443",
+                        "token": "a-token-of-consumer-one-0123456789",
+                        "ca": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+                    },
+                    {
+                        "name": "provider-2",
+                        "url": "https://192.0.2.11:30443",
+                        "tokenSecret": "my-token",
+                        "caSecret": "my-ca",
+                    },
+                ],
+                "sink": {"enabled": True, "influxdb": {"storage": {"size": "1Gi"}}},
+            },
+        },
+        set(),
+    ),
+}
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    return binaries.resolve(binaries.HELM, log=print)
+
+
+@pytest.fixture(scope="session")
+def kubectl() -> Path:
+    return binaries.resolve(binaries.KUBECTL, log=print)
+
+
+def _run(argv: list[str | Path], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(a) for a in argv], capture_output=True, text=True, timeout=300, check=False, **kwargs
+    )
+
+
+def _render(helm: Path, values: dict[str, Any], tmp: Path, *extra: str) -> str:
+    values_file = tmp / "values.yaml"
+    values_file.write_text(yaml.safe_dump(values))
+    proc = _run(
+        [helm, "template", "fluidos-sensors", CHART, "-n", NAMESPACE, "-f", values_file, *extra]
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def _docs(rendered: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(rendered) if d]
+
+
+def test_lint_every_role(helm: Path, tmp_path: Path) -> None:
+    for role in ("provider", "edge", "consumer"):
+        values = tmp_path / f"{role}.yaml"
+        values.write_text(yaml.safe_dump({"roles": {role: True}, **IDENTITY}))
+        proc = _run([helm, "lint", "--strict", CHART, "-n", NAMESPACE, "-f", values])
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_render_refuses_what_cannot_work(helm: Path, tmp_path: Path) -> None:
+    values = tmp_path / "v.yaml"
+    for bad, reason in (
+        ({**IDENTITY}, "choose at least one role"),
+        ({"roles": {"provider": True}}, "nodeId is required"),
+        (
+            {
+                "roles": {"provider": True},
+                **IDENTITY,
+                "provider": {"routerManager": {"replicas": 2}},
+            },
+            "at most 1",
+        ),
+    ):
+        values.write_text(yaml.safe_dump(bad))
+        proc = _run([helm, "template", "x", CHART, "-n", NAMESPACE, "-f", values])
+        assert proc.returncode != 0 and reason in proc.stderr, proc.stderr
+    values.write_text(yaml.safe_dump({"roles": {"consumer": True}, **IDENTITY}))
+    proc = _run([helm, "template", "x", CHART, "-n", "default", "-f", values])
+    assert proc.returncode != 0 and "-n fluidos" in proc.stderr
+
+
+@pytest.fixture
+def warn_restricted(testbed: TestbedState, provider: ClusterAccess, consumer: ClusterAccess) -> Any:
+    """Namespace `fluidos` of both clusters warns on Pod Security `restricted`."""
+    label = "pod-security.kubernetes.io/warn"
+    apis = []
+    for cluster in (provider, consumer):
+        api = bootstrap.api_client(cluster.kubeconfig)
+        apis.append(api)
+        core = client.CoreV1Api(api)
+        core.patch_namespace(NAMESPACE, {"metadata": {"labels": {label: "restricted"}}})
+    yield
+    for api in apis:
+        client.CoreV1Api(api).patch_namespace(NAMESPACE, {"metadata": {"labels": {label: None}}})
+        api.close()
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_role_is_accepted_by_a_real_api_server(
+    case: str,
+    helm: Path,
+    kubectl: Path,
+    provider: ClusterAccess,
+    consumer: ClusterAccess,
+    warn_restricted: Any,
+    tmp_path: Path,
+) -> None:
+    role, values, may_warn = CASES[case]
+    cluster = provider if role == "provider" else consumer
+    docs = _docs(_render(helm, values, tmp_path))
+    # Workloads one by one, so each Pod Security warning is known to be about that workload.
+    workloads = [d for d in docs if "template" in d.get("spec", {})]
+    rest = [d for d in docs if d not in workloads]
+    warned = set()
+    for batch in [rest, *([w] for w in workloads)]:
+        manifest = tmp_path / "batch.yaml"
+        manifest.write_text(yaml.safe_dump_all(batch))
+        proc = _run(
+            [
+                kubectl,
+                "--kubeconfig",
+                cluster.kubeconfig,
+                "apply",
+                "--dry-run=server",
+                "-f",
+                manifest,
+            ]
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.count("(server dry run)") == len(batch), proc.stdout
+        reasons = PSS_WARNING.findall(proc.stderr)
+        if batch is not rest and reasons:
+            warned.add(f"{batch[0]['kind']}/{batch[0]['metadata']['name']}")
+            # What may break "restricted" there: root (the mapper), host folders. Never
+            # privilege, capabilities beyond CHOWN for the queue's folder, or no seccomp.
+            for reason in reasons:
+                assert not re.search(r"privileged|seccomp|allowPrivilegeEscalation", reason), reason
+                assert "must set securityContext.capabilities.drop" not in reason, reason
+                added = re.findall(r'must not include "([A-Z_]+)"', reason)
+                assert set(added) <= {"CHOWN"}, reason
+    assert warned == may_warn
+
+
+def test_chart_rbac_is_what_the_testbed_runs_with(
+    helm: Path, provider: ClusterAccess, consumer: ClusterAccess, tmp_path: Path
+) -> None:
+    """Every RBAC object the chart renders equals its file and the live object of the testbed
+    (which applied the same files for its parts), rules and subjects alike."""
+    rendered = _docs(
+        _render(
+            helm,
+            {"roles": {"provider": True, "edge": True, "consumer": True}, **IDENTITY},
+            tmp_path,
+        )
+    )
+    rbac = [
+        d for d in rendered if d["apiVersion"].startswith("rbac.") or d["kind"] == "ServiceAccount"
+    ]
+    from_files = [
+        d
+        for part in (
+            "resource-manager",
+            "gateway",
+            "router-manager",
+            "mapper",
+            "edge-agent",
+            "consumer",
+        )
+        for d in yaml.safe_load_all(paths.rbac_manifest(part).read_text())
+        if d
+    ]
+    assert rbac == from_files
+    for doc in rbac:
+        cluster = consumer if "consumer" in doc["metadata"]["name"] else provider
+        with bootstrap.api_client(cluster.kubeconfig) as api:
+            live = _read_live(api, doc)
+        for field in ("rules", "subjects", "roleRef"):
+            assert live.get(field) == doc.get(field), (doc["kind"], doc["metadata"]["name"], field)
+
+
+def _read_live(api: client.ApiClient, doc: dict[str, Any]) -> dict[str, Any]:
+    name, namespace = doc["metadata"]["name"], doc["metadata"].get("namespace")
+    rbac = client.RbacAuthorizationV1Api(api)
+    read = {
+        "ServiceAccount": lambda: client.CoreV1Api(api).read_namespaced_service_account(
+            name, namespace
+        ),
+        "ClusterRole": lambda: rbac.read_cluster_role(name),
+        "ClusterRoleBinding": lambda: rbac.read_cluster_role_binding(name),
+        "Role": lambda: rbac.read_namespaced_role(name, namespace),
+        "RoleBinding": lambda: rbac.read_namespaced_role_binding(name, namespace),
+    }[doc["kind"]]()
+    return _clean(api.sanitize_for_serialization(read))
+
+
+def _clean(obj: Any) -> Any:
+    """The live object as the file writes it: no empty fields the server adds."""
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items() if v not in (None, [], {})}
+    if isinstance(obj, list):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def test_generated_secrets_stay_the_same_across_upgrades(
+    helm: Path, kubectl: Path, provider: ClusterAccess, tmp_path: Path
+) -> None:
+    """The gateway's certificate and the MQTT passwords are generated once: rendered against a
+    cluster that holds them (`--dry-run=server` enables `lookup`), the existing data comes back."""
+    values = {"roles": {"provider": True, "edge": True}, **IDENTITY}
+    first = {
+        d["metadata"]["name"]: d
+        for d in _docs(_render(helm, values, tmp_path))
+        if d["kind"] == "Secret"
+    }
+    assert set(first) == {"fluidos-sensors-gateway-tls", "fluidos-sensors-mqtt"}
+    manifest = tmp_path / "secrets.yaml"
+    manifest.write_text(yaml.safe_dump_all(list(first.values())))
+    kubeconfig = ["--kubeconfig", provider.kubeconfig]
+    created = _run([kubectl, *kubeconfig, "create", "-f", manifest])
+    assert created.returncode == 0, created.stderr
+    try:
+        again = {
+            d["metadata"]["name"]: d
+            for d in _docs(
+                _render(
+                    helm,
+                    values,
+                    tmp_path,
+                    "--dry-run=server",
+                    "--kubeconfig",
+                    str(provider.kubeconfig),
+                )
+            )
+            if d["kind"] == "Secret"
+        }
+        for name, secret in first.items():
+            assert again[name]["data"] == secret["data"], name
+        # And a fresh render (no cluster) makes new ones: what is kept comes from the cluster.
+        fresh = {
+            d["metadata"]["name"]: d
+            for d in _docs(_render(helm, values, tmp_path))
+            if d["kind"] == "Secret"
+        }
+        assert fresh["fluidos-sensors-mqtt"]["data"] != first["fluidos-sensors-mqtt"]["data"]
+        tls = base64.b64decode(first["fluidos-sensors-gateway-tls"]["data"]["tls.crt"]).decode()
+        assert tls.startswith("-----BEGIN CERTIFICATE-----")
+    finally:
+        _run([kubectl, *kubeconfig, "delete", "--ignore-not-found", "-f", manifest])
+
+
+def test_resource_manager_starts_without_forbidden(
+    testbed: TestbedState, provider: ClusterAccess
+) -> None:
+    """kopf's start (CRD and Namespace scanning) is allowed by the shipped RBAC."""
+    log = (
+        testbed.directory / provider.name / "services" / "resource-manager" / "resource-manager.log"
+    )
+    text = log.read_text()
+    assert "Forbidden" not in text and "forbidden" not in text, text[-3000:]
