@@ -84,3 +84,23 @@ imagePullSecrets:
     medium: Memory
     sizeLimit: 16Mi
 {{- end }}
+
+{{/* Scheduling of the edge DaemonSets: edge.* */}}
+{{- define "fs.edgeScheduling" -}}
+{{- with .Values.edge.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.edge.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.edge.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
