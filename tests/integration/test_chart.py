@@ -13,8 +13,10 @@ or is built from the Go module proxy (testbed.binaries.HELM), like every other b
 from __future__ import annotations
 
 import base64
+import getpass
 import re
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ import yaml
 from kubernetes import client
 
 from testbed import binaries, bootstrap, paths
+from testbed.processes import port_open
 from testbed.state import ClusterAccess, TestbedState
 
 pytestmark = pytest.mark.integration
@@ -360,3 +363,121 @@ def test_resource_manager_starts_without_forbidden(
     )
     text = log.read_text()
     assert "Forbidden" not in text and "forbidden" not in text, text[-3000:]
+
+
+def _broker_files(helm: Path, tmp: Path, tls_port: int, plain_port: int) -> tuple[Path, dict]:
+    """The chart's broker config, ACL, users and certificate as files for a local mosquitto:
+    what the edge pod mounts, with the pod's paths and ports moved to the test's folder."""
+    values = {
+        "roles": {"edge": True},
+        **IDENTITY,
+        "edge": {"mosquitto": {"config": {"tlsPort": tls_port, "loopbackPort": plain_port}}},
+    }
+    docs = _docs(_render(helm, values, tmp))
+    secret = next(d for d in docs if d["metadata"]["name"] == "fluidos-sensors-mqtt")
+    conf = next(d for d in docs if d["metadata"]["name"] == "fluidos-sensors-mosquitto")
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    for name in ("tls.crt", "tls.key", "ca.crt"):
+        (tmp / name).write_text(data[name])
+    (tmp / "acl").write_text(conf["data"]["acl"])
+    passwd = tmp / "passwd"
+    passwd.write_text(data["passwords"])
+    passwd.chmod(0o600)
+    hashed = _run(["mosquitto_passwd", "-U", passwd])
+    assert hashed.returncode == 0, hashed.stderr
+    text = conf["data"]["mosquitto.conf"]
+    for pod_path, local in (
+        ("/run/mosquitto/passwd", passwd),
+        ("/etc/mosquitto/acl/acl", tmp / "acl"),
+        ("/etc/mosquitto/tls/tls.crt", tmp / "tls.crt"),
+        ("/etc/mosquitto/tls/tls.key", tmp / "tls.key"),
+    ):
+        text = text.replace(pod_path, str(local))
+    config = tmp / "mosquitto.conf"
+    # Started as root, mosquitto would switch to user `mosquitto`, who cannot read the files.
+    config.write_text(f"user {getpass.getuser()}\n{text}")
+    return config, data
+
+
+def test_chart_broker_separates_mapper_and_agent(helm: Path, tmp_path: Path) -> None:
+    """The chart's broker config in the real mosquitto: the mapper publishes over TLS checked
+    against the chart's CA and cannot read; the agent reads on loopback and cannot publish;
+    no anonymous client gets in."""
+    import json
+    import ssl
+    import threading
+
+    import paho.mqtt.client as mqtt
+
+    from testbed.processes import die_with_parent, free_port
+
+    mosquitto = binaries.resolve(binaries.MOSQUITTO, log=print)
+    tls_port, plain_port = free_port(), free_port()
+    config, data = _broker_files(helm, tmp_path, tls_port, plain_port)
+    mapper, agent = json.loads(data["mapper.json"]), json.loads(data["agent.json"])
+    assert agent["host"] == "127.0.0.1" and "ca" in mapper
+    log = (tmp_path / "mosquitto.log").open("w")
+    broker = subprocess.Popen(
+        [mosquitto, "-c", config], stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+    )
+
+    def connect(user: dict | None, port: int, tls: bool) -> tuple[mqtt.Client, int]:
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+        if user:
+            client.username_pw_set(user["username"], user["password"])
+        if tls:
+            context = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
+            context.check_hostname = False  # the certificate names the in-cluster Service
+            client.tls_set_context(context)
+        answer: list[int] = []
+        done = threading.Event()
+        client.on_connect = lambda _c, _u, _f, rc, _p: (answer.append(rc.value), done.set())
+        client.connect("127.0.0.1", port)
+        client.loop_start()
+        assert done.wait(10), "no CONNACK"
+        return client, answer[0]
+
+    try:
+        deadline = time.monotonic() + 10
+        while not port_open(tls_port) or not port_open(plain_port):
+            assert broker.poll() is None and time.monotonic() < deadline, (
+                tmp_path / "mosquitto.log"
+            ).read_text()
+            time.sleep(0.1)
+        topic = "edge-1/fluidos-sensors/dev/temperature"
+        got: dict[str, list[bytes]] = {"agent": [], "mapper": []}
+        reader, rc = connect(agent, plain_port, tls=False)
+        assert rc == 0
+        reader.on_message = lambda _c, _u, m: got["agent"].append(m.payload)
+        reader.subscribe("+/fluidos-sensors/#", qos=1)
+        writer, rc = connect(mapper, tls_port, tls=True)
+        assert rc == 0
+        writer.on_message = lambda _c, _u, m: got["mapper"].append(m.payload)
+        writer.subscribe("+/fluidos-sensors/#", qos=1)  # ACL: the mapper may not read
+        time.sleep(0.5)
+        writer.publish(topic, b"from-mapper", qos=1).wait_for_publish(5)
+        reader.publish(topic, b"from-agent", qos=1).wait_for_publish(5)  # ACL: dropped
+        deadline = time.monotonic() + 5
+        while not got["agent"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        assert got == {"agent": [b"from-mapper"], "mapper": []}
+        for client in (reader, writer):
+            client.loop_stop()
+            client.disconnect()
+        anonymous, rc = connect(None, plain_port, tls=False)
+        anonymous.loop_stop()
+        assert rc != 0  # not authorised
+        # The TLS listener takes no clear-text client: no CONNACK comes back.
+        clear = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+        clear.username_pw_set(mapper["username"], mapper["password"])
+        accepted = threading.Event()
+        clear.on_connect = lambda _c, _u, _f, rc, _p: rc.value == 0 and accepted.set()
+        clear.connect("127.0.0.1", tls_port)
+        clear.loop_start()
+        assert not accepted.wait(3)
+        clear.loop_stop()
+    finally:
+        broker.terminate()
+        broker.wait(timeout=10)
+        log.close()
