@@ -91,6 +91,11 @@ CASES: dict[str, tuple[str, dict[str, Any], set[str]]] = {
         },
         set(),
     ),
+    "provider-bare-cluster": (
+        "provider",
+        {"roles": {"provider": True}, **IDENTITY, "upstreamCRDs": {"install": True}},
+        set(),
+    ),
     "consumer-default": (
         "consumer",
         {"roles": {"consumer": True}, **IDENTITY},
@@ -352,6 +357,42 @@ def test_generated_secrets_stay_the_same_across_upgrades(
         assert tls.startswith("-----BEGIN CERTIFICATE-----")
     finally:
         _run([kubectl, *kubeconfig, "delete", "--ignore-not-found", "-f", manifest])
+
+
+def test_upstream_crds_are_the_pinned_files(
+    helm: Path, provider: ClusterAccess, tmp_path: Path
+) -> None:
+    """The opt-in upstream CRDs are byte for byte the files testbed/upstream.py pins; rendered
+    against a cluster that has them (lookup), none is rendered: an installed one is never
+    overwritten."""
+    import hashlib
+
+    from testbed import upstream
+
+    folder = CHART / "files" / "upstream-crds"
+    shipped = {p.relative_to(folder).as_posix() for p in folder.glob("*/*.yaml")}
+    assert shipped == {f.mirror_path for f in upstream.CRDS}
+    for pinned in upstream.CRDS:
+        assert (
+            hashlib.sha256((folder / pinned.mirror_path).read_bytes()).hexdigest() == pinned.sha256
+        )
+    values = {"roles": {"provider": True}, **IDENTITY, "upstreamCRDs": {"install": True}}
+    offline = _docs(_render(helm, values, tmp_path))
+    against = _docs(
+        _render(
+            helm, values, tmp_path, "--dry-run=server", "--kubeconfig", str(provider.kubeconfig)
+        )
+    )
+
+    def names(docs: list[dict[str, Any]]) -> set[str]:
+        return {d["metadata"]["name"] for d in docs if d["kind"] == "CustomResourceDefinition"}
+
+    upstream_names = {
+        yaml.safe_load((folder / f.mirror_path).read_text())["metadata"]["name"]
+        for f in upstream.CRDS
+    }
+    assert upstream_names <= names(offline)
+    assert not upstream_names & names(against)
 
 
 def test_resource_manager_starts_without_forbidden(
