@@ -47,7 +47,7 @@ from fluidos_sensors.rear import (
 )
 from fluidos_sensors.sensor import DeviceRef, SensorSpec
 from resource_manager.gateway import objects
-from testbed import bootstrap, credentials
+from testbed import bootstrap, credentials, paths
 from testbed.pki import CertPair, ClusterPKI
 from testbed.processes import die_with_parent
 from testbed.state import ClusterAccess
@@ -56,7 +56,7 @@ pytestmark = pytest.mark.integration
 
 WAIT = 30.0
 NS = fs_api.FLUIDOS_NAMESPACE
-RBAC = Path(__file__).resolve().parents[2] / "deploy" / "gateway" / "rbac.yaml"
+RBAC = paths.rbac_manifest("gateway")
 ACCOUNT = "fluidos-sensors-gateway"
 PROVIDER = ProviderConfig(
     node_id="provider-1",
