@@ -178,8 +178,9 @@ def test_render_refuses_what_cannot_work(helm: Path, tmp_path: Path) -> None:
                 **IDENTITY,
                 "provider": {"routerManager": {"replicas": 2}},
             },
-            "at most 1",
+            "/provider/routerManager/replicas",  # kopf standalone: the schema says at most 1
         ),
+        ({"role": {"provider": True}, **IDENTITY}, "'role' not allowed"),  # a typo
     ):
         values.write_text(yaml.safe_dump(bad))
         proc = _run([helm, "template", "x", CHART, "-n", NAMESPACE, "-f", values])
