@@ -105,10 +105,12 @@ def status(
 
 @app.command("binaries")
 def install_binaries() -> None:
-    """Find, build or install every binary the testbed runs (cached per user and version)."""
+    """Find, build or install every binary the testbed runs, and helm for the chart's checks
+    (cached per user and version)."""
     try:
         for name, path in binaries.resolve_all(
-            manager.required_binaries(), log=lambda m: typer.echo(m, err=True)
+            [*manager.required_binaries(), binaries.HELM.name],
+            log=lambda m: typer.echo(m, err=True),
         ).items():
             typer.echo(f"{name}: {path}")
     except binaries.MissingBinary as exc:
