@@ -12,6 +12,7 @@ ServiceAccount, until kopf's liveness endpoint answers.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import signal
@@ -66,7 +67,7 @@ def docker_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, s
     socket = run / "docker.sock"
     config = run / "daemon.json"
     config.write_text(
-        yaml.safe_dump(
+        json.dumps(
             {
                 "data-root": str(data),
                 "exec-root": str(run / "exec"),
