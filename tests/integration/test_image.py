@@ -103,6 +103,15 @@ def docker_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, s
             dockerd.kill()
             dockerd.wait()
         log.close()
+        # dockerd leaves its network namespace mounted under its exec-root.
+        for mount in sorted(_mounts_under(run), reverse=True):
+            subprocess.run(["umount", "-l", mount], check=False, capture_output=True)
+
+
+def _mounts_under(folder: Path) -> list[str]:
+    prefix = f"{folder}/"
+    with open("/proc/mounts") as mounts:
+        return [line.split()[1] for line in mounts if line.split()[1].startswith(prefix)]
 
 
 @pytest.fixture(scope="module")
