@@ -525,3 +525,71 @@ def test_chart_broker_separates_mapper_and_agent(helm: Path, tmp_path: Path) -> 
         broker.terminate()
         broker.wait(timeout=10)
         log.close()
+
+
+def test_mapper_publishes_over_tls_with_the_charts_credentials(helm: Path, tmp_path: Path) -> None:
+    """The real mapper (simulated board, no cluster) with the chart's mapper.json reaches the
+    chart's broker config over TLS only, and its readings reach the agent's user. The
+    broker's certificate here names 127.0.0.1 (the chart's names the in-cluster Service)."""
+    import json
+    import sys
+    import threading
+
+    import paho.mqtt.client as mqtt
+
+    from testbed.pki import ClusterPKI
+    from testbed.processes import die_with_parent, free_port
+
+    mosquitto = binaries.resolve(binaries.MOSQUITTO, log=print)
+    tls_port, plain_port = free_port(), free_port()
+    config, data = _broker_files(helm, tmp_path, tls_port, plain_port)
+    pki = ClusterPKI(tmp_path / "pki", "mqtt-test")
+    serving = pki.rear_gateway_serving()  # loopback names, signed by this test's CA
+    (tmp_path / "tls.crt").write_text(serving.cert.read_text())
+    (tmp_path / "tls.key").write_text(serving.key.read_text())
+    mapper = json.loads(data["mapper.json"])
+    mapper.update(host="127.0.0.1", ca=str(pki.ca.cert))
+    credentials = tmp_path / "mapper.json"
+    credentials.write_text(json.dumps(mapper))
+    credentials.chmod(0o600)
+    agent = json.loads(data["agent.json"])
+    logs = [(tmp_path / name).open("w") for name in ("mosquitto.log", "mapper.log")]
+    broker = subprocess.Popen(
+        [mosquitto, "-c", config],
+        stdout=logs[0],
+        stderr=subprocess.STDOUT,
+        preexec_fn=die_with_parent,
+    )
+    received: list[str] = []
+    got = threading.Event()
+    reader = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    reader.username_pw_set(agent["username"], agent["password"])
+    reader.on_message = lambda _c, _u, m: (received.append(m.topic), got.set())
+    mapper_proc = None
+    try:
+        deadline = time.monotonic() + 10
+        while not port_open(plain_port):
+            assert broker.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        reader.connect("127.0.0.1", plain_port)
+        reader.subscribe("+/fluidos-sensors/#", qos=1)
+        reader.loop_start()
+        argv = [sys.executable, "-m", "fluidos_sensors", "mapper", "run", "--node", "edge-1"]
+        argv += ["--no-kubernetes", "--simulate", "1", "--mqtt-credentials", str(credentials)]
+        mapper_proc = subprocess.Popen(
+            argv,
+            stdout=logs[1],
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
+        )
+        assert got.wait(60), (tmp_path / "mapper.log").read_text()[-3000:]
+        assert all("/fluidos-sensors/" in topic for topic in received)
+    finally:
+        reader.loop_stop()
+        if mapper_proc is not None:
+            mapper_proc.terminate()
+            mapper_proc.wait(timeout=20)
+        broker.terminate()
+        broker.wait(timeout=10)
+        for log in logs:
+            log.close()
