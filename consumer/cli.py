@@ -309,6 +309,12 @@ def run(
     ready_file: Annotated[
         Path | None, typer.Option(help="Touched once the operator has started.")
     ] = None,
+    liveness: Annotated[
+        str | None,
+        typer.Option(
+            help="Serve kopf's liveness endpoint at this URL, e.g. http://0.0.0.0:8080/healthz."
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the consumer operator (kopf) until interrupted."""
@@ -342,6 +348,6 @@ def run(
     )
     api = api_client(kubeconfig, context)
     try:
-        asyncio.run(operator.run(settings, api, ready_file))
+        asyncio.run(operator.run(settings, api, ready_file, liveness=liveness))
     finally:
         api.close()

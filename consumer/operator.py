@@ -384,12 +384,18 @@ def operator_settings() -> kopf.OperatorSettings:
 
 
 async def run(
-    settings: ConsumerSettings, api: client.ApiClient, ready_file: Path | None = None
+    settings: ConsumerSettings,
+    api: client.ApiClient,
+    ready_file: Path | None = None,
+    *,
+    liveness: str | None = None,
 ) -> None:
-    """Run the consumer operator in its namespace until cancelled."""
+    """Run the consumer operator in its namespace until cancelled; `liveness` is the URL of
+    kopf's liveness endpoint (none by default)."""
     await kopf.operator(
         registry=build_registry(settings, api, ready_file),
         settings=operator_settings(),
         namespaces=[settings.namespace],
         standalone=True,
+        liveness_endpoint=liveness,
     )

@@ -46,7 +46,7 @@ RESERVATION = Resource("reservation.fluidos.eu", "v1alpha1", "reservations", "Re
 TRANSACTION = Resource("reservation.fluidos.eu", "v1alpha1", "transactions", "Transaction")
 CONTRACT = Resource("reservation.fluidos.eu", "v1alpha1", "contracts", "Contract")
 
-# This project's own CRDs (deploy/crds/), one group for all of them.
+# This project's own CRDs (the chart's files/crds/), one group for all of them.
 SENSORS_GROUP = "sensors.fluidos.eu"
 SENSOR_ROUTE = Resource(SENSORS_GROUP, "v1alpha1", "sensorroutes", "SensorRoute")
 SENSOR_REQUEST = Resource(SENSORS_GROUP, "v1alpha1", "sensorrequests", "SensorRequest")

@@ -487,7 +487,7 @@ def describe(sensor_filter: SensorFilter) -> str:
     return ", ".join(parts) or "any sensor"
 
 
-# A SensorRequest (deploy/crds/sensorrequests.yaml) carries the same filters in `spec.filter`,
+# A SensorRequest (chart files/crds/sensorrequests.yaml) carries the same filters in `spec.filter`,
 # camelCased: text lists for match filters, {min, max, exact} strings for range filters.
 REQUEST_FILTER_FIELDS = {
     name: name.split("_")[0] + "".join(part.title() for part in name.split("_")[1:])

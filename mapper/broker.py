@@ -42,6 +42,9 @@ class BrokerAccess:
     port: int = DEFAULT_PORT
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    # PEM CA file: connect with TLS and check the broker's certificate against it (the Helm
+    # chart's mapper reaches its node's broker over the pod network, never in clear).
+    ca: str | None = None
 
     def __str__(self) -> str:
         who = f"{self.username}@" if self.username else ""
@@ -58,7 +61,7 @@ class BrokerAccess:
             raise BrokerConfigError(f"{path}: not JSON: {err}") from None
         if not isinstance(data, dict):
             raise BrokerConfigError(f"{path}: must hold a JSON object")
-        for key in ("host", "username", "password"):
+        for key in ("host", "username", "password", "ca"):
             if key in data and not isinstance(data[key], str):
                 raise BrokerConfigError(f'{path}: "{key}" must be a string')
         port = data.get("port", DEFAULT_PORT)
@@ -69,6 +72,7 @@ class BrokerAccess:
             port=port,
             username=data.get("username"),
             password=data.get("password"),
+            ca=data.get("ca"),
         )
 
     def save(self, path: Path) -> None:
@@ -80,6 +84,8 @@ class BrokerAccess:
             "username": self.username,
             "password": self.password,
         }
+        if self.ca:
+            body["ca"] = self.ca
         tmp = path.with_name(f".{path.name}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:

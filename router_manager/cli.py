@@ -199,6 +199,12 @@ def run(
     ready_file: Annotated[
         Path | None, typer.Option(help="Touched once the operator has started.")
     ] = None,
+    liveness: Annotated[
+        str | None,
+        typer.Option(
+            help="Serve kopf's liveness endpoint at this URL, e.g. http://0.0.0.0:8080/healthz."
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the router manager (kopf operator) until interrupted."""
@@ -217,7 +223,7 @@ def run(
             ready_file=ready_file,
         )
     )
-    asyncio.run(kopf.operator(clusterwide=True, standalone=True))
+    asyncio.run(kopf.operator(clusterwide=True, standalone=True, liveness_endpoint=liveness))
 
 
 # ------------------------------------------------------------------------------ routes

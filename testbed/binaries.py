@@ -42,6 +42,8 @@ KIND_VERSION = "v0.33.0"
 # kubeadm 1.36 defaults to CoreDNS v1.14.2, which is not on the Go module proxy; the kind
 # configs set `dns.imageTag` to this one.
 COREDNS_VERSION = "v1.14.3"
+# The chart's checks (deploy/helm/): the newest Helm 4 release on the Go module proxy.
+HELM_VERSION = "v4.3.2"
 # Only the plugins the testbed and the router benchmark use ("custom" drops the rest).
 TELEGRAF_PLUGINS = (
     "inputs.http_listener_v2",
@@ -301,7 +303,31 @@ TELEGRAF = Binary(
     ),
 )
 
-ALL = {b.name: b for b in (KUBE_APISERVER, ETCD, KUBECTL, MOSQUITTO, INFLUXD, TELEGRAF)}
+HELM = Binary(
+    name="helm",
+    version=HELM_VERSION,
+    version_args=("version", "--short"),
+    version_pattern=r"(v\d+\.\d+\.\d+)",
+    # A user's own Helm 4 on PATH is used first; Helm 3 renders differently (no v4 features).
+    accepts=lambda v: _minor(v)[0] == 4,
+    go=GoRecipe(
+        module="helm.sh/helm/v4",
+        version=HELM_VERSION,
+        package="helm.sh/helm/v4/cmd/helm",
+        ldflags=(
+            f"-X helm.sh/helm/v4/internal/version.version={HELM_VERSION}",
+            "-X helm.sh/helm/v4/internal/version.gitTreeState=clean",
+        ),
+        upstream_gomod=True,
+    ),
+    release=ReleaseDownload(
+        "https://get.helm.sh/helm-{version}-linux-{arch}.tar.gz",
+        "https://get.helm.sh/helm-{version}-linux-{arch}.tar.gz.sha256sum",
+        member="helm",
+    ),
+)
+
+ALL = {b.name: b for b in (KUBE_APISERVER, ETCD, KUBECTL, MOSQUITTO, INFLUXD, TELEGRAF, HELM)}
 
 # KIND mode. The node image's Kubernetes binaries must be exactly the pinned release (kubeadm
 # checks kubelet's version, the control-plane images are tagged with it), so PATH rarely fits.

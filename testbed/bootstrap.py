@@ -16,13 +16,13 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from fluidos_sensors.api import FLUIDOS_NAMESPACE, ROUTE_NAMESPACE
-from testbed import upstream
+from testbed import paths, upstream
 from testbed.topology import NodeSpec
 
 NOT_READY_ANNOTATION = "testbed.fluidos-sensors.io/simulate-not-ready"
 # Namespaces every cluster of the testbed gets.
 NAMESPACES = (FLUIDOS_NAMESPACE, ROUTE_NAMESPACE)
-OWN_CRDS = Path(__file__).resolve().parent.parent / "deploy" / "crds"
+OWN_CRDS = paths.OWN_CRDS_DIR
 
 
 def api_client(kubeconfig: Path) -> client.ApiClient:
@@ -32,7 +32,7 @@ def api_client(kubeconfig: Path) -> client.ApiClient:
 def install_crds(api: client.ApiClient, timeout: float = 60) -> list[str]:
     """Create every pinned upstream CRD that the cluster lacks; never overwrite an existing one
     (a real KubeEdge or FLUIDOS deployment may own it). This project's own CRDs
-    (`deploy/crds`) are created or updated. Returns the CRD names, established."""
+    (the chart's `files/crds/`) are created or updated. Returns the CRD names, established."""
     ext = client.ApiextensionsV1Api(api)
     names = []
     for file in upstream.CRDS:

@@ -112,13 +112,16 @@ def install_binaries(
         bool, typer.Option("--kind", help="The KIND mode's binaries (node image, kind) instead.")
     ] = False,
 ) -> None:
-    """Find, build or install every binary the testbed runs (cached per user and version)."""
+    """Find, build or install every binary the testbed runs, and helm for the chart's checks
+    (cached per user and version)."""
     log = lambda m: typer.echo(m, err=True)  # noqa: E731
     try:
         if kind:
             found = {n: binaries.resolve(b, log=log) for n, b in binaries.KIND_ALL.items()}
         else:
-            found = binaries.resolve_all(manager.required_binaries(), log=log)
+            found = binaries.resolve_all(
+                [*manager.required_binaries(), binaries.HELM.name], log=log
+            )
         for name, path in found.items():
             typer.echo(f"{name}: {path}")
     except binaries.MissingBinary as exc:

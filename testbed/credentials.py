@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import yaml
-from kubernetes import client, utils
+from kubernetes import client, dynamic
 
 from testbed import bootstrap
 
@@ -20,15 +20,20 @@ def write_secret_file(path: Path, content: str) -> None:
 
 
 def apply_manifest(api: client.ApiClient, manifest: Path) -> None:
-    """Create every object of a YAML manifest that does not exist yet."""
+    """Create every object of a YAML manifest, or bring an existing one to what the file says
+    (server-side apply): a testbed that outlives a change of the shipped RBAC gets the change."""
+    resources = dynamic.DynamicClient(api).resources
     for doc in yaml.safe_load_all(manifest.read_text()):
         if not doc:
             continue
-        try:
-            utils.create_from_dict(api, doc)
-        except utils.FailToCreateError as exc:
-            if any(getattr(e, "status", None) != 409 for e in exc.api_exceptions):
-                raise
+        resource = resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
+        resource.server_side_apply(
+            body=doc,
+            name=doc["metadata"]["name"],
+            namespace=doc["metadata"].get("namespace"),
+            field_manager="fluidos-sensors-testbed",
+            force_conflicts=True,
+        )
 
 
 def service_account_kubeconfig(

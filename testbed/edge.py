@@ -23,7 +23,7 @@ from mapper.broker import (
     mosquitto_config,
     write_password_file,
 )
-from testbed import bootstrap, credentials
+from testbed import bootstrap, credentials, paths
 from testbed.processes import ProcessSpec, free_port, port_open
 from testbed.topology import ClusterSpec, NodeSpec, Topology
 
@@ -34,10 +34,10 @@ EDGE_PORTS: list[str] = [MQTT_PORT, AGENT_METRICS_PORT]
 SIMULATED_BOARDS = 4  # STWIN.box, SensorTile, STWIN.box, SensorTile
 DEVICE_NAMESPACE = DEVICE_NAMESPACES[0]  # one the resource manager serves
 _REPO = Path(__file__).resolve().parent.parent
-MAPPER_RBAC = _REPO / "deploy" / "mapper" / "rbac.yaml"
-AGENT_RBAC = _REPO / "deploy" / "edge-agent" / "rbac.yaml"
+MAPPER_RBAC = paths.rbac_manifest("mapper")
+AGENT_RBAC = paths.rbac_manifest("edge-agent")
 # The broker's ACL: the same file the Helm chart mounts.
-BROKER_ACL = _REPO / "deploy" / "helm" / "fluidos-sensors" / "files" / "mosquitto" / "acl"
+BROKER_ACL = paths.CHART_DIR / "files" / "mosquitto" / "acl"
 
 
 @dataclass(frozen=True)

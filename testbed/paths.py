@@ -22,3 +22,14 @@ def state_dir() -> Path:
         return Path(configured)
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "fluidos-sensors" / "testbed"
+
+
+# The Helm chart holds the project's CRDs and every part's RBAC: the testbed applies the same
+# files the chart renders (one source of truth for what each part may do).
+CHART_DIR = Path(__file__).resolve().parent.parent / "deploy" / "helm" / "fluidos-sensors"
+OWN_CRDS_DIR = CHART_DIR / "files" / "crds"
+
+
+def rbac_manifest(part: str) -> Path:
+    """The RBAC of one part (`resource-manager`, `gateway`, `edge-agent`, ...), as shipped."""
+    return CHART_DIR / "files" / "rbac" / f"{part}.yaml"

@@ -17,16 +17,16 @@ from urllib.parse import urlsplit
 import httpx
 
 from fluidos_sensors.api import DEVICE_NAMESPACES
-from testbed import bootstrap, credentials
+from testbed import bootstrap, credentials, paths
 from testbed.pki import ClusterPKI
 from testbed.processes import ProcessSpec, free_port, port_open
 from testbed.topology import CONSUMER, PROVIDER, ClusterSpec, Topology
 
 _REPO = Path(__file__).resolve().parent.parent
-RESOURCE_MANAGER_RBAC = _REPO / "deploy" / "resource-manager" / "rbac.yaml"
-ROUTER_MANAGER_RBAC = _REPO / "deploy" / "router-manager" / "rbac.yaml"
-GATEWAY_RBAC = _REPO / "deploy" / "gateway" / "rbac.yaml"
-CONSUMER_RBAC = _REPO / "deploy" / "consumer" / "rbac.yaml"
+RESOURCE_MANAGER_RBAC = paths.rbac_manifest("resource-manager")
+ROUTER_MANAGER_RBAC = paths.rbac_manifest("router-manager")
+GATEWAY_RBAC = paths.rbac_manifest("gateway")
+CONSUMER_RBAC = paths.rbac_manifest("consumer")
 
 GATEWAY_PORT = "rear-gateway"
 INFLUX_HTTP_PORT = "influxdb-http"

@@ -111,6 +111,9 @@ class MqttPublisher:
                 # QoS 1 waits for acknowledgements; paho's default window of 20 in flight
                 # would cap readings at 20 per round trip to the broker.
                 max_inflight_messages=INFLIGHT_MAX,
+                tls_params=aiomqtt.TLSParameters(ca_certs=self.access.ca)
+                if self.access.ca
+                else None,
             )
             try:
                 async with client:

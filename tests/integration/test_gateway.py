@@ -59,7 +59,7 @@ from resource_manager.gateway.errors import GatewayError
 from resource_manager.gateway.index import FlavorIndex
 from resource_manager.gateway.market import Marketplace, MarketSettings
 from resource_manager.gateway.store import MarketStore
-from testbed import bootstrap, credentials, upstream
+from testbed import bootstrap, credentials, paths, upstream
 from testbed.pki import CertPair, ClusterPKI
 from testbed.processes import die_with_parent
 from testbed.state import ClusterAccess
@@ -68,7 +68,7 @@ pytestmark = pytest.mark.integration
 
 WAIT = 30.0
 NS = fs_api.FLUIDOS_NAMESPACE
-RBAC = Path(__file__).resolve().parents[2] / "deploy" / "gateway" / "rbac.yaml"
+RBAC = paths.rbac_manifest("gateway")
 ACCOUNT = "fluidos-sensors-gateway"
 PROVIDER = ProviderConfig(
     node_id="provider-1",

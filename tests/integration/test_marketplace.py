@@ -1,6 +1,7 @@
 """The marketplace end to end on the two-consumer testbed: SensorRequests in the consumer
 clusters, resolved by the testbed's consumer operators (each running as its least-privilege
-ServiceAccount, deploy/consumer/rbac.yaml) against the provider's REAR gateway over HTTPS.
+ServiceAccount, the chart's files/rbac/consumer.yaml) against the provider's REAR gateway
+over HTTPS.
 
 The provider's Flavors come from Devices only: the testbed's mapper registers four simulated
 boards on the edge node (STWIN.box 1, SensorTile 2, STWIN.box 3, SensorTile 4, declaring 10, 15,

@@ -18,7 +18,7 @@ from kubernetes.client.exceptions import ApiException
 
 from fluidos_sensors import api as fs_api
 from fluidos_sensors.flavor import DEFAULT_FLAVOR_NAMESPACE, DEVICE_NAMESPACE_LABEL
-from testbed import bootstrap, credentials
+from testbed import bootstrap, credentials, paths
 from testbed.processes import die_with_parent
 from testbed.state import ClusterAccess
 
@@ -211,7 +211,7 @@ class Operator:
         )
 
 
-RBAC = Path(__file__).resolve().parents[2] / "deploy" / "resource-manager" / "rbac.yaml"
+RBAC = paths.rbac_manifest("resource-manager")
 ACCOUNT = "fluidos-sensors-resource-manager"
 
 

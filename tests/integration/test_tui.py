@@ -1,7 +1,7 @@
 """The TUI against the real testbed: Textual's pilot drives the app while the test writes
 Flavors, Devices, DeviceStatus, SensorRoutes and SensorRequests through the API.
 
-The app runs with the TUI's own least-privilege RBAC (deploy/tui/rbac.yaml) in both
+The app runs with the TUI's own least-privilege RBAC (the chart's files/rbac/tui.yaml) in both
 clusters. A cluster behind a loopback TCP relay the test stops and restarts shows the TUI
 marking it unreachable and reconnecting by itself.
 """
@@ -37,7 +37,7 @@ from fluidos_sensors.backoff import Backoff
 from fluidos_sensors.filters import from_request_filter
 from fluidos_sensors.flavor import ObservedPerformance, Price, ProviderConfig, build_flavor
 from fluidos_sensors.sensor import DeviceRef, SensorSpec, parse_sensor_entry
-from testbed import credentials
+from testbed import credentials, paths
 from testbed.processes import free_port
 from testbed.state import ClusterAccess
 from tui.app import SensorsApp
@@ -53,7 +53,7 @@ from tui.widgets.event_log import EventLog
 
 pytestmark = pytest.mark.integration
 
-RBAC = Path(__file__).resolve().parents[2] / "deploy" / "tui" / "rbac.yaml"
+RBAC = paths.rbac_manifest("tui")
 ACCOUNT = "fluidos-sensors-tui"
 FLUIDOS = "fluidos"
 SIZE = (160, 44)

@@ -99,3 +99,14 @@ def test_unreachable_release_says_what_to_do(
 )
 def test_version_rules(binary: binaries.Binary, found: str, ok: bool) -> None:
     assert binary.accepts(found) is ok
+
+
+def test_helm_on_path_is_used_when_it_is_helm_4(tmp_path: Path) -> None:
+    """`helm version --short` prints e.g. v4.3.2+g1a2b3c4; Helm 3 on PATH is not taken."""
+    fake = tmp_path / "helm"
+    for printed, accepted in (("v4.1.0+gdeadbee", True), ("v3.19.0+g1234567", False)):
+        fake.write_text(f"#!/bin/sh\necho {printed}\n")
+        fake.chmod(0o755)
+        found = binaries.reported_version(binaries.HELM, fake)
+        assert found == printed.split("+")[0]
+        assert binaries.HELM.accepts(found) is accepted

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import stat
 from pathlib import Path
 
@@ -115,3 +116,15 @@ def test_the_acl_lets_the_mapper_only_publish_and_the_agent_only_read_readings()
 def test_an_acl_line_the_parser_does_not_know_is_an_error() -> None:
     with pytest.raises(ValueError, match="not understood"):
         acl_users("pattern write %u/#\n")
+
+
+def test_a_ca_in_the_credentials_file_is_kept_and_checked(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    BrokerAccess("mqtt.example", 8883, "mapper", "pw", ca="/etc/ca.crt").save(path)
+    access = broker_access(path, None, None)
+    assert access.ca == "/etc/ca.crt" and access.port == 8883
+    BrokerAccess("h", 1, "u", "p").save(tmp_path / "plain.json")
+    assert "ca" not in json.loads((tmp_path / "plain.json").read_text())
+    path.write_text(json.dumps({"username": "u", "password": "p", "ca": 1}))
+    with pytest.raises(BrokerConfigError, match='"ca" must be a string'):
+        BrokerAccess.load(path)
