@@ -5,8 +5,10 @@ a capability (these machines lack `CAP_SYS_RESOURCE`), runc cannot grant every c
 fails with "unable to apply caps: operation not permitted". The machine's own engine is then
 useless for kind, and the testbed runs a dockerd of its own (Debian's `docker.io`):
 
-- everything under `<state>/kind/docker/`: socket, data root, exec root, pidfile, daemon.json,
-  log, and the runc wrapper registered as that dockerd's default runtime; the wrapper deletes
+- everything under `<state>/kind/docker/` (data root, pidfile, daemon.json, log, and the runc
+  wrapper registered as that dockerd's default runtime), but for its sockets and exec root,
+  which live in `/run/fsk-<hash of that folder>/`: containerd refuses a socket path longer than
+  104 bytes, which a deep state folder (or pytest's temporary one) exceeds; the wrapper deletes
   the capabilities the bounding set lacks from every container spec (`create`/`run`) and every
   `exec` process spec, so privileged containers get all the capabilities there are;
 - its own default bridge (`fsk-docker0`, 10.212.0.0/24) and address pool (10.213.0.0/16) so it
@@ -20,6 +22,7 @@ useless for kind, and the testbed runs a dockerd of its own (Debian's `docker.io
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -190,8 +193,14 @@ class Engine:
         return cls((state_dir or paths.state_dir()) / "kind" / "docker")
 
     @property
+    def run_dir(self) -> Path:
+        """Sockets and exec root: a short path whatever `root` is (containerd's sockets must
+        stay under 104 bytes), one per engine."""
+        return Path("/run") / f"fsk-{hashlib.sha256(str(self.root).encode()).hexdigest()[:12]}"
+
+    @property
     def socket(self) -> Path:
-        return self.root / "docker.sock"
+        return self.run_dir / "docker.sock"
 
     @property
     def host(self) -> str:
@@ -203,7 +212,7 @@ class Engine:
 
     @property
     def exec_root(self) -> Path:
-        return self.root / "exec"
+        return self.run_dir / "exec"
 
     @property
     def pidfile(self) -> Path:
@@ -326,6 +335,7 @@ class Engine:
         with step(log, f"start the testbed's dockerd ({self.host})", retry):
             dockerd = ensure_docker_installed(log)
             self.root.mkdir(parents=True, exist_ok=True)
+            self.run_dir.mkdir(mode=0o700, exist_ok=True)
             self._write_config()
             self._ensure_bridge()
             with open(self.log, "ab") as out:
@@ -347,7 +357,7 @@ class Engine:
 
     def processes(self) -> list[int]:
         """Pids of this engine's processes: dockerd, its containerd, shims, docker-proxy."""
-        marks = (str(self.root) + "/",)
+        marks = (str(self.root) + "/", str(self.run_dir) + "/")
         found = []
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -382,6 +392,9 @@ class Engine:
                 time.sleep(0.2)
             if self.root.exists():
                 _unmount_below(self.root)
+            if self.run_dir.exists():
+                _unmount_below(self.run_dir)
+                shutil.rmtree(self.run_dir, ignore_errors=True)
             bridge_free = not self._other_engines_on_bridge()
             if bridge_free and Path(f"/sys/class/net/{self.bridge}").exists():
                 run(["ip", "link", "delete", self.bridge], what=f"delete {self.bridge}")

@@ -102,3 +102,4 @@ def test_privileged_containers_run_and_nothing_is_left(engine: Engine, tmp_path:
     assert not Path(f"/sys/class/net/{engine.bridge}").exists()
     mounts = Path("/proc/self/mounts").read_text()
     assert str(engine.root) not in mounts
+    assert str(engine.run_dir) not in mounts and not engine.run_dir.exists()
