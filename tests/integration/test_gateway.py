@@ -475,6 +475,8 @@ def test_reserve_purchase_release(
             "nodeID": consumer,
             "ip": "10.0.0.9",
             "domain": "fluidos.eu",
+            # The REAR client names the buyer's liqoID (its node id), as FLUIDOS's gateway needs.
+            "additionalInformation": {"liqoID": consumer},
         }
         assert transaction["spec"]["expirationTime"] == tx.expiration_time
         assert transaction["metadata"]["labels"][CONSUMER_LABEL] == consumer
