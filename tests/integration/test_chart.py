@@ -31,6 +31,8 @@ from testbed.state import ClusterAccess, TestbedState
 pytestmark = pytest.mark.integration
 
 CHART = paths.CHART_DIR
+CHART_APP_VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+LOCAL_IMAGES = CHART.parent / "examples" / "local-images.yaml"
 NAMESPACE = "fluidos"
 IDENTITY = {"common": {"nodeIdentity": {"nodeId": "provider-x", "ip": "192.0.2.10"}}}
 # Render against a cluster (lookup sees it); the testbed's parts created the RBAC objects, CRDs
@@ -191,6 +193,29 @@ def test_render_refuses_what_cannot_work(helm: Path, tmp_path: Path) -> None:
     values.write_text(yaml.safe_dump({"roles": {"consumer": True}, **IDENTITY}))
     proc = _run([helm, "template", "x", CHART, "-n", "default", "-f", values])
     assert proc.returncode != 0 and "-n fluidos" in proc.stderr
+
+
+def test_local_images_example_points_every_third_party_image(helm: Path, tmp_path: Path) -> None:
+    """deploy/helm/examples/local-images.yaml (what scripts/build-images.sh tags; the image
+    test checks the tags against the images it builds) replaces every upstream image."""
+    example = yaml.safe_load(LOCAL_IMAGES.read_text())
+    values = {"roles": {"edge": True, "consumer": True}, **IDENTITY}
+    values["consumer"] = {"sink": {"enabled": True}}
+    rendered = _render(helm, values, tmp_path, "-f", str(LOCAL_IMAGES))
+    images = set()
+    for doc in _docs(rendered):
+        spec = doc.get("spec", {}).get("template", {}).get("spec", {})
+        for c in spec.get("initContainers", []) + spec.get("containers", []):
+            images.add(c["image"])
+    mosquitto = example["edge"]["mosquitto"]["image"]
+    sink = example["consumer"]["sink"]
+    assert images == {
+        f"{example['image']['repository']}:{CHART_APP_VERSION}",
+        f"{mosquitto['repository']}:{mosquitto['tag']}",
+        f"{sink['influxdb']['image']['repository']}:{sink['influxdb']['image']['tag']}",
+        f"{sink['telegraf']['image']['repository']}:{sink['telegraf']['image']['tag']}",
+    }
+    assert all(i.startswith("fluidos-sensors") for i in images), images
 
 
 @pytest.fixture
