@@ -1,29 +1,38 @@
 #!/usr/bin/env bash
-# Build the fluidos-sensors image (deploy/image/Dockerfile), tagged fluidos-sensors:<version>.
+# Build the fluidos-sensors image (deploy/image/Dockerfile), tagged fluidos-sensors:<version>,
+# and, offline, the images of the third-party parts on the same Debian base
+# (deploy/image/third-party/): fluidos-sensors-mosquitto:<Debian's mosquitto version>,
+# fluidos-sensors-influxdb:<version> and fluidos-sensors-telegraf:<version> (the binaries the
+# testbed builds, testbed/binaries.py). Prints the images built, one a line, project first.
 #
 #   scripts/build-images.sh            offline: base imported from Debian packages (debootstrap),
 #                                      dependencies from a host wheelhouse, `docker build
 #                                      --network none`
 #   scripts/build-images.sh --online   BASE=python:3.11-slim-bookworm, dependencies from PyPI
-#                                      (hashes checked against deploy/image/requirements.lock)
+#                                      (hashes checked against deploy/image/requirements.lock);
+#                                      no third-party images (use the upstream ones)
+#   --project-only                     only fluidos-sensors:<version>
 #
 # Cached by the hash of what goes in (Dockerfile, lock, the project's tracked sources, base):
-# an image tagged fluidos-sensors:inputs-<hash> is reused, and so are the Debian base image
+# an image tagged <name>:inputs-<hash> is reused, and so are the Debian base image
 # (fluidos-sensors-base:bookworm-<hash>) and the wheelhouse (<cache>/images/wheels/<lock hash>).
-# Uses the `docker` on PATH and its DOCKER_HOST. Prints the image's size and the time taken.
+# Uses the `docker` on PATH and its DOCKER_HOST. Prints each image's size and the time taken.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cache="${FLUIDOS_SENSORS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fluidos-sensors}/images"
 mode=offline
 force=0
+third_party=1
 for arg in "$@"; do
   case "$arg" in
     --online) mode=online ;;
     --offline) mode=offline ;;
     --force) force=1 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
-    *) echo "error: unknown argument $arg (--online, --offline, --force)" >&2; exit 2 ;;
+    --project-only) third_party=0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    *) echo "error: unknown argument $arg (--online, --offline, --project-only, --force)" >&2
+       exit 2 ;;
   esac
 done
 
@@ -48,7 +57,8 @@ lock="$repo/deploy/image/requirements.lock"
 dockerfile="$repo/deploy/image/Dockerfile"
 
 # --- the base -----------------------------------------------------------------------------
-debian_packages="python3.11,ca-certificates"
+# mosquitto: for the broker's image (Debian's package; unused by the project's image).
+debian_packages="python3.11,ca-certificates,mosquitto"
 debian_mirror() {
   if [ -n "${DEBIAN_MIRROR:-}" ]; then echo "$DEBIAN_MIRROR"; return; fi
   local uri
@@ -148,3 +158,65 @@ fi
 size=$(docker image inspect "$image" --format '{{.Size}}')
 say "$image ready: $((size / 1000000)) MB, $(($(date +%s) - started)) s"
 echo "$image"
+
+# --- third-party images: mosquitto, InfluxDB 1.8, Telegraf -----------------------------------
+if [ "$mode" = online ] || [ "$third_party" = 0 ]; then
+  exit 0
+fi
+third="$repo/deploy/image/third-party"
+
+# The testbed's binaries (FLUIDOS_SENSORS_BIN_DIR, PATH, cache, else built from the Go module
+# proxy), resolved by testbed/binaries.py: "<name> <version> <path>" lines.
+binaries=$(PYTHONPATH="$repo" "$python" - <<'PY'
+import sys
+
+from testbed import binaries
+
+for binary in (binaries.INFLUXD, binaries.TELEGRAF):
+    path = binaries.resolve(binary, log=lambda message: print(message, file=sys.stderr))
+    print(binary.name, binary.version.lstrip("v"), path)
+PY
+) || die "resolving influxd and telegraf failed (PYTHON must be the project's venv: .venv)"
+
+# build_third_party NAME VERSION FILE... : image fluidos-sensors-NAME:VERSION from
+# deploy/image/third-party/NAME.Dockerfile with the FILEs (host paths) as its context.
+build_third_party() {
+  local name=$1 version=$2; shift 2
+  local tp_started tp_inputs tp_image tp_cached tp_context tp_size
+  tp_started=$(date +%s)
+  tp_inputs=$({ sha256sum "$third/$name.Dockerfile" "$@" | awk '{print $1}'
+                echo "$base $version"; } | sha256sum | cut -c1-16)
+  tp_image="fluidos-sensors-$name:$version"
+  tp_cached="fluidos-sensors-$name:inputs-$tp_inputs"
+  if [ "$force" = 0 ] && docker image inspect "$tp_cached" >/dev/null 2>&1; then
+    docker tag "$tp_cached" "$tp_image"
+    say "$tp_image: cached (inputs $tp_inputs)"
+  else
+    tp_context=$(mktemp -d "${TMPDIR:-/var/tmp}/fs-image.XXXXXX")
+    trap 'rm -rf "$tp_context"' EXIT
+    cp "$third/$name.Dockerfile" "$tp_context/Dockerfile"
+    cp -p "$@" "$tp_context/"
+    say "docker build $tp_image (offline, BASE=$base, network none)"
+    docker build --quiet --network none --build-arg "BASE=$base" \
+      --build-arg "VERSION=$version" --label "io.fluidos-sensors.inputs=$tp_inputs" \
+      -t "$tp_image" -t "$tp_cached" "$tp_context" >/dev/null || die "docker build $tp_image failed"
+    rm -rf "$tp_context"; trap - EXIT
+  fi
+  tp_size=$(docker image inspect "$tp_image" --format '{{.Size}}')
+  say "$tp_image ready: $((tp_size / 1000000)) MB, $(($(date +%s) - tp_started)) s"
+  echo "$tp_image"
+}
+
+# Debian's mosquitto version, its upstream part (2.0.11-1.2+deb12u2 -> 2.0.11).
+mosquitto_version=$(docker run --rm --network none --entrypoint dpkg-query "$base" \
+  -W -f '${Version}' mosquitto) || die "the base $base has no mosquitto package"
+mosquitto_version=$(echo "$mosquitto_version" | sed 's/^[0-9]*://; s/-[^-]*$//')
+build_third_party mosquitto "$mosquitto_version" "$third/mosquitto.conf"
+while read -r name version path; do
+  case "$name" in
+    influxd) build_third_party influxdb "$version" "$path" "$third/influxdb.conf" \
+      "$third/influxdb-entrypoint" ;;
+    telegraf) build_third_party telegraf "$version" "$path" "$third/telegraf-entrypoint" ;;
+  esac
+done <<<"$binaries"
+say "all images ready: $(($(date +%s) - started)) s"

@@ -1,9 +1,11 @@
 """The REAR v2 HTTP API of a provider (FastAPI): routes, authentication, errors, OpenAPI.
 
 Every path, ``/openapi.json`` and ``/docs`` included, needs ``Authorization: Bearer <token>``
-of a known consumer. Errors are ``{"error": ..., "field"?: ...}``: 400 for bad input (naming
-the field or query parameter), 401, 404 (also for another consumer's objects), 409, 410, 413,
-and 503 while the Kubernetes API server is unreachable or the gateway is still starting.
+of a known consumer, except the kubelet's probes ``/healthz`` and ``/readyz`` (``ok`` or
+``not ready``, nothing else). Errors are ``{"error": ..., "field"?: ...}``: 400 for bad input
+(naming the field or query parameter), 401, 404 (also for another consumer's objects), 409,
+410, 413, and 503 while the Kubernetes API server is unreachable or the gateway is still
+starting.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -51,6 +53,10 @@ _FILTER_NAME = re.compile(r"filter\[([^\[\]]*)\]")
 
 Ready = Callable[[], bool]
 
+# The kubelet's probes: no token (the kubelet has none), and they tell nothing but a state.
+HEALTH_PATH = "/healthz"
+READY_PATH = "/readyz"
+
 
 def _error(status: int, message: str, field: str | None = None, **headers: str) -> JSONResponse:
     return JSONResponse(
@@ -59,6 +65,30 @@ def _error(status: int, message: str, field: str | None = None, **headers: str) 
 
 
 # ------------------------------------------------------------------------------ middleware
+
+
+class _Probes:
+    """``/healthz`` (the process serves HTTP) and ``/readyz`` (consumers' tokens loaded and
+    the flavor index synced), answered before authentication and revealing nothing else."""
+
+    def __init__(self, app: ASGIApp, *, ready: Ready) -> None:
+        self.app = app
+        self.ready = ready
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path") if scope["type"] == "http" else None
+        if path not in (HEALTH_PATH, READY_PATH):
+            await self.app(scope, receive, send)
+            return
+        headers = {"Cache-Control": "no-store"}
+        if scope["method"] not in ("GET", "HEAD"):
+            headers["Allow"] = "GET, HEAD"
+            response = PlainTextResponse("method not allowed\n", 405, headers=headers)
+        elif path == HEALTH_PATH or self.ready():
+            response = PlainTextResponse("ok\n", 200, headers=headers)
+        else:
+            response = PlainTextResponse("not ready\n", 503, headers=headers)
+        await response(scope, receive, send)
 
 
 class _Guard:
@@ -318,6 +348,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(_Guard, tokens=tokens, tokens_ready=tokens_ready, max_body=max_body_bytes)
+    # Added last, so outermost: the probes never reach the token check.
+    app.add_middleware(_Probes, ready=lambda: tokens_ready() and index_ready())
 
     def consumer_of(request: Request) -> str:
         return request.state.consumer

@@ -1,6 +1,9 @@
 """The agent's Prometheus metrics, read from its live state at scrape time (no double books).
 
 Served over HTTP with a bearer token: every network API of the project is authenticated.
+The same server answers the kubelet's probes without one, and they tell nothing but a state:
+``/healthz`` (the process serves HTTP) and ``/readyz`` (routes loaded and connected to the
+broker), ``ok`` or ``not ready``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ if TYPE_CHECKING:
     from router_manager.agent.service import Agent
 
 PREFIX = "fluidos_sensors_agent"
+HEALTH_PATH = "/healthz"
+READY_PATH = "/readyz"
 _COUNTERS = (
     ("delivered", "Readings delivered (2xx)"),
     ("failed", "Delivery attempts that failed and were retried"),
@@ -95,6 +100,9 @@ def metrics_app(agent: Agent, token: str) -> Callable[[Scope, Receive, Send], Aw
     expected = f"Bearer {token}".encode()
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("path") in (HEALTH_PATH, READY_PATH):
+            await _probe(scope, send, agent)
+            return
         if scope["type"] == "http":
             given = dict(scope.get("headers") or []).get(b"authorization", b"")
             if not hmac.compare_digest(given, expected):
@@ -110,3 +118,17 @@ def metrics_app(agent: Agent, token: str) -> Callable[[Scope, Receive, Send], Aw
         await inner(scope, receive, send)
 
     return app
+
+
+async def _probe(scope: Scope, send: Send, agent: Agent) -> None:
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"cache-control", b"no-store")]
+    if scope.get("method") not in ("GET", "HEAD"):
+        status, body = 405, b"method not allowed\n"
+        headers.append((b"allow", b"GET, HEAD"))
+    elif scope["path"] == HEALTH_PATH or agent.ready:
+        status, body = 200, b"ok\n"
+    else:
+        status, body = 503, b"not ready\n"
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})

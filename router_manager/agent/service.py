@@ -179,6 +179,11 @@ class Agent:
         self._logged: set[str] = set()
         self._routed = asyncio.Event()  # set once the routes were applied
 
+    @property
+    def ready(self) -> bool:
+        """What /readyz reports: the routes were loaded and the broker connection is up."""
+        return self._routed.is_set() and self.subscriber.connected
+
     # ------------------------------------------------------------------ routes
 
     def on_routes(self, snapshot: Snapshot) -> None:

@@ -31,6 +31,8 @@ from testbed.state import ClusterAccess, TestbedState
 pytestmark = pytest.mark.integration
 
 CHART = paths.CHART_DIR
+CHART_APP_VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+LOCAL_IMAGES = CHART.parent / "examples" / "local-images.yaml"
 NAMESPACE = "fluidos"
 IDENTITY = {"common": {"nodeIdentity": {"nodeId": "provider-x", "ip": "192.0.2.10"}}}
 # Render against a cluster (lookup sees it); the testbed's parts created the RBAC objects, CRDs
@@ -191,6 +193,59 @@ def test_render_refuses_what_cannot_work(helm: Path, tmp_path: Path) -> None:
     values.write_text(yaml.safe_dump({"roles": {"consumer": True}, **IDENTITY}))
     proc = _run([helm, "template", "x", CHART, "-n", "default", "-f", values])
     assert proc.returncode != 0 and "-n fluidos" in proc.stderr
+
+
+def _container(docs: list[dict[str, Any]], kind: str, name: str, container: str) -> dict:
+    workload = next(d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name)
+    spec = workload["spec"]["template"]["spec"]
+    return next(c for c in spec["containers"] if c["name"] == container)
+
+
+def test_gateway_and_agent_probes_are_http(helm: Path, tmp_path: Path) -> None:
+    """The gateway and the edge agent are probed on their unauthenticated /readyz and
+    /healthz (tests/unit/test_gateway_http.py, tests/unit/test_agent_probes.py), on the
+    ports they serve: HTTPS for the gateway, the agent's metrics port."""
+    values = {
+        "roles": {"provider": True, "edge": True},
+        **IDENTITY,
+        "edge": {"edgeAgent": {"config": {"metricsPort": 9333}}},
+    }
+    docs = _docs(_render(helm, values, tmp_path))
+    for kind, name, container, port, scheme in (
+        ("Deployment", "fluidos-sensors-rear-gateway", "rear-gateway", "https", "HTTPS"),
+        ("DaemonSet", "fluidos-sensors-edge-agent", "edge-agent", "metrics", "HTTP"),
+    ):
+        spec = _container(docs, kind, name, container)
+        assert port in [p["name"] for p in spec["ports"]], spec["ports"]
+        for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+            assert "tcpSocket" not in spec[probe], (name, probe)
+            get = spec[probe]["httpGet"]
+            assert (get["path"], get["port"], get.get("scheme", "HTTP")) == (path, port, scheme)
+    agent = _container(docs, "DaemonSet", "fluidos-sensors-edge-agent", "edge-agent")
+    assert "0.0.0.0:9333" in agent["args"]
+
+
+def test_local_images_example_points_every_third_party_image(helm: Path, tmp_path: Path) -> None:
+    """deploy/helm/examples/local-images.yaml (what scripts/build-images.sh tags; the image
+    test checks the tags against the images it builds) replaces every upstream image."""
+    example = yaml.safe_load(LOCAL_IMAGES.read_text())
+    values = {"roles": {"edge": True, "consumer": True}, **IDENTITY}
+    values["consumer"] = {"sink": {"enabled": True}}
+    rendered = _render(helm, values, tmp_path, "-f", str(LOCAL_IMAGES))
+    images = set()
+    for doc in _docs(rendered):
+        spec = doc.get("spec", {}).get("template", {}).get("spec", {})
+        for c in spec.get("initContainers", []) + spec.get("containers", []):
+            images.add(c["image"])
+    mosquitto = example["edge"]["mosquitto"]["image"]
+    sink = example["consumer"]["sink"]
+    assert images == {
+        f"{example['image']['repository']}:{CHART_APP_VERSION}",
+        f"{mosquitto['repository']}:{mosquitto['tag']}",
+        f"{sink['influxdb']['image']['repository']}:{sink['influxdb']['image']['tag']}",
+        f"{sink['telegraf']['image']['repository']}:{sink['telegraf']['image']['tag']}",
+    }
+    assert all(i.startswith("fluidos-sensors") for i in images), images
 
 
 @pytest.fixture

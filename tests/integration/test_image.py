@@ -1,4 +1,4 @@
-"""The fluidos-sensors image: built offline by scripts/build-images.sh, every entrypoint starts.
+"""The images: built offline by scripts/build-images.sh, every entrypoint starts.
 
 Docker: the daemon of DOCKER_HOST (or the default socket) when one answers; otherwise the test
 runs a dockerd of its own (Debian's `docker.io`, installed with apt-get as root when missing),
@@ -7,6 +7,12 @@ runs, and stops it at the end. The image is built with `docker build --network n
 runs read-only as its non-root user: `--help` of every part, and the resource manager starts
 for real against the testbed's API server (host network), as its least-privilege
 ServiceAccount, until kopf's liveness endpoint answers.
+
+The third-party images (mosquitto, InfluxDB 1.8, Telegraf on the same base) run the way the
+Helm chart runs them, from the chart's rendered objects: its commands, users, groups, config,
+Secrets and mount paths, on a read-only root with no capability; the broker takes the chart's
+users under its ACL, InfluxDB creates the chart's database and admin user at first start, and
+a reading posted to Telegraf's listener lands in that InfluxDB.
 """
 
 from __future__ import annotations
@@ -18,15 +24,16 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import yaml
 
-from testbed import credentials, paths
-from testbed.processes import die_with_parent, free_port
+from testbed import binaries, credentials, paths
+from testbed.processes import die_with_parent, free_port, port_open
 from testbed.state import ClusterAccess
 
 pytestmark = pytest.mark.integration
@@ -115,17 +122,30 @@ def _mounts_under(folder: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def image(docker_env: dict[str, str]) -> str:
+def images(docker_env: dict[str, str]) -> dict[str, str]:
+    """Every image the script builds, by repository: fluidos-sensors and the third parties."""
     proc = subprocess.run(
         [str(REPO / "scripts" / "build-images.sh")],
         env=docker_env,
         capture_output=True,
         text=True,
-        timeout=1800,
+        timeout=3600,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout.strip().splitlines()[-1]
+    built = {line.split(":")[0]: line for line in proc.stdout.split()}
+    assert set(built) == {
+        "fluidos-sensors",
+        "fluidos-sensors-mosquitto",
+        "fluidos-sensors-influxdb",
+        "fluidos-sensors-telegraf",
+    }, proc.stdout
+    return built
+
+
+@pytest.fixture(scope="module")
+def image(images: dict[str, str]) -> str:
+    return images["fluidos-sensors"]
 
 
 def _docker(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -252,3 +272,357 @@ def test_resource_manager_starts_in_the_container(
         assert "Forbidden" not in logs.stdout + logs.stderr, logs.stderr[-3000:]
     finally:
         _docker(docker_env, "rm", "--force", name)
+
+
+# ----------------------------------------------------------------- the third-party images
+
+CHART = paths.CHART_DIR
+LOCAL_IMAGES = CHART.parent / "examples" / "local-images.yaml"
+IDENTITY = {"common": {"nodeIdentity": {"nodeId": "image-test", "ip": "192.0.2.10"}}}
+
+
+@pytest.fixture(scope="module")
+def helm() -> Path:
+    return binaries.resolve(binaries.HELM, log=print)
+
+
+def _render(helm: Path, values: dict[str, Any], tmp: Path) -> list[dict[str, Any]]:
+    values_file = tmp / "values.yaml"
+    values_file.write_text(yaml.safe_dump(values))
+    argv = [str(helm), "template", "fluidos-sensors", str(CHART), "-n", "fluidos"]
+    proc = subprocess.run(
+        [*argv, "-f", str(values_file), "-f", str(LOCAL_IMAGES)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
+class Pod:
+    """One rendered pod template, run container by container with `docker run` the way the
+    kubelet would: the container's command/args, uid/gid and the pod's fsGroup, a read-only
+    root, no capability, and its volumes as host files (ConfigMap and Secret keys with their
+    modes, group-owned by fsGroup; emptyDirs as folders)."""
+
+    def __init__(self, docs: list[dict[str, Any]], kind: str, name: str, folder: Path) -> None:
+        self.docs = docs
+        workload = next(d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name)
+        self.spec = workload["spec"]["template"]["spec"]
+        self.volumes = {v["name"]: v for v in self.spec.get("volumes", [])}
+        self.folder = folder
+        self.fs_group = self.spec.get("securityContext", {}).get("fsGroup")
+
+    def container(self, name: str) -> dict[str, Any]:
+        every = self.spec.get("initContainers", []) + self.spec["containers"]
+        return next(c for c in every if c["name"] == name)
+
+    def env(self, name: str, **extra: str) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for item in self.container(name).get("env", []):
+            if "value" in item:
+                found[item["name"]] = item["value"]
+            else:
+                ref = item["valueFrom"]["secretKeyRef"]
+                found[item["name"]] = self._data("Secret", ref["name"])[ref["key"]].decode()
+        return {**found, **extra}
+
+    def _data(self, kind: str, name: str) -> dict[str, bytes]:
+        doc = next(d for d in self.docs if d["kind"] == kind and d["metadata"]["name"] == name)
+        if kind == "Secret":
+            data = {k: base64.b64decode(v) for k, v in doc.get("data", {}).items()}
+            return {**data, **{k: v.encode() for k, v in doc.get("stringData", {}).items()}}
+        return {k: v.encode() for k, v in doc["data"].items()}
+
+    def _volume(self, name: str) -> Path:
+        """The host side of a volume: a folder holding its keys, or an empty folder."""
+        host = self.folder / name
+        if host.exists():
+            return host
+        host.mkdir()
+        volume = self.volumes[name]
+        group = self.fs_group if self.fs_group is not None else 0
+        os.chown(host, 0, group)
+        if "emptyDir" in volume:
+            host.chmod(0o2770)  # what the kubelet makes of an emptyDir with fsGroup
+            return host
+        host.chmod(0o755)
+        if "configMap" in volume:
+            data, mode = self._data("ConfigMap", volume["configMap"]["name"]), 0o644
+            mode = volume["configMap"].get("defaultMode", mode)
+        else:
+            data, mode = self._data("Secret", volume["secret"]["secretName"]), 0o644
+            mode = volume["secret"].get("defaultMode", mode)
+        for key, value in data.items():
+            (host / key).write_bytes(value)
+            os.chown(host / key, 0, group)
+            (host / key).chmod(mode)
+        return host
+
+    def docker_args(self, name: str, image: str, *, network: str) -> list[str]:
+        container = self.container(name)
+        context = container.get("securityContext", {})
+        pod_context = self.spec.get("securityContext", {})
+        uid = context.get("runAsUser", pod_context.get("runAsUser"))
+        gid = context.get("runAsGroup", pod_context.get("runAsGroup"))
+        assert context.get("readOnlyRootFilesystem") and uid not in (None, 0), container
+        argv = ["--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
+        argv += ["--network", network, "--user", f"{uid}:{gid}"]
+        if self.fs_group is not None:
+            argv += ["--group-add", str(self.fs_group)]
+        for mount in container.get("volumeMounts", []):
+            host = self._volume(mount["name"])
+            if "subPath" in mount:
+                host = host / mount["subPath"]
+            ro = ":ro" if mount.get("readOnly") else ""
+            argv += ["--volume", f"{host}:{mount['mountPath']}{ro}"]
+        command = container.get("command")
+        if command:
+            argv += ["--entrypoint", command[0], image, *command[1:]]
+        else:
+            argv.append(image)
+        return argv + [str(a) for a in container.get("args", [])]
+
+
+def test_third_party_images_are_the_charts_example(images: dict[str, str]) -> None:
+    """deploy/helm/examples/local-images.yaml names exactly the images the script built."""
+    example = yaml.safe_load(LOCAL_IMAGES.read_text())
+    sink = example["consumer"]["sink"]
+    named = {
+        example["image"]["repository"],
+        "{repository}:{tag}".format(**example["edge"]["mosquitto"]["image"]),
+        "{repository}:{tag}".format(**sink["influxdb"]["image"]),
+        "{repository}:{tag}".format(**sink["telegraf"]["image"]),
+    }
+    assert named == {images["fluidos-sensors"].split(":")[0]} | {
+        images[name] for name in images if name != "fluidos-sensors"
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "user", "command", "says"),
+    [
+        ("fluidos-sensors-mosquitto", "1883:1883", ["mosquitto", "-h"], "mosquitto version 2."),
+        ("fluidos-sensors-influxdb", "1000:1000", ["influxd", "version"], "InfluxDB v1.8.10"),
+        ("fluidos-sensors-telegraf", "65532:65532", ["--version"], "Telegraf 1.37.2"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and v.startswith("fluidos") else "",
+)
+def test_third_party_image_is_non_root(
+    docker_env: dict[str, str],
+    images: dict[str, str],
+    name: str,
+    user: str,
+    command: list[str],
+    says: str,
+) -> None:
+    image = images[name]
+    configured = _docker(docker_env, "image", "inspect", image, "--format", "{{.Config.User}}")
+    assert configured.stdout.strip() == user
+    proc = _docker(docker_env, "run", "--rm", "--read-only", "--network", "none", image, *command)
+    assert says in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+def _wait_until(check: Callable[[], bool], what: str, alive: Callable[[], str | None]) -> None:
+    deadline = time.monotonic() + 180
+    while not check():
+        problem = alive()
+        assert problem is None, f"{what}: {problem}"
+        assert time.monotonic() < deadline, f"{what}: not within 180 s"
+        time.sleep(0.5)
+
+
+def _running(env: dict[str, str], name: str) -> Callable[[], str | None]:
+    def alive() -> str | None:
+        state = _docker(env, "inspect", name, "--format", "{{.State.Running}}")
+        if state.stdout.strip() == "true":
+            return None
+        logs = _docker(env, "logs", name)
+        return f"container exited: {(logs.stdout + logs.stderr)[-3000:]}"
+
+    return alive
+
+
+def test_mosquitto_image_runs_the_charts_broker(
+    docker_env: dict[str, str], images: dict[str, str], helm: Path, tmp_path: Path
+) -> None:
+    """The edge pod's broker containers, as rendered: the init container hashes the users'
+    passwords, the broker reads the chart's config and ACL. The agent's user connects and
+    reads on loopback, the mapper's publishes over TLS (checked against the chart's CA), a
+    wrong password and an anonymous client are refused."""
+    import ssl
+    import threading
+
+    import paho.mqtt.client as mqtt
+
+    tls_port, plain_port = free_port(), free_port()
+    values = {
+        "roles": {"edge": True},
+        **IDENTITY,
+        "edge": {"mosquitto": {"config": {"tlsPort": tls_port, "loopbackPort": plain_port}}},
+    }
+    docs = _render(helm, values, tmp_path)
+    pod = Pod(docs, "DaemonSet", "fluidos-sensors-edge-agent", tmp_path)
+    image = images["fluidos-sensors-mosquitto"]
+    assert pod.container("mosquitto")["image"] == image
+    init = _docker(
+        docker_env,
+        "run",
+        "--rm",
+        *pod.docker_args("mosquitto-passwords", image, network="none"),
+    )
+    assert init.returncode == 0, init.stdout + init.stderr
+    secret = pod._data("Secret", "fluidos-sensors-mqtt")
+    agent, mapper = json.loads(secret["agent.json"]), json.loads(secret["mapper.json"])
+    (tmp_path / "ca.crt").write_bytes(secret["ca.crt"])
+    name = f"fs-test-mosquitto-{tls_port}"
+    started = _docker(
+        docker_env,
+        "run",
+        "--detach",
+        "--name",
+        name,
+        *pod.docker_args("mosquitto", image, network="host"),
+    )
+    assert started.returncode == 0, started.stderr
+
+    def connect(user: dict | None, port: int, tls: bool) -> tuple[mqtt.Client, int]:
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+        if user:
+            client.username_pw_set(user["username"], user["password"])
+        if tls:
+            context = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
+            context.check_hostname = False  # the certificate names the in-cluster Service
+            client.tls_set_context(context)
+        answer: list[int] = []
+        done = threading.Event()
+        client.on_connect = lambda _c, _u, _f, rc, _p: (answer.append(rc.value), done.set())
+        client.connect("127.0.0.1", port)
+        client.loop_start()
+        assert done.wait(30), "no CONNACK"
+        return client, answer[0]
+
+    try:
+        _wait_until(
+            lambda: port_open(tls_port) and port_open(plain_port),
+            "mosquitto listens",
+            _running(docker_env, name),
+        )
+        got: list[bytes] = []
+        subscribed = threading.Event()
+        reader, rc = connect(agent, plain_port, tls=False)
+        assert rc == 0
+        reader.on_message = lambda _c, _u, m: got.append(m.payload)
+        reader.on_subscribe = lambda *_a: subscribed.set()
+        reader.subscribe("+/fluidos-sensors/#", qos=1)
+        assert subscribed.wait(30)
+        writer, rc = connect(mapper, tls_port, tls=True)
+        assert rc == 0
+        writer.publish("edge-1/fluidos-sensors/dev/t", b"reading", qos=1).wait_for_publish(30)
+        _wait_until(lambda: bool(got), "the agent's user receives", _running(docker_env, name))
+        assert got == [b"reading"]
+        for client in (reader, writer):
+            client.loop_stop()
+            client.disconnect()
+        for user in (None, {"username": agent["username"], "password": "wrong"}):
+            refused, rc = connect(user, plain_port, tls=False)
+            refused.loop_stop()
+            assert rc != 0, user  # not authorised
+    finally:
+        _docker(docker_env, "rm", "--force", name)
+
+
+def test_influxdb_and_telegraf_images_run_the_charts_sink(
+    docker_env: dict[str, str], images: dict[str, str], helm: Path, tmp_path: Path
+) -> None:
+    """The consumer's sink as rendered: InfluxDB starts with the chart's variables (its
+    database and admin user made at first start, authentication on) and answers /ping;
+    Telegraf runs the chart's config (http_listener_v2 with basic auth -> InfluxDB): a reading
+    posted to it with the chart's credentials is stored, one without is refused."""
+    influx_port, rpc_port, telegraf_port = free_port(), free_port(), free_port()
+    values = {
+        "roles": {"consumer": True},
+        **IDENTITY,
+        "consumer": {"sink": {"enabled": True, "telegraf": {"port": telegraf_port}}},
+    }
+    docs = _render(helm, values, tmp_path)
+    config = next(
+        d
+        for d in docs
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "fluidos-sensors-telegraf"
+    )
+    service_url = "http://fluidos-sensors-influxdb.fluidos.svc:8086"
+    text = config["data"]["telegraf.conf"]
+    assert service_url in text
+    config["data"]["telegraf.conf"] = text.replace(service_url, f"http://127.0.0.1:{influx_port}")
+    influx = Pod(docs, "Deployment", "fluidos-sensors-influxdb", tmp_path / "influxdb")
+    telegraf = Pod(docs, "Deployment", "fluidos-sensors-telegraf", tmp_path / "telegraf")
+    for pod in (influx, telegraf):
+        pod.folder.mkdir()
+    influx_env = influx.env(
+        "influxdb",
+        # The host network stands in for the pod's own: ports of the test's choosing.
+        INFLUXDB_HTTP_BIND_ADDRESS=f"127.0.0.1:{influx_port}",
+        INFLUXDB_BIND_ADDRESS=f"127.0.0.1:{rpc_port}",
+    )
+    admin = (influx_env["INFLUXDB_ADMIN_USER"], influx_env["INFLUXDB_ADMIN_PASSWORD"])
+    database = influx_env["INFLUXDB_DB"]
+    names = [f"fs-test-influxdb-{influx_port}", f"fs-test-telegraf-{telegraf_port}"]
+    try:
+        env_args = [a for k, v in influx_env.items() for a in ("--env", f"{k}={v}")]
+        started = _docker(
+            docker_env,
+            "run",
+            "--detach",
+            "--name",
+            names[0],
+            *env_args,
+            *influx.docker_args("influxdb", images["fluidos-sensors-influxdb"], network="host"),
+        )
+        assert started.returncode == 0, started.stderr
+        base = f"http://127.0.0.1:{influx_port}"
+
+        def pings() -> bool:
+            try:
+                return httpx.get(f"{base}/ping", timeout=2).status_code == 204
+            except httpx.HTTPError:
+                return False
+
+        _wait_until(pings, "influxd answers /ping", _running(docker_env, names[0]))
+        show = {"q": "SHOW DATABASES"}
+        assert httpx.post(f"{base}/query", data=show, timeout=10).status_code == 401
+        answer = httpx.post(f"{base}/query", data=show, auth=admin, timeout=10)
+        assert answer.status_code == 200 and f'["{database}"]' in answer.text, answer.text
+
+        telegraf_env = telegraf.env("telegraf")
+        env_args = [a for k, v in telegraf_env.items() for a in ("--env", f"{k}={v}")]
+        started = _docker(
+            docker_env,
+            "run",
+            "--detach",
+            "--name",
+            names[1],
+            *env_args,
+            *telegraf.docker_args("telegraf", images["fluidos-sensors-telegraf"], network="host"),
+        )
+        assert started.returncode == 0, started.stderr
+        listener = f"http://127.0.0.1:{telegraf_port}/telegraf"
+        user = (telegraf_env["TELEGRAF_USERNAME"], telegraf_env["TELEGRAF_PASSWORD"])
+        _wait_until(
+            lambda: port_open(telegraf_port), "telegraf listens", _running(docker_env, names[1])
+        )
+        line = b"image_test,sensor=t value=21.5 1700000000000000000\n"
+        assert httpx.post(listener, content=line, timeout=10).status_code == 401
+        assert httpx.post(listener, content=line, auth=user, timeout=10).status_code == 204
+
+        def stored() -> bool:
+            query = {"q": "SELECT value FROM image_test", "db": database}
+            text = httpx.post(f"{base}/query", data=query, auth=admin, timeout=10).text
+            return "21.5" in text
+
+        _wait_until(stored, "the reading reaches InfluxDB", _running(docker_env, names[1]))
+    finally:
+        for name in names:
+            _docker(docker_env, "rm", "--force", name)

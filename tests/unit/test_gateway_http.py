@@ -221,3 +221,31 @@ async def test_the_query_schema_is_what_the_server_takes(setup: Setup) -> None:
         {"token"},
         {"username", "password"},
     ]
+
+
+async def test_probes_need_no_token_and_tell_only_a_state() -> None:
+    """/healthz answers as soon as the app serves; /readyz once tokens and flavors are loaded.
+    Neither needs a token nor says anything but its state; any token or none is the same."""
+    s = Setup()
+    for token in (None, "wrong-token-0123456789", TOKEN):
+        async with s.client(token) as http:
+            health = await http.get("/healthz")
+            assert (health.status_code, health.text) == (200, "ok\n")
+            ready = await http.get("/readyz")
+            assert (ready.status_code, ready.text) == (503, "not ready\n")
+            assert ready.headers["cache-control"] == "no-store"
+            assert (await http.get("/api/v2/flavors")).status_code == 503  # starting
+    s.tokens.replace([secret("a", "consumer-a", TOKEN)])
+    s.tokens_ready.set()
+    async with s.client(None) as http:
+        assert (await http.get("/readyz")).status_code == 503  # flavor index not synced yet
+        s.index.replace([sensor_flavor("hum", "humidity", 12)])
+        s.index_ready.set()
+        ready = await http.get("/readyz")
+        assert (ready.status_code, ready.text) == (200, "ok\n")
+        assert (await http.head("/healthz")).status_code == 200
+        post = await http.post("/readyz")
+        assert (post.status_code, post.headers["allow"]) == (405, "GET, HEAD")
+        # Only those two paths: everything else still needs a token, near misses included.
+        for path in ("/healthz/", "/readyz/x", "/api/v2/flavors", "/openapi.json"):
+            assert (await http.get(path)).status_code == 401, path
