@@ -81,7 +81,10 @@ else
     if ! command -v debootstrap >/dev/null; then
       command -v apt-get >/dev/null || die "debootstrap is not installed"
       say "installing debootstrap (apt-get)"
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
+      # A fresh machine's package lists may be empty or stale: read them first.
+      apt-get update -qq >/dev/null || die "apt-get update failed (is the Debian mirror reachable?)"
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null \
+        || die "apt-get install debootstrap failed"
     fi
     root=$(mktemp -d "${TMPDIR:-/var/tmp}/fs-base.XXXXXX")
     trap 'rm -rf "$root"' EXIT
