@@ -3,6 +3,7 @@
 #   scripts/setup.sh [--providers M] [--consumers N] [--edge-workers K] [--no-demo]
 #                                          start (or find running) and run the seed's scenarios
 #   scripts/setup.sh --status              every process and route target
+#   scripts/setup.sh --check               the demo's requests still fulfilled, readings arriving
 #   scripts/setup.sh --down                stop everything, free every port
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +12,8 @@ source scripts/bootstrap.sh
 case "${1:-}" in
   --down) fs_bootstrap ""; exec .venv/bin/fluidos-sensors testbed down ;;
   --status) fs_bootstrap ""; exec .venv/bin/fluidos-sensors testbed status ;;
-  -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+  --check) fs_bootstrap ""; exec .venv/bin/python -m testbed.demo --check ;;
+  -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
 esac
 
 demo=()

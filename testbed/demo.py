@@ -244,6 +244,32 @@ def report(state: TestbedState) -> None:
             say("    none yet")
 
 
+def check(state: TestbedState) -> bool:
+    """Whether every demo request is still fulfilled and every sensor it bought reached its
+    consumer's InfluxDB in the last seconds; what is not is said."""
+    consumers = _consumers(state)
+    healthy = True
+    for index, consumer in enumerate(consumers, start=1):
+        counts = _recent_counts(
+            ConsumerStack.load(state.directory / consumer.name), COUNT_WINDOW_SECONDS
+        )
+        for request in (r for r in REQUESTS if r.consumer == index):
+            status = _status(consumer, request.name)
+            contracts = status.get("contracts") or []
+            if status.get("phase") != "Fulfilled" or not contracts:
+                say(
+                    f"  {consumer.name}/{request.name}: {status.get('phase', 'gone')}: "
+                    f"{status.get('message', '')}"
+                )
+                healthy = False
+            for contract in contracts:
+                sensor = f"{contract.get('device')}/{contract.get('sensor')}"
+                readings = counts.get((str(contract.get("device")), str(contract.get("sensor"))))
+                say(f"  {consumer.name}/{request.name}: {sensor}: {readings or 0} readings")
+                healthy &= bool(readings)
+    return healthy
+
+
 def summary(state: TestbedState) -> None:
     kubectl = binaries.resolve(binaries.KUBECTL, install=False)
     say("\nClusters:")
@@ -270,11 +296,20 @@ def summary(state: TestbedState) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the seed's scenarios on the testbed.")
     parser.add_argument("--no-demo", action="store_true", help="only show the testbed")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="only check that the demo's requests are still fulfilled and their readings "
+        f"still arrive (in the last {COUNT_WINDOW_SECONDS} s); exit 1 otherwise",
+    )
     args = parser.parse_args(argv)
     state = TestbedState.read(paths.state_dir())
     if state is None or not state.running:
         print("no testbed running: start it with scripts/setup.sh", file=sys.stderr)
         return 1
+    if args.check:
+        say(f"The demo's requests, and their readings over the last {COUNT_WINDOW_SECONDS} s:")
+        return 0 if check(state) else 1
     if not args.no_demo and len(_consumers(state)) < 2:
         say("the scenarios need two consumer clusters (scripts/setup.sh --consumers 2)")
     elif not args.no_demo:
