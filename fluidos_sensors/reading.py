@@ -212,7 +212,8 @@ def refusal(reading: Reading, topic: tuple[str, str, str] | None, now: float) ->
     a reading; this says whether to believe it: a mapper publishes a reading only on its own
     topic (so the broker's ACL on topics also vouches for the names in it), stamped inside the
     window of `reading_time_problem`, and names that become line-protocol tags and fields
-    hold no control characters (a newline or NUL would make a new series, or break a batch).
+    hold no control characters (a newline or NUL would make a new series, or break a batch),
+    nor what line protocol cannot carry (a leading "#", an empty field key).
     """
     if topic is None:
         return "its topic is not <namespace>/fluidos-sensors/<device>/<sensor>"
@@ -228,6 +229,12 @@ def refusal(reading: Reading, topic: tuple[str, str, str] | None, now: float) ->
     when = reading_time_problem(reading.received_at, now)
     if when is not None:
         return f'"receivedAt" {when}'
+    # Names line protocol cannot carry: a line starting with "#" is a comment (the target
+    # answers 2xx and drops the reading unseen), an empty field key a malformed line.
+    if reading.quantity.startswith("#"):
+        return '"quantity" starts with "#": line protocol would read the reading as a comment'
+    if "" in reading.values:
+        return 'a key of "values" is empty'
     names = [reading.quantity, reading.unit, reading.node, reading.provider, *reading.values]
     if reading.units:
         names += [*reading.units, *reading.units.values()]

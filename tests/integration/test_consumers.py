@@ -655,9 +655,11 @@ def test_a_poison_reading_costs_only_itself(
         # nanoseconds (Telegraf refuses the batch holding it); 1969 is a clock never set.
         10: {"received_at": 1e12},
         20: {"received_at": -1.0},
-        # Admitted, but a field without a name is not line protocol: Telegraf refuses every
-        # batch holding it, and the agent isolates it.
-        30: {"values": {"": 1.0, "value": 20.3}},
+        # Admitted, but a field key ending in a backslash escapes the "=" after it in line
+        # protocol (influxdb-client leaves a trailing backslash as it is): Telegraf refuses
+        # every batch holding it, and the agent isolates it. (An empty key is refused at
+        # ingest.)
+        30: {"values": {"x\\": 1.0, "value": 20.3}},
     }
     count = 60
     try:

@@ -289,3 +289,24 @@ def test_names_of_the_topic_cannot_end_in_a_newline() -> None:
     assert split_broker_topic("default/fluidos-sensors/stwin-1\n/acceleration") is None
     assert split_broker_topic("default/fluidos-sensors/stwin-1/acceleration") == TOPIC
     assert split_broker_topic("fluidos-sensors/stwin-1/acceleration") is None
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        # Line protocol reads a line starting with "#" as a comment: Telegraf would answer 204
+        # and drop the reading without a word.
+        ({"quantity": "#temperature"}, '"quantity" starts with "#"'),
+        # An empty field key makes the target refuse the batch (400).
+        ({"values": {"": 1.0}}, 'a key of "values" is empty'),
+    ],
+)
+def test_names_line_protocol_cannot_carry_are_refused(
+    change: dict[str, object], message: str
+) -> None:
+    problem = refusal(reading(**change), TOPIC, NOW)
+    assert problem is not None and problem.startswith(message)
+
+
+def test_a_hash_inside_a_quantity_is_admitted() -> None:
+    assert refusal(reading(quantity="temp#2"), TOPIC, NOW) is None
