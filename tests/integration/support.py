@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import ssl
+import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+import paho.mqtt.client as mqtt
 
 
 def eventually(
@@ -20,3 +25,24 @@ def eventually(
             return last
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+
+
+def mqtt_connect(
+    user: dict | None, port: int, ca: Path | None = None, timeout: float = 30.0
+) -> tuple[mqtt.Client, int]:
+    """A running MQTT client on 127.0.0.1:`port` (TLS trusting `ca` when given) and the
+    CONNACK's reason code, so a test sees a refusal as a value."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    if user:
+        client.username_pw_set(user["username"], user["password"])
+    if ca is not None:
+        context = ssl.create_default_context(cafile=str(ca))
+        context.check_hostname = False  # the chart's certificate names the in-cluster Service
+        client.tls_set_context(context)
+    answer: list[int] = []
+    done = threading.Event()
+    client.on_connect = lambda _c, _u, _f, rc, _p: (answer.append(rc.value), done.set())
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    assert done.wait(timeout), "no CONNACK"
+    return client, answer[0]

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
+from support import mqtt_connect
 
 from testbed import binaries, bootstrap, paths
 from testbed.processes import port_open
@@ -503,7 +504,6 @@ def test_chart_broker_separates_mapper_and_agent(helm: Path, tmp_path: Path) -> 
     against the chart's CA and cannot read; the agent reads on loopback and cannot publish;
     no anonymous client gets in."""
     import json
-    import ssl
     import threading
 
     import paho.mqtt.client as mqtt
@@ -521,20 +521,7 @@ def test_chart_broker_separates_mapper_and_agent(helm: Path, tmp_path: Path) -> 
     )
 
     def connect(user: dict | None, port: int, tls: bool) -> tuple[mqtt.Client, int]:
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
-        if user:
-            client.username_pw_set(user["username"], user["password"])
-        if tls:
-            context = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
-            context.check_hostname = False  # the certificate names the in-cluster Service
-            client.tls_set_context(context)
-        answer: list[int] = []
-        done = threading.Event()
-        client.on_connect = lambda _c, _u, _f, rc, _p: (answer.append(rc.value), done.set())
-        client.connect("127.0.0.1", port)
-        client.loop_start()
-        assert done.wait(10), "no CONNACK"
-        return client, answer[0]
+        return mqtt_connect(user, port, tmp_path / "ca.crt" if tls else None)
 
     try:
         deadline = time.monotonic() + 10

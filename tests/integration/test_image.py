@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from support import mqtt_connect
 
 from testbed import binaries, credentials, paths
 from testbed.processes import die_with_parent, free_port, port_open
@@ -452,7 +453,6 @@ def test_mosquitto_image_runs_the_charts_broker(
     passwords, the broker reads the chart's config and ACL. The agent's user connects and
     reads on loopback, the mapper's publishes over TLS (checked against the chart's CA), a
     wrong password and an anonymous client are refused."""
-    import ssl
     import threading
 
     import paho.mqtt.client as mqtt
@@ -489,20 +489,7 @@ def test_mosquitto_image_runs_the_charts_broker(
     assert started.returncode == 0, started.stderr
 
     def connect(user: dict | None, port: int, tls: bool) -> tuple[mqtt.Client, int]:
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
-        if user:
-            client.username_pw_set(user["username"], user["password"])
-        if tls:
-            context = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
-            context.check_hostname = False  # the certificate names the in-cluster Service
-            client.tls_set_context(context)
-        answer: list[int] = []
-        done = threading.Event()
-        client.on_connect = lambda _c, _u, _f, rc, _p: (answer.append(rc.value), done.set())
-        client.connect("127.0.0.1", port)
-        client.loop_start()
-        assert done.wait(30), "no CONNACK"
-        return client, answer[0]
+        return mqtt_connect(user, port, tmp_path / "ca.crt" if tls else None)
 
     try:
         _wait_until(
