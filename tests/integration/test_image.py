@@ -350,6 +350,8 @@ class Pod:
             host.chmod(0o2770)  # what the kubelet makes of an emptyDir with fsGroup
             return host
         host.chmod(0o755)
+        if "hostPath" in volume:
+            return host  # the node's folder: empty at first
         if "configMap" in volume:
             data, mode = self._data("ConfigMap", volume["configMap"]["name"]), 0o644
             mode = volume["configMap"].get("defaultMode", mode)
@@ -377,6 +379,9 @@ class Pod:
             host = self._volume(mount["name"])
             if "subPath" in mount:
                 host = host / mount["subPath"]
+                if "hostPath" in self.volumes[mount["name"]] and not host.exists():
+                    host.mkdir()  # the chart's state-owner init container hands it over
+                    os.chown(host, uid, gid)
             ro = ":ro" if mount.get("readOnly") else ""
             argv += ["--volume", f"{host}:{mount['mountPath']}{ro}"]
         command = container.get("command")
