@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Build the local multi-cluster testbed, start the whole system on it and run the demo.
-#   scripts/setup.sh [--providers M] [--consumers N] [--edge-workers K] [--no-demo]
-#                                          start (or find running) and run the seed's scenarios
+# Build the multi-cluster testbed, start the whole system on it and run the demo.
+#   scripts/setup.sh [--kind|--local] [--providers M] [--consumers N] [--edge-workers K] [--no-demo]
+#                                          start (or find running) and run the seed's scenarios;
+#                                          --kind: KIND clusters, the parts as pods (the chart);
+#                                          --local: real etcd + kube-apiserver, parts as processes;
+#                                          default: --kind if this machine's Docker engine can
+#                                          run privileged containers, else --local
 #   scripts/setup.sh --status              every process and route target
 #   scripts/setup.sh --check               the demo's requests still fulfilled, readings arriving
-#   scripts/setup.sh --down                stop everything, free every port
+#   scripts/setup.sh --down                stop everything, free every port (KIND: delete the
+#                                          clusters and the testbed's own Docker engine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bootstrap.sh
@@ -13,7 +18,7 @@ case "${1:-}" in
   --down) fs_bootstrap ""; exec .venv/bin/fluidos-sensors testbed down ;;
   --status) fs_bootstrap ""; exec .venv/bin/fluidos-sensors testbed status ;;
   --check) fs_bootstrap ""; exec .venv/bin/python -m testbed.demo --check ;;
-  -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
 esac
 
 demo=()

@@ -10,7 +10,10 @@ from typing import Annotated
 import typer
 
 from testbed import binaries, manager, paths, supervisor
+from testbed.kind import testbed as kind_testbed
 from testbed.kind.cli import app as kind_app
+from testbed.kind.docker import Engine, machine_engine_usable
+from testbed.kind.steps import StepFailed
 from testbed.state import TestbedState, pid_alive
 from testbed.topology import default_topology
 
@@ -31,6 +34,10 @@ StateDir = Annotated[
 ]
 
 
+def _log(message: str) -> None:
+    typer.echo(f"{time.strftime('%H:%M:%S')} {message}", err=True)
+
+
 def _echo_access(state: TestbedState) -> None:
     kubectl = binaries.resolve(binaries.KUBECTL, install=False)
     for cluster in state.clusters.values():
@@ -45,8 +52,33 @@ def up(
     edge_workers: Annotated[int, typer.Option(min=1, help="Edge workers per provider.")] = 1,
     state_dir: StateDir = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness.")] = 300,
+    kind: Annotated[
+        bool | None,
+        typer.Option(
+            "--kind/--local",
+            help="KIND clusters with the parts as pods from the chart, or the local control "
+            "planes with the parts as processes. Default: KIND when this machine's Docker "
+            "engine can run privileged containers, local otherwise.",
+        ),
+    ] = None,
 ) -> None:
     """Start the testbed, or report the one already running."""
+    if kind is None:
+        kind = machine_engine_usable()
+        mode = "kind" if kind else "local"
+        typer.echo(f"testbed mode: {mode} (--kind/--local to choose)", err=True)
+    if kind:
+        if edge_workers != 1:
+            typer.echo("error: the KIND testbed has one edge worker per provider", err=True)
+            raise typer.Exit(2)
+        try:
+            state = kind_testbed.up(providers, consumers, state_dir, log=_log)
+        except (StepFailed, binaries.MissingBinary, OSError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
+        typer.echo(f"KIND testbed ready (state: {state.directory})")
+        _echo_access(state)
+        return
     topology = default_topology(providers, consumers, edge_workers)
     try:
         state, started = manager.up(
@@ -61,7 +93,17 @@ def up(
 
 @app.command()
 def down(state_dir: StateDir = None) -> None:
-    """Stop every testbed process and free its ports."""
+    """Stop every testbed process and free its ports (KIND: delete the clusters, stop the
+    testbed's engine)."""
+    folder = state_dir or paths.state_dir()
+    if kind_testbed.is_kind(folder) or Engine.default(folder).pid():
+        try:
+            kind_testbed.down(folder, log=_log)
+        except (StepFailed, OSError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
+        typer.echo(f"KIND testbed at {folder} removed")
+        return
     try:
         if not manager.down(state_dir, log=typer.echo):
             typer.echo("no testbed running")
@@ -89,10 +131,22 @@ def status(
         typer.echo(json.dumps(state.status, indent=2))
         return
     console = Console(width=200)
-    console.print(f"phase: {state.phase} (supervisor pid {state.supervisor_pid})")
-    _echo_access(state)
-    processes, healthy = report.processes_table(state)
-    console.print(processes)
+    if state.status.get("mode") == kind_testbed.MODE:
+        engine = state.supervisor_pid
+        console.print(f"phase: {state.phase} (KIND; the testbed's dockerd pid {engine})")
+        _echo_access(state)
+        for name, listing in kind_testbed.pods(state):
+            console.print(f"[bold]{name}[/]", highlight=False)
+            console.print(listing.rstrip(), highlight=False, markup=False)
+        bad = kind_testbed.unhealthy_pods(state)
+        for line in bad:
+            console.print(f"[red]not running:[/] {line}")
+        healthy = not bad
+    else:
+        console.print(f"phase: {state.phase} (supervisor pid {state.supervisor_pid})")
+        _echo_access(state)
+        processes, healthy = report.processes_table(state)
+        console.print(processes)
     try:
         targets = report.route_targets(state)
     except Exception as exc:  # the report must not fail on an API hiccup

@@ -284,6 +284,15 @@ def summary(state: TestbedState) -> None:
             where = ConsumerStack.path(state.directory / cluster.name)
             say(f"      InfluxDB {stack.influx_url} (database {stack.database})")
             say(f"      Telegraf {stack.telegraf_url}; credentials in {where}")
+    if state.status.get("mode") == "kind":
+        say(
+            "\nNext:\n"
+            "  .venv/bin/fluidos-sensors tui --testbed       # flavors, routes, requests, devices\n"
+            "  .venv/bin/fluidos-sensors testbed status      # every cluster's pods\n"
+            "  kubectl --kubeconfig <above> -n fluidos logs ds/fluidos-sensors-edge-agent\n"
+            "  scripts/setup.sh --down                       # delete the clusters, stop Docker"
+        )  # fmt: skip
+        return
     say(
         "\nNext:\n"
         "  .venv/bin/fluidos-sensors tui --testbed       # flavors, routes, requests, devices\n"

@@ -6,6 +6,7 @@ them per cluster role, in start order. Ports are chosen once, at `up` (`allocate
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import secrets
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+from influxdb_client import InfluxDBClient
 
 from fluidos_sensors.api import DEVICE_NAMESPACES
 from testbed import bootstrap, credentials, paths
@@ -118,6 +120,26 @@ class ConsumerStack:
         return sorted(
             {urlsplit(url).hostname or "" for url in (self.telegraf_url, self.influx_url)}
         )
+
+    def seq_times(self, device: str, sensor: str, since: float | None = None) -> dict[int, float]:
+        """seq -> time (the mapper's receive time, Unix seconds) of every point of one sensor
+        in this InfluxDB, received since `since` (Unix seconds; a restarted mapper counts from
+        0 again) or over the last day."""
+        start = "-1d"
+        if since is not None:
+            start = dt.datetime.fromtimestamp(since, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        flux = (
+            f'from(bucket: "{self.bucket}") |> range(start: {start})'
+            f' |> filter(fn: (r) => r._field == "seq" and r.device == "{device}"'
+            f' and r.sensor == "{sensor}")'
+        )
+        with InfluxDBClient(url=self.influx_url, token=self.influx_token, org="-") as influx:
+            tables = influx.query_api().query(flux)
+        return {
+            int(record.get_value()): record.get_time().timestamp()
+            for table in tables
+            for record in table.records
+        }
 
     @classmethod
     def path(cls, cluster_directory: Path) -> Path:

@@ -177,7 +177,7 @@ class Cluster:
                 timeout=320,
             )
 
-    def _node_ip(self, node: str) -> str:
+    def node_ip(self, node: str) -> str:
         return run(
             [
                 self.docker,
@@ -206,7 +206,7 @@ class Cluster:
             if time.monotonic() > deadline:
                 raise StepFailed(f"nodes without a pod CIDR after {timeout}s: {cidrs}")
             time.sleep(1)
-        ips = {node: self._node_ip(node) for node in nodes}
+        ips = {node: self.node_ip(node) for node in nodes}
         for node in nodes:
             run(
                 [

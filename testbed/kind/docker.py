@@ -5,8 +5,10 @@ a capability (these machines lack `CAP_SYS_RESOURCE`), runc cannot grant every c
 fails with "unable to apply caps: operation not permitted". The machine's own engine is then
 useless for kind, and the testbed runs a dockerd of its own (Debian's `docker.io`):
 
-- everything under `<state>/kind/docker/` (data root, pidfile, daemon.json, log, and the runc
-  wrapper registered as that dockerd's default runtime), but for its sockets and exec root,
+- everything under `<state>/kind/docker/` (pidfile, daemon.json, log, and the runc wrapper
+  registered as that dockerd's default runtime) but for its data root, in the user's cache so
+  images survive the testbed (`<cache>/kind/docker`, or under the state folder while another
+  engine uses that), and its sockets and exec root,
   which live in `/run/fsk-<hash of that folder>/`: containerd refuses a socket path longer than
   104 bytes, which a deep state folder (or pytest's temporary one) exceeds; the wrapper deletes
   the capabilities the bounding set lacks from every container spec (`create`/`run`) and every
@@ -30,8 +32,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from testbed import paths
 from testbed.kind.steps import Log, StepFailed, run, step
@@ -187,10 +191,17 @@ class Engine:
     bridge: str = BRIDGE
     bridge_address: str = BRIDGE_ADDRESS
     address_pool: str = ADDRESS_POOL
+    # Images live here; None: under `root`. The testbed's engine keeps them in the user's cache
+    # (node image, project images: minutes to rebuild) unless another engine uses that folder.
+    data: Path | None = None
 
     @classmethod
     def default(cls, state_dir: Path | None = None) -> Engine:
-        return cls((state_dir or paths.state_dir()) / "kind" / "docker")
+        engine = cls((state_dir or paths.state_dir()) / "kind" / "docker")
+        shared = paths.cache_dir() / "kind" / "docker"
+        if not engine._other_engines_with(lambda config: config.get("data-root") == str(shared)):
+            engine = cls(engine.root, data=shared)
+        return engine
 
     @property
     def run_dir(self) -> Path:
@@ -208,7 +219,7 @@ class Engine:
 
     @property
     def data_root(self) -> Path:
-        return self.root / "data"
+        return self.data or self.root / "data"
 
     @property
     def exec_root(self) -> Path:
@@ -293,6 +304,10 @@ class Engine:
 
     def _other_engines_on_bridge(self) -> list[int]:
         """Pids of other running dockerds whose daemon.json names this engine's bridge."""
+        return self._other_engines_with(lambda config: config.get("bridge") == self.bridge)
+
+    def _other_engines_with(self, match: Callable[[dict[str, Any]], bool]) -> list[int]:
+        """Pids of other running dockerds whose daemon.json `match`es."""
         found = []
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
@@ -304,10 +319,10 @@ class Engine:
             if config == self.config:
                 continue
             try:
-                bridge = json.loads(config.read_text()).get("bridge")
+                settings = json.loads(config.read_text())
             except (OSError, ValueError, IndexError):
                 continue
-            if bridge == self.bridge:
+            if match(settings):
                 found.append(int(entry.name))
         return found
 
@@ -357,7 +372,7 @@ class Engine:
 
     def processes(self) -> list[int]:
         """Pids of this engine's processes: dockerd, its containerd, shims, docker-proxy."""
-        marks = (str(self.root) + "/", str(self.run_dir) + "/")
+        marks = (str(self.root) + "/", str(self.run_dir) + "/", str(self.data_root) + "/")
         found = []
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -390,8 +405,9 @@ class Engine:
             deadline = time.monotonic() + 10
             while self.processes() and time.monotonic() < deadline:
                 time.sleep(0.2)
-            if self.root.exists():
-                _unmount_below(self.root)
+            for folder in {self.root, self.data_root}:
+                if folder.exists():
+                    _unmount_below(folder)
             if self.run_dir.exists():
                 _unmount_below(self.run_dir)
                 shutil.rmtree(self.run_dir, ignore_errors=True)

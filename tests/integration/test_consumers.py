@@ -67,28 +67,7 @@ def influx_seqs(
 ) -> list[int]:
     """The seq field of every point of one sensor in the consumer's InfluxDB (received since
     `since`, Unix seconds: a mapper started again counts from 0)."""
-    return sorted(influx_times(stack, device, sensor, since))
-
-
-def influx_times(
-    stack: ConsumerStack, device: str, sensor: str, since: float | None = None
-) -> dict[int, float]:
-    """seq -> the point's time (the mapper's receive time, Unix seconds), as `influx_seqs`."""
-    start = "-1d"
-    if since is not None:
-        start = dt.datetime.fromtimestamp(since, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    flux = (
-        f'from(bucket: "{stack.bucket}") |> range(start: {start})'
-        f' |> filter(fn: (r) => r._field == "seq" and r.device == "{device}"'
-        f' and r.sensor == "{sensor}")'
-    )
-    with InfluxDBClient(url=stack.influx_url, token=stack.influx_token, org="-") as influx:
-        tables = influx.query_api().query(flux)
-    return {
-        int(record.get_value()): record.get_time().timestamp()
-        for table in tables
-        for record in table.records
-    }
+    return sorted(stack.seq_times(device, sensor, since))
 
 
 def contiguous(seqs: list[int]) -> bool:
@@ -451,7 +430,7 @@ def test_outage_agent_crash_and_broker_restart_lose_nothing(
                 # just before and after the gap bracket that moment. (How many topics had a
                 # request in flight then depends on the machine's load; any topic may.) The
                 # agent's crash and the broker's restart come 20 s and a minute later.
-                times = influx_times(stack, device, sensor, since=began)
+                times = stack.seq_times(device, sensor, since=began)
                 before, after = times[missing[0] - 1], times[missing[-1] + 1]
                 margin = 10.0
                 assert before - margin <= telegraf_stopped <= after + margin, (

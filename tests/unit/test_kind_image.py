@@ -162,3 +162,18 @@ def test_cluster_creation_refuses_to_run_out_of_inotify_instances(
     monkeypatch.setattr(cluster, "inotify_instances_in_use", lambda: limit - 10)
     with pytest.raises(StepFailed, match="max_user_instances"):
         cluster.check_inotify(provider)
+
+
+def test_the_kind_testbeds_clusters_and_what_they_need_of_inotify() -> None:
+    from testbed.kind import testbed as kind_testbed
+
+    clusters = kind_testbed.clusters_for(1, 2)
+    assert [(c.name, c.role, c.config.name) for c in clusters] == [
+        ("provider-1", "provider", "provider.yaml"),
+        ("consumer-1", "consumer", "consumer.yaml"),
+        ("consumer-2", "consumer", "consumer.yaml"),
+    ]
+    # Five nodes, three control planes: more than the kernel's default 128 on its own.
+    assert kind_testbed._inotify_needed(clusters) == 5 * 15 + 3 * 23
+    with pytest.raises(ValueError):
+        kind_testbed.clusters_for(0, 1)
