@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import functools
 import json
 import random
 import resource
@@ -37,6 +38,7 @@ from fluidos_sensors.flavor import (
     ObservedPerformance,
     Price,
     ProviderConfig,
+    SensorFlavor,
     build_flavor,
     sensor_from_flavor,
 )
@@ -50,7 +52,7 @@ from resource_manager.gateway.objects import Seller
 
 TOKEN = "bench-consumer-token-0123456789"
 # (weight, manufacturer, model, category, [(type, unit, accuracy)], rates Hz, latency ms median)
-CATALOG = [
+CATALOG: list[tuple[int, str, str, str, list[tuple[str, str, float]], list[float], int]] = [
     (14, "STMicroelectronics", "HTS221", "Environmental",
      [("temperature", "°C", 0.5), ("humidity", "%RH", 3.5)], [1, 7, 12.5], 12),
     (12, "STMicroelectronics", "STTS22H", "Environmental",
@@ -152,6 +154,10 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     return {"p50_ms": round(statistics.median(ordered), 3), "p99_ms": round(p99, 3)}
 
 
+def _scan(views: list[SensorFlavor], wanted: SensorFilter) -> list[SensorFlavor]:
+    return [v for v in views if v.availability and matches(wanted, v)]
+
+
 def timed(run: Callable[[], Any], repeat: int) -> list[float]:
     samples = []
     for _ in range(repeat):
@@ -231,11 +237,8 @@ def main() -> None:
         assert got == expected, f"{name}: index and scan disagree"
         broad = len(expected) > 5_000
         repeat_fast, repeat_slow = (30, 10) if broad else (300, 15)
-        index_ms = timed(lambda wanted=wanted: index.query_items(wanted), repeat_fast)
-        scan_ms = timed(
-            lambda wanted=wanted: [v for v in views if v.availability and matches(wanted, v)],
-            repeat_slow,
-        )
+        index_ms = timed(functools.partial(index.query_items, wanted), repeat_fast)
+        scan_ms = timed(functools.partial(_scan, views, wanted), repeat_slow)
         gateway_ms, size = asyncio.run(time_gateway(app, query, repeat_fast))
         results.append(
             {

@@ -35,7 +35,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from influxdb_client import InfluxDBClient
 from kubernetes import client
@@ -88,14 +88,15 @@ class Bench:
             },
         }
         try:
-            core.create_namespaced_secret(FLUIDOS_NAMESPACE, body)
+            # kubernetes takes a dict body too; its annotation names only the model
+            core.create_namespaced_secret(FLUIDOS_NAMESPACE, body)  # type: ignore[arg-type]
         except ApiException as exc:
             if exc.status != 409:
                 raise
 
     def _get(self, name: str) -> dict[str, Any] | None:
         try:
-            return self.custom.get_namespaced_custom_object(*ARGS, name)
+            return cast(dict[str, Any], self.custom.get_namespaced_custom_object(*ARGS, name))
         except ApiException as exc:
             if exc.status == 404:
                 return None

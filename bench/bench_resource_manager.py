@@ -24,7 +24,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client, watch
 
@@ -78,11 +78,14 @@ class FlavorWatcher(threading.Thread):
 
     def run(self) -> None:
         while not self.stop_event.is_set():
-            listing = self.custom.list_namespaced_custom_object(
-                fs_api.FLAVOR.group,
-                fs_api.FLAVOR.version,
-                DEFAULT_FLAVOR_NAMESPACE,
-                fs_api.FLAVOR.plural,
+            listing = cast(
+                dict[str, Any],
+                self.custom.list_namespaced_custom_object(
+                    fs_api.FLAVOR.group,
+                    fs_api.FLAVOR.version,
+                    DEFAULT_FLAVOR_NAMESPACE,
+                    fs_api.FLAVOR.plural,
+                ),
             )
             for item in listing["items"]:
                 self._saw(item)

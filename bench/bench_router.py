@@ -207,7 +207,8 @@ def wait_port(port: int, proc: subprocess.Popen[Any], timeout: float = 30) -> No
     while not port_open(port):
         if time.monotonic() > deadline or proc.poll() is not None:
             proc.kill()
-            raise RuntimeError(f"process {proc.args[:3]} did not listen on {port}")
+            shown = proc.args[:3] if isinstance(proc.args, list | tuple) else str(proc.args)
+            raise RuntimeError(f"process {shown} did not listen on {port}")
         time.sleep(0.05)
 
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 import yaml
@@ -58,7 +58,9 @@ def _args(namespace: str) -> tuple[str, str, str, str]:
 
 def _get(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
     try:
-        return _custom(api).get_namespaced_custom_object(*_args(namespace), name)
+        return cast(
+            dict[str, Any], _custom(api).get_namespaced_custom_object(*_args(namespace), name)
+        )
     except ApiException as exc:
         if exc.status == 404:
             return None
@@ -150,7 +152,10 @@ def request(
     }
     with api_client(kubeconfig, context) as api:
         try:
-            created = _custom(api).create_namespaced_custom_object(*_args(namespace), body)
+            created = cast(
+                dict[str, Any],
+                _custom(api).create_namespaced_custom_object(*_args(namespace), body),
+            )
         except ApiException as exc:
             raise _fail(
                 f"the API server refused the request: {exc.status} {_reason(exc)}", 1
@@ -230,7 +235,8 @@ def list_requests(
     if output not in ("table", "json", "yaml"):
         raise _fail("-o must be table, json or yaml")
     with api_client(kubeconfig, context) as api:
-        items = _custom(api).list_namespaced_custom_object(*_args(namespace))["items"]
+        listing = _custom(api).list_namespaced_custom_object(*_args(namespace))
+        items = cast(dict[str, Any], listing)["items"]
     items.sort(key=lambda i: i["metadata"]["name"])
     if output == "json":
         typer.echo(json.dumps(items, indent=2))

@@ -52,7 +52,8 @@ def _now() -> str:
 
 def _post(body: Mapping[str, Any], event: Event) -> None:
     kopf.event(
-        dict(body),
+        # kopf.event takes any object mapping (its annotation names only kopf's own Body).
+        dict(body),  # type: ignore[arg-type]
         type=event.type,
         reason=event.reason,
         message=event.message[:_EVENT_MESSAGE_MAX],
@@ -260,7 +261,8 @@ def build_registry(
         await writer.request(name, new)
         return {**current, **new}
 
-    @kopf.daemon(
+    # kopf passes indexes as extra keyword arguments, which its handler protocol cannot name.
+    @kopf.daemon(  # type: ignore[arg-type]
         *request_kind, id="resolve", registry=registry, backoff=5.0, cancellation_backoff=10.0
     )
     async def request_daemon(
@@ -338,7 +340,8 @@ def build_registry(
                 timeout = max(0.05, min(timeout, next_pass - loop.time()))
             await _nap(wake, stopped, timeout)
 
-    @kopf.on.delete(*request_kind, id="release", registry=registry)
+    # kopf passes indexes as extra keyword arguments, which its handler protocol cannot name.
+    @kopf.on.delete(*request_kind, id="release", registry=registry)  # type: ignore[arg-type]
     async def release_contracts(
         body: kopf.Body,
         name: str,

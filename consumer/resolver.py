@@ -144,7 +144,8 @@ class Resolver:
         the pass after this one comes that much later (`not_ready_delay`)."""
         meta = _meta(request)
         generation = int(meta.get("generation") or 0)
-        current = request.get("status") if isinstance(request.get("status"), Mapping) else {}
+        status = request.get("status")
+        current = status if isinstance(status, Mapping) else {}
         held = st.held_contracts(current)
         try:
             spec = parse_request(request)

@@ -137,8 +137,11 @@ def parse_request(obj: Mapping[str, Any]) -> RequestSpec:
     if raw_auth is not None:
         if not isinstance(raw_auth, Mapping):
             raise SpecError(where, "spec.endpoint.auth", f"must be an object, got {show(raw_auth)}")
+        raw_type = raw_auth.get("type")
         try:
-            auth_type = AuthType(raw_auth.get("type"))
+            if not isinstance(raw_type, str):
+                raise ValueError(raw_type)
+            auth_type = AuthType(raw_type)
         except ValueError:
             raise SpecError(
                 where,

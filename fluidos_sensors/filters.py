@@ -421,7 +421,9 @@ class _Builder:
         self.bounds[name][bound] = (number, unit, value, where)
 
     def build(self) -> SensorFilter:
-        result = SensorFilter(**{name: tuple(values) for name, values in self.texts.items()})
+        # Field names come from the query, so their types are checked at run time, not here.
+        texts: dict[str, Any] = {name: tuple(values) for name, values in self.texts.items()}
+        result = SensorFilter(**texts)
         for name, bounds in self.bounds.items():
             if not bounds:
                 continue
@@ -442,7 +444,8 @@ class _Builder:
                 exact=bounds["exact"][0] if "exact" in bounds else None,
                 unit=units.pop(),
             )
-            result = replace(result, **{name: number_range})
+            ranged: dict[str, Any] = {name: number_range}
+            result = replace(result, **ranged)
         return result
 
 

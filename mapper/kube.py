@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -37,12 +37,18 @@ class DeviceApi:
         """Every v1beta1 Device of `namespace` (None: of all namespaces)."""
         r = DEVICE
         if namespace is None:
-            answer = self._custom.list_cluster_custom_object(
-                r.group, r.version, r.plural, _request_timeout=REQUEST_TIMEOUT
+            answer = cast(
+                dict[str, Any],
+                self._custom.list_cluster_custom_object(
+                    r.group, r.version, r.plural, _request_timeout=REQUEST_TIMEOUT
+                ),
             )
         else:
-            answer = self._custom.list_namespaced_custom_object(
-                r.group, r.version, namespace, r.plural, _request_timeout=REQUEST_TIMEOUT
+            answer = cast(
+                dict[str, Any],
+                self._custom.list_namespaced_custom_object(
+                    r.group, r.version, namespace, r.plural, _request_timeout=REQUEST_TIMEOUT
+                ),
             )
         return list(answer.get("items") or [])
 
@@ -59,8 +65,11 @@ class DeviceApi:
         except ApiException as exc:
             if exc.status != 409:
                 raise
-        current = self._custom.get_namespaced_custom_object(
-            *args, meta["name"], _request_timeout=REQUEST_TIMEOUT
+        current = cast(
+            dict[str, Any],
+            self._custom.get_namespaced_custom_object(
+                *args, meta["name"], _request_timeout=REQUEST_TIMEOUT
+            ),
         )
         current_meta = current.setdefault("metadata", {})
         current_meta["labels"] = {**(current_meta.get("labels") or {}), **meta.get("labels", {})}
@@ -78,7 +87,8 @@ class DeviceApi:
         now = _now()
         self._core.create_namespaced_event(
             problem.key.namespace,
-            {
+            # kubernetes takes a dict body too; its annotation names only the model
+            {  # type: ignore[arg-type]
                 "metadata": {
                     "generateName": f"{problem.key.name}.",
                     "namespace": problem.key.namespace,
@@ -151,8 +161,11 @@ class DeviceStatusStore:
 
     def _get(self, key: DeviceKey) -> dict[str, Any] | None:
         try:
-            return self._custom.get_namespaced_custom_object(
-                *self._args(key), key.name, _request_timeout=REQUEST_TIMEOUT
+            return cast(
+                dict[str, Any],
+                self._custom.get_namespaced_custom_object(
+                    *self._args(key), key.name, _request_timeout=REQUEST_TIMEOUT
+                ),
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -167,17 +180,23 @@ class DeviceStatusStore:
             for attempt in range(2):
                 try:
                     if current is None:
-                        written = self._custom.create_namespaced_custom_object(
-                            *self._args(key),
-                            self._body(key, owner_uid, status, None),
-                            _request_timeout=REQUEST_TIMEOUT,
+                        written = cast(
+                            dict[str, Any],
+                            self._custom.create_namespaced_custom_object(
+                                *self._args(key),
+                                self._body(key, owner_uid, status, None),
+                                _request_timeout=REQUEST_TIMEOUT,
+                            ),
                         )
                     else:
-                        written = self._custom.replace_namespaced_custom_object(
-                            *self._args(key),
-                            key.name,
-                            self._body(key, owner_uid, status, current),
-                            _request_timeout=REQUEST_TIMEOUT,
+                        written = cast(
+                            dict[str, Any],
+                            self._custom.replace_namespaced_custom_object(
+                                *self._args(key),
+                                key.name,
+                                self._body(key, owner_uid, status, current),
+                                _request_timeout=REQUEST_TIMEOUT,
+                            ),
                         )
                     self._known[key] = written
                     return

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 import yaml
@@ -185,8 +185,11 @@ def list_flavors(
         raise typer.Exit(2)
     allow_kubernetes_nesting()  # Flavors copied from other providers may nest deep
     with api_client(kubeconfig, context) as api:
-        items = client.CustomObjectsApi(api).list_namespaced_custom_object(
-            FLAVOR.group, FLAVOR.version, namespace, FLAVOR.plural
+        items = cast(
+            dict[str, Any],
+            client.CustomObjectsApi(api).list_namespaced_custom_object(
+                FLAVOR.group, FLAVOR.version, namespace, FLAVOR.plural
+            ),
         )["items"]
     chosen: list[tuple[dict[str, Any], SensorFlavor]] = []
     for item in items:

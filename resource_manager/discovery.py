@@ -184,7 +184,7 @@ def v1alpha2_writes(device: Mapping[str, Any]) -> Literal["nodeSelector", "other
 def binding_fields(managed_fields: object) -> list[dict[str, Any]]:
     """``metadata.managedFields`` cut down to what `v1alpha2_writes` reads (which
     version wrote which top-level spec fields), for keeping in memory per Device."""
-    kept = []
+    kept: list[dict[str, Any]] = []
     for entry in _items(managed_fields):
         entry = _mapping(entry)
         spec_fields = _mapping(_mapping(entry.get("fieldsV1")).get("f:spec"))

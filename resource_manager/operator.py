@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import astuple, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import kopf
 import urllib3
@@ -146,13 +146,15 @@ def nodes_index(name: str, body: kopf.Body, **_: Any) -> dict[str, dict[str, Any
 
 @kopf.index(DEVICE.group, DEVICE.version, DEVICE.plural, when=_device_in_scope)
 def devices_index(
-    namespace: str, name: str, body: kopf.Body, **_: Any
+    namespace: str | None, name: str, body: kopf.Body, **_: Any
 ) -> dict[str, dict[str, Any]]:
     return {f"{namespace}/{name}": _snapshot(body)}
 
 
 @kopf.index(DEVICE.group, DEVICE.version, DEVICE.plural, when=_device_in_scope)
-def devices_by_node(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[str, str] | None:
+def devices_by_node(
+    namespace: str | None, name: str, body: kopf.Body, **_: Any
+) -> dict[str, str] | None:
     try:
         node = device_binding(body)
     except Exception:  # a bug must cost this Device its binding, not the index
@@ -162,7 +164,9 @@ def devices_by_node(namespace: str, name: str, body: kopf.Body, **_: Any) -> dic
 
 
 @kopf.index(DEVICE_MODEL.group, DEVICE_MODEL.version, DEVICE_MODEL.plural)
-def models_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
+def models_index(
+    namespace: str | None, name: str, body: kopf.Body, **_: Any
+) -> dict[str, dict[str, Any]]:
     return {f"{namespace}/{name}": _snapshot(body)}
 
 
@@ -196,7 +200,8 @@ class _FirstOf(Mapping[str, dict[str, Any]]):
 
 
 def _post(device: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
-    kopf.event(dict(device), type=kind, reason=reason, message=message[:_EVENT_MESSAGE_MAX])
+    # kopf.event takes any object mapping (its annotation names only kopf's own Body).
+    kopf.event(dict(device), type=kind, reason=reason, message=message[:_EVENT_MESSAGE_MAX])  # type: ignore[arg-type]
 
 
 def _apply(
@@ -212,7 +217,7 @@ def _apply(
         except ApiException as exc:
             if exc.status != 409:  # exists already: our index had not seen it yet
                 raise
-            current = custom.get_namespaced_custom_object(*args, name)
+            current = cast(dict[str, Any], custom.get_namespaced_custom_object(*args, name))
     custom.patch_namespaced_custom_object(
         *args, name, update_patch(current, desired), _content_type="application/json-patch+json"
     )
@@ -231,7 +236,7 @@ def _delete(custom: client.CustomObjectsApi, namespace: str, name: str) -> None:
 def _current_flavors(
     flavors: kopf.Index[str, dict[str, Any]], device_key: str
 ) -> dict[str, dict[str, Any]]:
-    found = flavors.get(device_key, [])
+    found: Iterable[dict[str, Any]] = flavors.get(device_key, [])
     return {f["metadata"]["name"]: f for f in found}
 
 
@@ -380,7 +385,7 @@ def _indexes(
 
 @kopf.on.event(DEVICE.group, DEVICE.version, DEVICE.plural, when=_device_in_scope)
 def device_event(
-    event: kopf.RawEvent, body: kopf.Body, namespace: str, name: str, **kwargs: Any
+    event: kopf.RawEvent, body: kopf.Body, namespace: str | None, name: str, **kwargs: Any
 ) -> None:
     if event.get("type") == "DELETED":
         remove_device(f"{namespace}/{name}", kwargs["flavors_index"])
@@ -388,7 +393,8 @@ def device_event(
     reconcile_device(_snapshot(body), _indexes(**kwargs))
 
 
-@kopf.on.event("", "v1", "nodes")
+# kopf passes indexes as extra keyword arguments, which its handler protocol cannot name.
+@kopf.on.event("", "v1", "nodes")  # type: ignore[arg-type]
 def node_event(
     event: kopf.RawEvent, name: str, body: kopf.Body, devices_by_node: kopf.Index, **kwargs: Any
 ) -> None:
@@ -417,7 +423,7 @@ def node_event(
 
 
 @kopf.on.event(DEVICE_MODEL.group, DEVICE_MODEL.version, DEVICE_MODEL.plural)
-def model_event(namespace: str, name: str, **kwargs: Any) -> None:
+def model_event(namespace: str | None, name: str, **kwargs: Any) -> None:
     indexes = _indexes(**kwargs)
     for device in list(_FirstOf(indexes.devices).values()):
         meta = device["metadata"]
@@ -425,7 +431,8 @@ def model_event(namespace: str, name: str, **kwargs: Any) -> None:
             reconcile_device(device, indexes)
 
 
-@kopf.on.event(
+# kopf passes indexes as extra keyword arguments, which its handler protocol cannot name.
+@kopf.on.event(  # type: ignore[arg-type]
     FLAVOR.group, FLAVOR.version, FLAVOR.plural, labels={MANAGED_BY_LABEL: MANAGED_BY_VALUE}
 )
 def flavor_event(

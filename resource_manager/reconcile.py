@@ -59,6 +59,10 @@ def bound_node(device: Mapping[str, Any], sensors: list[SensorSpec]) -> str | No
     return named.pop() if len(named) == 1 else None
 
 
+def _as_list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _expressions(selector: object) -> str:
     """A node selector's expressions, short: `key "zone" operator "Exists"`, ..."""
     terms = selector.get("nodeSelectorTerms") if isinstance(selector, Mapping) else None
@@ -67,7 +71,7 @@ def _expressions(selector: object) -> str:
         for term in (terms if isinstance(terms, list) else [])
         if isinstance(term, Mapping)
         for kind in ("matchExpressions", "matchFields")
-        for expr in (term.get(kind) if isinstance(term.get(kind), list) else [])
+        for expr in _as_list(term.get(kind))
         if isinstance(expr, Mapping)
     ]
     more = f", and {len(shown) - 3} more" if len(shown) > 3 else ""

@@ -46,7 +46,13 @@ class LineProtocolEncoder:
 
     def _prefix(self, reading: Reading) -> str:
         unit = "" if reading.units else reading.unit
-        key = (reading.quantity, reading.device, reading.node, reading.provider, reading.sensor)
+        key: tuple[str, ...] = (
+            reading.quantity,
+            reading.device,
+            reading.node,
+            reading.provider,
+            reading.sensor,
+        )
         key += (unit,)
         prefix = self._prefixes.get(key)
         if prefix is None:

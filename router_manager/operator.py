@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from kubernetes import client
@@ -138,12 +138,15 @@ def _delete_rule(rt: _Runtime, namespace: str, name: str) -> None:
 
 
 def _owned_rules(rt: _Runtime, route_name: str) -> list[dict[str, Any]]:
-    answer = rt.custom.list_cluster_custom_object(
-        RULE.group,
-        RULE.version,
-        RULE.plural,
-        label_selector=f"{kubeedge.ROUTE_LABEL}={route_name}",
-        _request_timeout=REQUEST_TIMEOUT,
+    answer = cast(
+        dict[str, Any],
+        rt.custom.list_cluster_custom_object(
+            RULE.group,
+            RULE.version,
+            RULE.plural,
+            label_selector=f"{kubeedge.ROUTE_LABEL}={route_name}",
+            _request_timeout=REQUEST_TIMEOUT,
+        ),
     )
     return list(answer.get("items") or [])
 
@@ -244,7 +247,8 @@ def deliver_contract(contract: Mapping[str, Any]) -> RouteTarget | None:
         delivery = delivery_target(contract)
     except ContractError as exc:
         log.error("%s; no route target for it", exc)
-        kopf.event(dict(contract), type="Warning", reason="NotDeliverable", message=str(exc)[:1000])
+        # kopf.event takes any object mapping (its annotation names only kopf's own Body).
+        kopf.event(dict(contract), type="Warning", reason="NotDeliverable", message=str(exc)[:1000])  # type: ignore[arg-type]
         return None
     target = target_for_contract(delivery)
     wanted = (delivery.node, delivery.broker_topic, target)
@@ -310,8 +314,9 @@ def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.execution.max_workers = 4
-    if _rt().settings.ready_file is not None:
-        _rt().settings.ready_file.touch()
+    ready_file = _rt().settings.ready_file
+    if ready_file is not None:
+        ready_file.touch()
 
 
 @kopf.index(SENSOR_ROUTE.group, SENSOR_ROUTE.version, SENSOR_ROUTE.plural, when=_in_route_namespace)
@@ -333,7 +338,8 @@ def contract_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         deliver_contract(obj)
 
 
-@kopf.on.event(
+# kopf passes indexes as extra keyword arguments, which its handler protocol cannot name.
+@kopf.on.event(  # type: ignore[arg-type]
     SENSOR_ROUTE.group, SENSOR_ROUTE.version, SENSOR_ROUTE.plural, when=_in_route_namespace
 )
 def route_event(
@@ -356,7 +362,8 @@ def route_event(
     report_observed(obj)
 
 
-@kopf.on.event(
+# kopf passes indexes as extra keyword arguments, which its handler protocol cannot name.
+@kopf.on.event(  # type: ignore[arg-type]
     RULE.group,
     RULE.version,
     RULE.plural,

@@ -268,7 +268,8 @@ def _target(
     if not isinstance(target_id, str) or not target_id:
         read.fail(f"{path}.id", "is required")
         return None
-    origin = item.get("origin") if isinstance(item.get("origin"), Mapping) else {}
+    raw_origin = item.get("origin")
+    origin = raw_origin if isinstance(raw_origin, Mapping) else {}
     origin_kind = str(origin.get("kind") or ORIGIN_MANUAL)
     raw_allowed = item.get("allowedHosts") or []
     if not isinstance(raw_allowed, list) or not all(isinstance(h, str) for h in raw_allowed):

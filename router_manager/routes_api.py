@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -44,8 +44,11 @@ class RouteApi:
 
     def get(self, name: str) -> dict[str, Any] | None:
         try:
-            return self._custom.get_namespaced_custom_object(
-                *self._args, name, _request_timeout=REQUEST_TIMEOUT
+            return cast(
+                dict[str, Any],
+                self._custom.get_namespaced_custom_object(
+                    *self._args, name, _request_timeout=REQUEST_TIMEOUT
+                ),
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -56,7 +59,8 @@ class RouteApi:
         kwargs: dict[str, Any] = {"_request_timeout": REQUEST_TIMEOUT}
         if label_selector:
             kwargs["label_selector"] = label_selector
-        return list(self._custom.list_namespaced_custom_object(*self._args, **kwargs)["items"])
+        listing = self._custom.list_namespaced_custom_object(*self._args, **kwargs)
+        return list(cast(dict[str, Any], listing)["items"])
 
     def change(
         self, node: str, topic: str, flavor: str, edit: Callable[[Route], Route]
@@ -96,7 +100,8 @@ class RouteApi:
                     self._custom.delete_namespaced_custom_object(
                         *self._args,
                         name,
-                        body={"preconditions": {"resourceVersion": version}},
+                        # kubernetes takes a dict body too; its annotation names only the model
+                        body={"preconditions": {"resourceVersion": version}},  # type: ignore[arg-type]
                         _request_timeout=REQUEST_TIMEOUT,
                     )
                     return None

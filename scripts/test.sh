@@ -10,4 +10,5 @@ fs_bootstrap "[test]"
 .venv/bin/fluidos-sensors testbed binaries
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/mypy  # what it checks and how: [tool.mypy] in pyproject.toml
 exec .venv/bin/pytest "$@"

@@ -68,20 +68,24 @@ def apply_own_crd(ext: client.ApiextensionsV1Api, doc: dict) -> str:
     """Create one of our CRDs, or replace it with this version of its definition."""
     name = doc["metadata"]["name"]
     try:
-        ext.create_custom_resource_definition(doc)
+        # kubernetes takes a dict body too; its annotation names only the model
+        ext.create_custom_resource_definition(doc)  # type: ignore[arg-type]
     except ApiException as exc:
         if exc.status != 409:
             raise
         current = ext.read_custom_resource_definition(name)
+        assert current.metadata is not None  # every stored object has metadata
         doc = {**doc, "metadata": {**doc["metadata"]}}
         doc["metadata"]["resourceVersion"] = current.metadata.resource_version
-        ext.replace_custom_resource_definition(name, doc)
+        # kubernetes takes a dict body too; its annotation names only the model
+        ext.replace_custom_resource_definition(name, doc)  # type: ignore[arg-type]
     return name
 
 
 def create_namespace(core: client.CoreV1Api, name: str) -> None:
     try:
-        core.create_namespace({"metadata": {"name": name}})
+        # kubernetes takes a dict body too; its annotation names only the model
+        core.create_namespace({"metadata": {"name": name}})  # type: ignore[arg-type]
     except ApiException as exc:
         if exc.status != 409:
             raise
@@ -98,7 +102,8 @@ def register_node(core: client.CoreV1Api, node: NodeSpec) -> None:
         "metadata": {"name": node.name, "labels": dict(node.labels)},
     }
     try:
-        core.create_node(body)
+        # kubernetes takes a dict body too; its annotation names only the model
+        core.create_node(body)  # type: ignore[arg-type]
     except ApiException as exc:
         if exc.status != 409:
             raise
@@ -108,12 +113,14 @@ def register_node(core: client.CoreV1Api, node: NodeSpec) -> None:
 def heartbeat(core: client.CoreV1Api, name: str) -> None:
     """Post the node's Ready condition, as a kubelet would."""
     node = core.read_node(name)
+    assert node.metadata is not None and node.status is not None  # a stored Node has both
     annotations = node.metadata.annotations or {}
     simulated_down = annotations.get(NOT_READY_ANNOTATION) == "true"
     now = _now()
     previous = next((c for c in (node.status.conditions or []) if c.type == "Ready"), None)
     status = "False" if simulated_down else "True"
     changed = previous is None or previous.status != status
+    since = None if previous is None or changed else previous.last_transition_time
     ready = {
         "type": "Ready",
         "status": status,
@@ -122,9 +129,7 @@ def heartbeat(core: client.CoreV1Api, name: str) -> None:
         if simulated_down
         else "testbed: kubelet is posting ready status",
         "lastHeartbeatTime": now,
-        "lastTransitionTime": now
-        if changed
-        else previous.last_transition_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "lastTransitionTime": now if since is None else since.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     core.patch_node_status(
         name,

@@ -41,13 +41,14 @@ def service_account_kubeconfig(
 ) -> Path:
     """A kubeconfig that authenticates as `namespace/account` with a bound token."""
     with bootstrap.api_client(admin_kubeconfig) as api:
-        token = (
-            client.CoreV1Api(api)
-            .create_namespaced_service_account_token(
-                account, namespace, {"spec": {"expirationSeconds": hours * 3600}}
-            )
-            .status.token
+        answer = client.CoreV1Api(api).create_namespaced_service_account_token(
+            # kubernetes takes a dict body too; its annotation names only the model
+            account,
+            namespace,
+            {"spec": {"expirationSeconds": hours * 3600}},  # type: ignore[arg-type]
         )
+        assert answer.status is not None  # the API server answers a TokenRequest with a token
+        token = answer.status.token
         server = api.configuration.host
         ca = api.configuration.ssl_ca_cert
     user = f"{namespace}-{account}"

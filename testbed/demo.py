@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from influxdb_client import InfluxDBClient
 from kubernetes import client
@@ -109,12 +109,13 @@ def _delivery_secret(core: client.CoreV1Api, stack: ConsumerStack) -> None:
         },
         "stringData": {"username": stack.telegraf_username, "password": stack.telegraf_password},
     }
+    # kubernetes takes a dict body too; its annotation names only the model
     try:
-        core.create_namespaced_secret(FLUIDOS_NAMESPACE, body)
+        core.create_namespaced_secret(FLUIDOS_NAMESPACE, body)  # type: ignore[arg-type]
     except ApiException as exc:
         if exc.status != 409:
             raise
-        core.replace_namespaced_secret(ENDPOINT_SECRET, FLUIDOS_NAMESPACE, body)
+        core.replace_namespaced_secret(ENDPOINT_SECRET, FLUIDOS_NAMESPACE, body)  # type: ignore[arg-type]
 
 
 def _request_body(request: DemoRequest, stack: ConsumerStack) -> dict[str, Any]:
@@ -171,7 +172,8 @@ def _status(consumer: ClusterAccess, name: str) -> dict[str, Any]:
     with bootstrap.api_client(Path(consumer.kubeconfig)) as api:
         custom, args = _custom(api)
         try:
-            return custom.get_namespaced_custom_object(*args, name).get("status") or {}
+            request = cast(dict[str, Any], custom.get_namespaced_custom_object(*args, name))
+            return request.get("status") or {}
         except ApiException:
             return {}
 

@@ -36,11 +36,13 @@ def token_secret_name(provider: str) -> str:
 def _apply_secret(core: client.CoreV1Api, body: dict[str, Any]) -> None:
     meta = body["metadata"]
     try:
-        core.create_namespaced_secret(meta["namespace"], body)
+        # kubernetes takes a dict body too; its annotation names only the model
+        core.create_namespaced_secret(meta["namespace"], body)  # type: ignore[arg-type]
     except ApiException as exc:
         if exc.status != 409:
             raise
-        core.replace_namespaced_secret(meta["name"], meta["namespace"], body)
+        # kubernetes takes a dict body too; its annotation names only the model
+        core.replace_namespaced_secret(meta["name"], meta["namespace"], body)  # type: ignore[arg-type]
 
 
 def _token(cluster_dir: Path, provider: str) -> str:

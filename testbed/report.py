@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client
 from rich.table import Table
@@ -63,12 +63,15 @@ def route_targets(state: TestbedState) -> list[TargetRow]:
         if cluster.role != PROVIDER:
             continue
         with bootstrap.api_client(Path(cluster.kubeconfig)) as api:
-            items = client.CustomObjectsApi(api).list_namespaced_custom_object(
-                SENSOR_ROUTE.group,
-                SENSOR_ROUTE.version,
-                ROUTE_NAMESPACE,
-                SENSOR_ROUTE.plural,
-                _request_timeout=REQUEST_TIMEOUT,
+            items = cast(
+                dict[str, Any],
+                client.CustomObjectsApi(api).list_namespaced_custom_object(
+                    SENSOR_ROUTE.group,
+                    SENSOR_ROUTE.version,
+                    ROUTE_NAMESPACE,
+                    SENSOR_ROUTE.plural,
+                    _request_timeout=REQUEST_TIMEOUT,
+                ),
             )["items"]
         for item in items:
             rows.extend(_targets(cluster.name, item))

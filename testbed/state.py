@@ -61,7 +61,7 @@ def pid_alive(pid: int | None) -> bool:
     except PermissionError:
         return True
     fields = _stat_fields(pid)
-    return bool(fields) and fields[0] != "Z"  # a zombie is dead for our purposes
+    return bool(fields and fields[0] != "Z")  # a zombie is dead for our purposes
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,8 @@ def namespace(provider_api: client.ApiClient, request: pytest.FixtureRequest) ->
 
     name = f"t-{request.node.name[:40].lower().replace('_', '-').strip('-')}-{uuid.uuid4().hex[:6]}"
     name = "".join(ch for ch in name if ch.isalnum() or ch == "-")
-    client.CoreV1Api(provider_api).create_namespace({"metadata": {"name": name}})
+    # kubernetes takes a dict body too; its annotation names only the model
+    client.CoreV1Api(provider_api).create_namespace({"metadata": {"name": name}})  # type: ignore[arg-type]
     return name
 
 

@@ -170,7 +170,7 @@ class MqttPublisher:
                 raise aiomqtt.MqttError(f"publish failed: {error!r}")
 
     def _take_batch(self) -> list[tuple[str, bytes]]:
-        batch = []
+        batch: list[tuple[str, bytes]] = []
         while len(batch) < _BATCH:
             item = self._buffer.get_nowait()
             if item is None:

@@ -320,7 +320,7 @@ def _allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
     methods: set[str] = set()
     for route in app.router.routes:
         if isinstance(route, APIRoute) and route.matches(scope)[0] is not Match.NONE:
-            methods |= route.methods
+            methods |= route.methods or set()
     return sorted(methods)
 
 

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -118,7 +118,7 @@ def gateway(
         port,
         namespace,
     )
-    common = {"log_config": None, "access_log": verbose, "server_header": False}
+    common: dict[str, Any] = {"log_config": None, "access_log": verbose, "server_header": False}
     servers = [
         uvicorn.Server(
             uvicorn.Config(

@@ -17,7 +17,7 @@ REAR listener), no OpenAPI document. Other paths answer 404, other methods 405 w
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -30,7 +30,7 @@ from resource_manager.gateway.index import FlavorIndex
 TYPED_LISTINGS = {"k8slice": "k8slice", "k8slices": "k8slice", "vm": "vm", "service": "service"}
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse(ErrorAnswer(error=message).wire(), status_code=status, headers=headers)
 
 

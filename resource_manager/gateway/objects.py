@@ -199,7 +199,7 @@ def transaction_answer(transaction: Mapping[str, Any]) -> TransactionAnswer:
     return TransactionAnswer(
         transaction_id=meta["name"],
         flavor_id=spec["flavorID"],
-        buyer=node_identity(spec.get("buyer") or {}),  # type: ignore[arg-type]
+        buyer=node_identity(spec.get("buyer") or {}),
         cluster_id=str(spec.get("clusterID", "")),
         expiration_time=str(spec.get("expirationTime", "")),
         start_time=str(meta.get("creationTimestamp") or ""),
@@ -373,9 +373,9 @@ def contract_answer(contract: Mapping[str, Any]) -> ContractAnswer:
         contract_id=meta["name"],
         transaction_id=spec.get("transactionID", ""),
         flavor=FlavorItem.model_validate(item),
-        buyer=node_identity(spec.get("buyer") or {}),  # type: ignore[arg-type]
+        buyer=node_identity(spec.get("buyer") or {}),
         buyer_cluster_id=str(spec.get("buyerClusterID", "")),
-        seller=node_identity(spec.get("seller") or {}),  # type: ignore[arg-type]
+        seller=node_identity(spec.get("seller") or {}),
         peering_target_credentials=PeeringCredentials(
             cluster_id=str(peering.get("liqoID", "")), kubeconfig=""
         ),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import urllib3
 from kubernetes import client
@@ -80,39 +80,48 @@ class MarketStore:
 
     def _get(self, resource: Resource, name: str) -> dict[str, Any] | None:
         try:
-            return self._call(
-                f"get {resource.kind} {self.namespace}/{name}",
-                self._custom.get_namespaced_custom_object,
-                resource.group,
-                resource.version,
-                self.namespace,
-                resource.plural,
-                name,
+            return cast(
+                dict[str, Any],
+                self._call(
+                    f"get {resource.kind} {self.namespace}/{name}",
+                    self._custom.get_namespaced_custom_object,
+                    resource.group,
+                    resource.version,
+                    self.namespace,
+                    resource.plural,
+                    name,
+                ),
             )
         except ApiException:  # only 404 gets here
             return None
 
     def _list(self, resource: Resource, labels: Mapping[str, str]) -> list[dict[str, Any]]:
         selector = _selector({MANAGED_BY_LABEL: MANAGED_BY_VALUE, **labels})
-        return self._call(
-            f"list {resource.plural} in {self.namespace}",
-            self._custom.list_namespaced_custom_object,
-            resource.group,
-            resource.version,
-            self.namespace,
-            resource.plural,
-            label_selector=selector,
+        return cast(
+            dict[str, Any],
+            self._call(
+                f"list {resource.plural} in {self.namespace}",
+                self._custom.list_namespaced_custom_object,
+                resource.group,
+                resource.version,
+                self.namespace,
+                resource.plural,
+                label_selector=selector,
+            ),
         )["items"]
 
     def _create(self, resource: Resource, body: dict[str, Any]) -> dict[str, Any]:
-        return self._call(
-            f"create {resource.kind} {self.namespace}/{body['metadata']['name']}",
-            self._custom.create_namespaced_custom_object,
-            resource.group,
-            resource.version,
-            self.namespace,
-            resource.plural,
-            body,
+        return cast(
+            dict[str, Any],
+            self._call(
+                f"create {resource.kind} {self.namespace}/{body['metadata']['name']}",
+                self._custom.create_namespaced_custom_object,
+                resource.group,
+                resource.version,
+                self.namespace,
+                resource.plural,
+                body,
+            ),
         )
 
     def _delete(self, resource: Resource, name: str) -> bool:
@@ -169,13 +178,16 @@ class MarketStore:
 
     def create_secret(self, body: dict[str, Any]) -> None:
         """Create a delivery Secret (its answer, which holds the credentials, is dropped)."""
-        self._call(
+        # Without preloading, the client answers the raw urllib3 response (not the V1Secret it
+        # is annotated to return).
+        answer = self._call(
             f"create Secret {self.secret_namespace}/{body['metadata']['name']}",
             self._core.create_namespaced_secret,
             self.secret_namespace,
             body,
             _preload_content=False,  # do not deserialize (or keep) the credentials
-        ).release_conn()
+        )
+        cast("urllib3.BaseHTTPResponse", answer).release_conn()
 
     def delete_secret(self, name: str) -> bool:
         try:

@@ -9,7 +9,7 @@ broker), ``ok`` or ``not ready``.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, make_asgi_app
@@ -87,9 +87,9 @@ class AgentCollector(Collector):
         yield from (received, invalid, refused, connected)
 
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 def metrics_app(agent: Agent, token: str) -> Callable[[Scope, Receive, Send], Awaitable[None]]:

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import contextlib
 import datetime as dt
+import functools
 import json
 import logging
 import os
@@ -228,9 +229,7 @@ class Agent:
                     target,
                     self.store,
                     timeout=self.settings.http_timeout,
-                    credentials=lambda t=target, k=key: self.credentials.header(
-                        self.workers[k].target if k in self.workers else t
-                    ),
+                    credentials=functools.partial(self._target_credentials, key, target),
                 )
                 self.workers[key] = worker
                 worker.start()
@@ -248,6 +247,11 @@ class Agent:
         self.routes, self.problems = routes, problems
         for name in set(self._written) - set(routes) - set(problems):
             del self._written[name]
+
+    def _target_credentials(self, key: str, target: RouteTarget) -> str | None:
+        """The Authorization header for a target: of its worker's current target, else of the
+        target it was added with."""
+        return self.credentials.header(self.workers[key].target if key in self.workers else target)
 
     # ------------------------------------------------------------------ data
 
@@ -501,7 +505,7 @@ class Agent:
         )
         server = uvicorn.Server(config)
         # The agent owns SIGTERM/SIGINT; uvicorn must not take them over.
-        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
         self._metrics_server = server
         await server.serve()
 

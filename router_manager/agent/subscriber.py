@@ -22,7 +22,7 @@ import contextlib
 import logging
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from dataclasses import dataclass
 
 import gmqtt
@@ -89,7 +89,7 @@ class Subscriber:
         self.connects = 0
         self.received = 0
 
-    def set_topics(self, topics: set[str], stale: set[str] = frozenset()) -> None:
+    def set_topics(self, topics: Set[str], stale: Set[str] = frozenset()) -> None:
         """The topics to be subscribed to; `stale` ones (a previous run's) are unsubscribed."""
         self._wanted = set(topics)
         self._subscribed |= set(stale) - self._wanted

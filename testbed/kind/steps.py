@@ -56,7 +56,7 @@ def run(
         return ""
     proc = subprocess.run(args, env=env, input=input, capture_output=True, timeout=timeout)
     if proc.returncode != 0:
-        out = (proc.stdout + proc.stderr).decode(errors="replace").strip().splitlines()
-        tail = "\n".join(out[-15:])
+        lines = (proc.stdout + proc.stderr).decode(errors="replace").strip().splitlines()
+        tail = "\n".join(lines[-15:])
         raise StepFailed(f"{what} failed (exit {proc.returncode}):\n{tail}")
     return proc.stdout.decode(errors="replace")

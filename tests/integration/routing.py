@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client
 from support import eventually
@@ -127,12 +127,15 @@ def cli(*args: str, kubeconfig: Path, check: bool = True) -> subprocess.Complete
 
 def testbed_flavors(api: client.ApiClient) -> dict[tuple[str, str], dict[str, Any]]:
     """The Flavors of the testbed mapper's boards by (device, sensor key)."""
-    items = client.CustomObjectsApi(api).list_namespaced_custom_object(
-        fs_api.FLAVOR.group,
-        fs_api.FLAVOR.version,
-        fs_api.FLUIDOS_NAMESPACE,
-        fs_api.FLAVOR.plural,
-        label_selector=f"{DEVICE_NAMESPACE_LABEL}=default",
+    items = cast(
+        dict[str, Any],
+        client.CustomObjectsApi(api).list_namespaced_custom_object(
+            fs_api.FLAVOR.group,
+            fs_api.FLAVOR.version,
+            fs_api.FLUIDOS_NAMESPACE,
+            fs_api.FLAVOR.plural,
+            label_selector=f"{DEVICE_NAMESPACE_LABEL}=default",
+        ),
     )["items"]
     found = {}
     for item in items:
@@ -156,12 +159,15 @@ def wait_for_flavor(api: client.ApiClient, model: str, sensor: str) -> dict[str,
 
 def route_of(api: client.ApiClient, name: str) -> dict[str, Any] | None:
     try:
-        return client.CustomObjectsApi(api).get_namespaced_custom_object(
-            fs_api.SENSOR_ROUTE.group,
-            fs_api.SENSOR_ROUTE.version,
-            fs_api.ROUTE_NAMESPACE,
-            fs_api.SENSOR_ROUTE.plural,
-            name,
+        return cast(
+            dict[str, Any],
+            client.CustomObjectsApi(api).get_namespaced_custom_object(
+                fs_api.SENSOR_ROUTE.group,
+                fs_api.SENSOR_ROUTE.version,
+                fs_api.ROUTE_NAMESPACE,
+                fs_api.SENSOR_ROUTE.plural,
+                name,
+            ),
         )
     except client.ApiException as exc:
         if exc.status == 404:

@@ -41,7 +41,12 @@ def mqtt_connect(
         client.tls_set_context(context)
     answer: list[int] = []
     done = threading.Event()
-    client.on_connect = lambda _c, _u, _f, rc, _p: (answer.append(rc.value), done.set())
+
+    def on_connect(_c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        answer.append(rc.value)
+        done.set()
+
+    client.on_connect = on_connect
     client.connect("127.0.0.1", port)
     client.loop_start()
     assert done.wait(timeout), "no CONNACK"

@@ -391,7 +391,7 @@ def test_generated_secrets_stay_the_same_across_upgrades(
     assert set(first) == {"fluidos-sensors-gateway-tls", "fluidos-sensors-mqtt"}
     manifest = tmp_path / "secrets.yaml"
     manifest.write_text(yaml.safe_dump_all(list(first.values())))
-    kubeconfig = ["--kubeconfig", provider.kubeconfig]
+    kubeconfig: list[str | Path] = ["--kubeconfig", provider.kubeconfig]
     created = _run([kubectl, *kubeconfig, "create", "-f", manifest])
     assert created.returncode == 0, created.stderr
     try:
@@ -531,7 +531,7 @@ def test_chart_broker_separates_mapper_and_agent(helm: Path, tmp_path: Path) -> 
             ).read_text()
             time.sleep(0.1)
         topic = "edge-1/fluidos-sensors/dev/temperature"
-        got: dict[str, list[bytes]] = {"agent": [], "mapper": []}
+        got: dict[str, list[bytes | bytearray]] = {"agent": [], "mapper": []}
         reader, rc = connect(agent, plain_port, tls=False)
         assert rc == 0
         reader.on_message = lambda _c, _u, m: got["agent"].append(m.payload)
@@ -558,7 +558,12 @@ def test_chart_broker_separates_mapper_and_agent(helm: Path, tmp_path: Path) -> 
         clear = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
         clear.username_pw_set(mapper["username"], mapper["password"])
         accepted = threading.Event()
-        clear.on_connect = lambda _c, _u, _f, rc, _p: rc.value == 0 and accepted.set()
+
+        def on_connect(_c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+            if rc.value == 0:
+                accepted.set()
+
+        clear.on_connect = on_connect
         clear.connect("127.0.0.1", tls_port)
         clear.loop_start()
         assert not accepted.wait(3)
@@ -606,7 +611,12 @@ def test_mapper_publishes_over_tls_with_the_charts_credentials(helm: Path, tmp_p
     got = threading.Event()
     reader = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
     reader.username_pw_set(agent["username"], agent["password"])
-    reader.on_message = lambda _c, _u, m: (received.append(m.topic), got.set())
+
+    def on_message(_c: mqtt.Client, _u: Any, m: mqtt.MQTTMessage) -> None:
+        received.append(m.topic)
+        got.set()
+
+    reader.on_message = on_message
     mapper_proc = None
     try:
         deadline = time.monotonic() + 10

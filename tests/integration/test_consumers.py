@@ -82,7 +82,8 @@ def delivery_secret(api: client.ApiClient, name: str, stack: ConsumerStack) -> s
     }
     core = client.CoreV1Api(api)
     try:
-        core.create_namespaced_secret(fs_api.ROUTE_NAMESPACE, body)
+        # kubernetes takes a dict body too; its annotation names only the model
+        core.create_namespaced_secret(fs_api.ROUTE_NAMESPACE, body)  # type: ignore[arg-type]
     except client.ApiException as exc:
         if exc.status != 409:
             raise
@@ -377,6 +378,7 @@ def test_outage_agent_crash_and_broker_restart_lose_nothing(
             watcher.status = 503
             time.sleep(20)
             agent_pid = running_pid(testbed, f"{provider.name}/{EDGE}/agent")
+            assert agent_pid is not None
             os.kill(agent_pid, signal.SIGKILL)  # crash in the middle of the outage
             eventually(
                 lambda: (
@@ -651,7 +653,7 @@ def test_a_poison_reading_costs_only_itself(
         edge.broker_credentials(testbed.directory / provider.name / "nodes" / EDGE, MAPPER_USER)
     )
     route, topic = stream_route(provider_api, device, stack, secret)
-    poisons = {
+    poisons: dict[int, dict[str, Any]] = {
         # Outside the time window, refused at ingest. 1e12 s overflows line protocol's int64
         # nanoseconds (Telegraf refuses the batch holding it); 1969 is a clock never set.
         10: {"received_at": 1e12},

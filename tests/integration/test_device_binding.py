@@ -12,7 +12,7 @@ import base64
 import json
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import support
@@ -72,13 +72,19 @@ class Devices:
         return name
 
     def read(self, name: str) -> dict[str, Any]:
-        return self.custom.get_namespaced_custom_object(
-            fs_api.DEVICE.group, fs_api.DEVICE.version, NS, fs_api.DEVICE.plural, name
+        return cast(
+            dict[str, Any],
+            self.custom.get_namespaced_custom_object(
+                fs_api.DEVICE.group, fs_api.DEVICE.version, NS, fs_api.DEVICE.plural, name
+            ),
         )
 
     def flavors(self, name: str) -> list[dict[str, Any]]:
-        items = self.custom.list_namespaced_custom_object(
-            fs_api.FLAVOR.group, fs_api.FLAVOR.version, DEFAULT_FLAVOR_NAMESPACE, "flavors"
+        items = cast(
+            dict[str, Any],
+            self.custom.list_namespaced_custom_object(
+                fs_api.FLAVOR.group, fs_api.FLAVOR.version, DEFAULT_FLAVOR_NAMESPACE, "flavors"
+            ),
         )["items"]
         return [
             f
@@ -86,7 +92,7 @@ class Devices:
             if (f["metadata"].get("annotations") or {}).get(DEVICE_ANNOTATION) == f"{NS}/{name}"
         ]
 
-    def warnings(self, name: str) -> list[tuple[str, str]]:
+    def warnings(self, name: str) -> list[tuple[str | None, str | None]]:
         return [
             (e.reason, e.message)
             for e in self.core.list_namespaced_event(NS).items
@@ -103,7 +109,11 @@ class Devices:
                 if exc.status != 404:
                     raise
         for name in self.made:
-            support.eventually(lambda name=name: not self.flavors(name), f"{name}'s flavors gone")
+
+            def gone(name: str = name) -> bool:
+                return not self.flavors(name)
+
+            support.eventually(gone, f"{name}'s flavors gone")
 
 
 @pytest.fixture

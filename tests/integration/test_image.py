@@ -502,7 +502,7 @@ def test_mosquitto_image_runs_the_charts_broker(
             "mosquitto listens",
             _running(docker_env, name),
         )
-        got: list[bytes] = []
+        got: list[bytes | bytearray] = []
         subscribed = threading.Event()
         reader, rc = connect(agent, plain_port, tls=False)
         assert rc == 0

@@ -9,7 +9,7 @@ import stat
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiomqtt
 import pytest
@@ -74,7 +74,7 @@ class Subscriber:
                     await mqtt.subscribe(self.filter)
                     self.connected.set()
                     async for message in mqtt.messages:
-                        reading = Reading.decode(message.payload)  # type: ignore[arg-type]
+                        reading = Reading.decode(message.payload)
                         self.readings.append((str(message.topic), reading, time.monotonic()))
             except aiomqtt.MqttError:
                 settle_disconnect(mqtt)
@@ -139,8 +139,9 @@ def custom(api: client.ApiClient) -> client.CustomObjectsApi:
 def get_status(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
     r = fs_api.DEVICE_STATUS
     try:
-        return custom(api).get_namespaced_custom_object(
-            r.group, r.version, namespace, r.plural, name
+        return cast(
+            dict[str, Any],
+            custom(api).get_namespaced_custom_object(r.group, r.version, namespace, r.plural, name),
         )
     except client.ApiException as exc:
         if exc.status == 404:
@@ -276,8 +277,9 @@ async def test_testbed_mapper_registers_its_boards_and_publishes_their_topics(
     testbed: TestbedState, provider: ClusterAccess, provider_api: client.ApiClient
 ) -> None:
     r = fs_api.DEVICE
-    devices = custom(provider_api).list_namespaced_custom_object(
-        r.group, r.version, "default", r.plural
+    devices = cast(
+        dict[str, Any],
+        custom(provider_api).list_namespaced_custom_object(r.group, r.version, "default", r.plural),
     )["items"]
     ours = sorted(
         (
@@ -317,10 +319,11 @@ async def test_testbed_mapper_registers_its_boards_and_publishes_their_topics(
             assert reading.node == EDGE and reading.provider == provider.name
             assert reading.unit == topics[topic].units.measurement[0]
     for device in ours:
-        status = await until(
-            lambda d=device: get_status(provider_api, "default", d["metadata"]["name"]),
-            what="DeviceStatus",
-        )
+
+        def read(d: dict[str, Any] = device) -> dict[str, Any] | None:
+            return get_status(provider_api, "default", d["metadata"]["name"])
+
+        status = await until(read, what="DeviceStatus")
         assert status["status"]["state"] == "online"
 
 
@@ -373,8 +376,11 @@ async def test_streams_at_rate_reconnects_and_reports_twins(
         # Twins: read back what the mapper wrote (the API server prunes what the CRD
         # does not declare, so this checks the shape as much as the values).
         key = DeviceKey(namespace, stwin)
-        device = custom(provider_api).get_namespaced_custom_object(
-            fs_api.DEVICE.group, fs_api.DEVICE.version, namespace, fs_api.DEVICE.plural, stwin
+        device = cast(
+            dict[str, Any],
+            custom(provider_api).get_namespaced_custom_object(
+                fs_api.DEVICE.group, fs_api.DEVICE.version, namespace, fs_api.DEVICE.plural, stwin
+            ),
         )
 
         def twins_filled() -> dict[str, Any] | None:
@@ -445,17 +451,20 @@ async def test_device_status_round_trips_without_pruning(
     provider_api: client.ApiClient, namespace: str
 ) -> None:
     r = fs_api.DEVICE
-    device = custom(provider_api).create_namespaced_custom_object(
-        r.group,
-        r.version,
-        namespace,
-        r.plural,
-        {
-            "apiVersion": r.api_version,
-            "kind": r.kind,
-            "metadata": {"name": "twin"},
-            "spec": {"nodeName": "nowhere"},
-        },
+    device = cast(
+        dict[str, Any],
+        custom(provider_api).create_namespaced_custom_object(
+            r.group,
+            r.version,
+            namespace,
+            r.plural,
+            {
+                "apiVersion": r.api_version,
+                "kind": r.kind,
+                "metadata": {"name": "twin"},
+                "spec": {"nodeName": "nowhere"},
+            },
+        ),
     )
     reading = Reading(
         namespace=namespace,

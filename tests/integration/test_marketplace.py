@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiomqtt
 import pytest
@@ -87,7 +87,8 @@ class Consumer:
             },
         }
         try:
-            self.core.create_namespaced_secret(NS, body)
+            # kubernetes takes a dict body too; its annotation names only the model
+            self.core.create_namespaced_secret(NS, body)  # type: ignore[arg-type]
         except ApiException as exc:
             if exc.status != 409:
                 raise
@@ -128,7 +129,9 @@ class Consumer:
 
     def get(self, name: str) -> dict[str, Any] | None:
         try:
-            return self.custom.get_namespaced_custom_object(*self._args(), name)
+            return cast(
+                dict[str, Any], self.custom.get_namespaced_custom_object(*self._args(), name)
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -161,7 +164,7 @@ class Consumer:
 
     def events(self, name: str) -> list[tuple[str, str]]:
         return [
-            (e.reason, e.message)
+            (e.reason or "", e.message or "")
             for e in self.core.list_namespaced_event(NS).items
             if e.involved_object.name == name and e.involved_object.kind == "SensorRequest"
         ]
@@ -207,12 +210,15 @@ def contracts_of(status: dict[str, Any]) -> dict[str, str]:
 
 def provider_contracts(api: client.ApiClient, consumer: str) -> dict[str, str]:
     """contract name -> flavor name of a consumer's Contracts at the provider."""
-    items = client.CustomObjectsApi(api).list_namespaced_custom_object(
-        fs_api.CONTRACT.group,
-        fs_api.CONTRACT.version,
-        fs_api.FLUIDOS_NAMESPACE,
-        fs_api.CONTRACT.plural,
-        label_selector=f"{CONSUMER_LABEL}={consumer}",
+    items = cast(
+        dict[str, Any],
+        client.CustomObjectsApi(api).list_namespaced_custom_object(
+            fs_api.CONTRACT.group,
+            fs_api.CONTRACT.version,
+            fs_api.FLUIDOS_NAMESPACE,
+            fs_api.CONTRACT.plural,
+            label_selector=f"{CONSUMER_LABEL}={consumer}",
+        ),
     )["items"]
     return {c["metadata"]["name"]: c["spec"]["flavor"]["metadata"]["name"] for c in items}
 
@@ -221,8 +227,11 @@ def board_flavor(api: client.ApiClient, board: str, sensor: str) -> str:
     """The Flavor name of a sensor of one of the testbed mapper's boards ("sensortile-2")."""
 
     def find() -> str | None:
-        for item in client.CustomObjectsApi(api).list_namespaced_custom_object(
-            fs_api.FLAVOR.group, fs_api.FLAVOR.version, fs_api.FLUIDOS_NAMESPACE, "flavors"
+        for item in cast(
+            dict[str, Any],
+            client.CustomObjectsApi(api).list_namespaced_custom_object(
+                fs_api.FLAVOR.group, fs_api.FLAVOR.version, fs_api.FLUIDOS_NAMESPACE, "flavors"
+            ),
         )["items"]:
             annotations = item["metadata"].get("annotations") or {}
             if (
@@ -321,8 +330,11 @@ class ExtraDevice:
 
     def flavor(self) -> str:
         def find() -> str | None:
-            for item in self.custom.list_namespaced_custom_object(
-                fs_api.FLAVOR.group, fs_api.FLAVOR.version, fs_api.FLUIDOS_NAMESPACE, "flavors"
+            for item in cast(
+                dict[str, Any],
+                self.custom.list_namespaced_custom_object(
+                    fs_api.FLAVOR.group, fs_api.FLAVOR.version, fs_api.FLUIDOS_NAMESPACE, "flavors"
+                ),
             )["items"]:
                 annotations = item["metadata"].get("annotations") or {}
                 if annotations.get(DEVICE_ANNOTATION) == f"{DEVICES}/{self.name}":
@@ -368,11 +380,14 @@ def agent_status(testbed: TestbedState, provider: ClusterAccess) -> dict[str, An
 
 
 def route_targets(api: client.ApiClient, topic: str) -> list[dict[str, Any]]:
-    items = client.CustomObjectsApi(api).list_namespaced_custom_object(
-        fs_api.SENSOR_ROUTE.group,
-        fs_api.SENSOR_ROUTE.version,
-        fs_api.ROUTE_NAMESPACE,
-        fs_api.SENSOR_ROUTE.plural,
+    items = cast(
+        dict[str, Any],
+        client.CustomObjectsApi(api).list_namespaced_custom_object(
+            fs_api.SENSOR_ROUTE.group,
+            fs_api.SENSOR_ROUTE.version,
+            fs_api.ROUTE_NAMESPACE,
+            fs_api.SENSOR_ROUTE.plural,
+        ),
     )["items"]
     return [
         target
@@ -429,16 +444,20 @@ def test_latency_filters_pick_different_sensors_and_data_reaches_each_buyer(
     # each request records when its first reading arrived.
     for side, name, status in ((one, fast_name, fast), (two, wide_name, wide)):
         for contract in status["contracts"]:
+
+            def landed(s: Consumer = side, c: dict[str, Any] = contract) -> str | None:
+                return s.first_point(c["device"], c["sensor"], c["boughtAt"])
+
             eventually(
-                lambda s=side, c=contract: s.first_point(c["device"], c["sensor"], c["boughtAt"]),
+                landed,
                 f"{side.name}: readings of {c_name(contract)} in its InfluxDB",
                 timeout=DATA,
             )
-        first = eventually(
-            lambda s=side, n=name: (s.get(n) or {}).get("status", {}).get("firstData"),
-            f"{side.name}: firstData of its request",
-            timeout=DATA,
-        )
+
+        def first_data(s: Consumer = side, n: str = name) -> Any:
+            return (s.get(n) or {}).get("status", {}).get("firstData")
+
+        first = eventually(first_data, f"{side.name}: firstData of its request", timeout=DATA)
         assert first >= min(c["boughtAt"] for c in status["contracts"])
     # Nothing of consumer 2's second sensor reached consumer 1.
     slow = next(c for c in wide["contracts"] if c["flavorID"] == slow_tile)
@@ -584,21 +603,26 @@ def test_a_provider_with_a_wrong_token_is_skipped_with_its_name(
 ) -> None:
     one, _ = sides
     good = one.core.read_namespaced_secret(f"rear-{PROVIDER}", NS)
+    assert good.data is not None
     bad_provider, bad_secret = unique("provider-1-badtoken"), unique("rear-bad")
     one.core.create_namespaced_secret(
         NS,
-        {
+        # kubernetes takes a dict body too; its annotation names only the model
+        {  # type: ignore[arg-type]
             "metadata": {"name": bad_secret},
             "stringData": {"token": "not-the-token-" + uuid.uuid4().hex},
             "data": {"ca.crt": good.data["ca.crt"]},
         },
     )
-    provider_obj = one.custom.get_namespaced_custom_object(
-        fs_api.SENSOR_PROVIDER.group,
-        fs_api.SENSOR_PROVIDER.version,
-        NS,
-        fs_api.SENSOR_PROVIDER.plural,
-        PROVIDER,
+    provider_obj = cast(
+        dict[str, Any],
+        one.custom.get_namespaced_custom_object(
+            fs_api.SENSOR_PROVIDER.group,
+            fs_api.SENSOR_PROVIDER.version,
+            NS,
+            fs_api.SENSOR_PROVIDER.plural,
+            PROVIDER,
+        ),
     )
     args = (fs_api.SENSOR_PROVIDER.group, fs_api.SENSOR_PROVIDER.version, NS)
     one.custom.create_namespaced_custom_object(
@@ -634,15 +658,19 @@ def test_a_provider_with_a_wrong_token_is_skipped_with_its_name(
         # The SensorProvider's status says so too; the good one answers.
         providers = {
             p["metadata"]["name"]: p.get("status") or {}
-            for p in one.custom.list_namespaced_custom_object(*args, fs_api.SENSOR_PROVIDER.plural)[
-                "items"
-            ]
+            for p in cast(
+                dict[str, Any],
+                one.custom.list_namespaced_custom_object(*args, fs_api.SENSOR_PROVIDER.plural),
+            )["items"]
         }
         eventually(
             lambda: (
                 (
-                    s := one.custom.get_namespaced_custom_object(
-                        *args, fs_api.SENSOR_PROVIDER.plural, bad_provider
+                    s := cast(
+                        dict[str, Any],
+                        one.custom.get_namespaced_custom_object(
+                            *args, fs_api.SENSOR_PROVIDER.plural, bad_provider
+                        ),
                     ).get("status")
                     or {}
                 ).get("reachable")
@@ -685,11 +713,14 @@ def test_deleting_a_request_releases_its_contracts_and_nothing_else(
     assert doomed_contract not in after_one
     assert after_one == {k: v for k, v in before_one.items() if k != doomed_contract}
     assert provider_contracts(provider_api, two.name) == before_two  # the other buyer's stays
-    allocations = client.CustomObjectsApi(provider_api).list_namespaced_custom_object(
-        fs_api.ALLOCATION.group,
-        fs_api.ALLOCATION.version,
-        fs_api.FLUIDOS_NAMESPACE,
-        fs_api.ALLOCATION.plural,
+    allocations = cast(
+        dict[str, Any],
+        client.CustomObjectsApi(provider_api).list_namespaced_custom_object(
+            fs_api.ALLOCATION.group,
+            fs_api.ALLOCATION.version,
+            fs_api.FLUIDOS_NAMESPACE,
+            fs_api.ALLOCATION.plural,
+        ),
     )["items"]
     assert all(a["spec"]["contract"]["name"] != doomed_contract for a in allocations), (
         "the Allocation of the released contract is gone too"
@@ -750,7 +781,8 @@ def test_consumer_account_is_least_privilege(
             lambda: custom.list_namespaced_custom_object(
                 request.group, request.version, "default", request.plural
             ),
-            lambda: core.create_namespaced_secret(NS, {"metadata": {"name": "x"}}),
+            # kubernetes takes a dict body too; its annotation names only the model
+            lambda: core.create_namespaced_secret(NS, {"metadata": {"name": "x"}}),  # type: ignore[arg-type]
         ]
         for attempt in denied:
             with pytest.raises(ApiException) as refused:

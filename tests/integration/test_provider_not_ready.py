@@ -13,7 +13,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -100,7 +100,9 @@ def test_a_request_waits_for_a_provider_that_is_not_ready(
     providers = (fs_api.SENSOR_PROVIDER.group, fs_api.SENSOR_PROVIDER.version, NS)
     requests = (fs_api.SENSOR_REQUEST.group, fs_api.SENSOR_REQUEST.version, NS)
     core.create_namespaced_secret(
-        NS, {"metadata": {"name": secret}, "stringData": {"token": uuid.uuid4().hex}}
+        # kubernetes takes a dict body too; its annotation names only the model
+        NS,
+        {"metadata": {"name": secret}, "stringData": {"token": uuid.uuid4().hex}},  # type: ignore[arg-type]
     )
     custom.create_namespaced_custom_object(
         *providers,
@@ -129,7 +131,10 @@ def test_a_request_waits_for_a_provider_that_is_not_ready(
     )
 
     def status() -> dict[str, Any]:
-        obj = custom.get_namespaced_custom_object(*requests, fs_api.SENSOR_REQUEST.plural, request)
+        obj = cast(
+            dict[str, Any],
+            custom.get_namespaced_custom_object(*requests, fs_api.SENSOR_REQUEST.plural, request),
+        )
         current = obj.get("status") or {}
         resolved = current.get("observedGeneration") == obj["metadata"]["generation"]
         return current if resolved and "not ready" in (current.get("message") or "") else {}

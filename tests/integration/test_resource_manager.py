@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import support
@@ -112,12 +112,15 @@ class Cluster:
         )
 
     def flavors(self) -> list[dict[str, Any]]:
-        return self.custom.list_namespaced_custom_object(
-            fs_api.FLAVOR.group,
-            fs_api.FLAVOR.version,
-            DEFAULT_FLAVOR_NAMESPACE,
-            fs_api.FLAVOR.plural,
-            label_selector=f"{DEVICE_NAMESPACE_LABEL}={self.namespace}",
+        return cast(
+            dict[str, Any],
+            self.custom.list_namespaced_custom_object(
+                fs_api.FLAVOR.group,
+                fs_api.FLAVOR.version,
+                DEFAULT_FLAVOR_NAMESPACE,
+                fs_api.FLAVOR.plural,
+                label_selector=f"{DEVICE_NAMESPACE_LABEL}={self.namespace}",
+            ),
         )["items"]
 
     def by_sensor(self) -> dict[str, dict[str, Any]]:
@@ -135,7 +138,8 @@ class Cluster:
 
     def add_node(self, name: str, *, edge: bool = True) -> None:
         labels = {fs_api.EDGE_WORKER_LABEL: "true"} if edge else {}
-        self.core.create_node({"metadata": {"name": name, "labels": labels}})
+        # kubernetes takes a dict body too; its annotation names only the model
+        self.core.create_node({"metadata": {"name": name, "labels": labels}})  # type: ignore[arg-type]
         self.set_ready(name, True)
 
     def set_ready(self, name: str, ready: bool) -> None:
@@ -345,7 +349,7 @@ def test_node_state_drives_availability(operator: Operator, cluster: Cluster) ->
 
 
 def _warnings(cluster: Cluster, device: str) -> list[str]:
-    return [e.message for e in cluster.events(device) if e.type == "Warning"]
+    return [e.message or "" for e in cluster.events(device) if e.type == "Warning"]
 
 
 def test_bad_input_is_reported_and_costs_nothing_else(operator: Operator, cluster: Cluster) -> None:
@@ -724,14 +728,15 @@ def test_hostile_devices_cost_only_themselves(
         "long-name": f'"name" is {longest} characters long; at most 253',
     }
     for name, field in fields.items():
-        warnings = eventually(
-            lambda name=name: [
-                e.message
+
+        def invalid(name: str = name) -> list[str]:
+            return [
+                e.message or ""
                 for e in cluster.events(name)
                 if e.type == "Warning" and e.reason == "InvalidSensor"
-            ],
-            f"an InvalidSensor warning for {name}",
-        )
+            ]
+
+        warnings = eventually(invalid, f"an InvalidSensor warning for {name}")
         assert any("entry 1 (" in m and field in m for m in warnings), (name, warnings)
         assert all(len(m) <= 1000 for m in warnings), name
     operator.assert_alive()

@@ -7,7 +7,7 @@ HTTP endpoints on loopback (see test_consumers.py for Telegraf and InfluxDB).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -42,11 +42,14 @@ pytestmark = pytest.mark.integration
 
 
 def rules_of(api: client.ApiClient, route: str) -> list[dict[str, Any]]:
-    return client.CustomObjectsApi(api).list_cluster_custom_object(
-        fs_api.RULE.group,
-        fs_api.RULE.version,
-        fs_api.RULE.plural,
-        label_selector=f"{ROUTE_LABEL}={route}",
+    return cast(
+        dict[str, Any],
+        client.CustomObjectsApi(api).list_cluster_custom_object(
+            fs_api.RULE.group,
+            fs_api.RULE.version,
+            fs_api.RULE.plural,
+            label_selector=f"{ROUTE_LABEL}={route}",
+        ),
     )["items"]
 
 
@@ -283,11 +286,14 @@ def test_kubeedge_rules_follow_the_route(
         "target": REST_ENDPOINT,
         "targetResource": {"resource": second},
     }
-    endpoints = client.CustomObjectsApi(provider_api).list_namespaced_custom_object(
-        fs_api.RULE_ENDPOINT.group,
-        fs_api.RULE_ENDPOINT.version,
-        namespace,
-        fs_api.RULE_ENDPOINT.plural,
+    endpoints = cast(
+        dict[str, Any],
+        client.CustomObjectsApi(provider_api).list_namespaced_custom_object(
+            fs_api.RULE_ENDPOINT.group,
+            fs_api.RULE_ENDPOINT.version,
+            namespace,
+            fs_api.RULE_ENDPOINT.plural,
+        ),
     )["items"]
     kinds = {e["metadata"]["name"]: e["spec"]["ruleEndpointType"] for e in endpoints}
     assert kinds[EVENTBUS_ENDPOINT] == "eventbus" and kinds[REST_ENDPOINT] == "rest"
@@ -397,7 +403,11 @@ def test_the_agent_holds_a_sold_target_to_its_buyers_delivery_policy(
     topic = flavor_topic(flavor)
     device = sensor_from_flavor(flavor).device.split("/", 1)[1]  # type: ignore[union-attr]
     custom = client.CustomObjectsApi(provider_api)
-    sold = {"origin_kind": ORIGIN_CONTRACT, "origin_name": "contract-x", "batch_delay_ms": 50}
+    sold: dict[str, Any] = {
+        "origin_kind": ORIGIN_CONTRACT,
+        "origin_name": "contract-x",
+        "batch_delay_ms": 50,
+    }
     with Endpoint() as allowed:
         outside = allowed.url.replace("127.0.0.1", "127.0.0.2")  # loopback, not in the policy
         body = route_body(
@@ -423,10 +433,11 @@ def test_the_agent_holds_a_sold_target_to_its_buyers_delivery_policy(
             assert kept["allowed"] == ["127.0.0.1"]  # the CRD keeps the field
             eventually(lambda: len(allowed.seqs(device, "temperature")) >= 3, "the allowed target")
             for target_id, index in (("nopolicy", 1), ("outside", 2)):
-                status = eventually(
-                    lambda t=target_id: target_status(provider_api, name, t) or None,
-                    f"status of {target_id}",
-                )
+
+                def target_state(t: str = target_id) -> dict[str, Any] | None:
+                    return target_status(provider_api, name, t) or None
+
+                status = eventually(target_state, f"status of {target_id}")
                 assert status["state"] == "Invalid", status
                 assert f"spec.targets[{index}].url" in status["lastError"]
                 assert "delivery policy" in status["lastError"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from typing import Any, cast
 
 import pytest
 from kubernetes import client
@@ -38,8 +39,11 @@ def test_v1beta1_device_round_trips(provider_api: client.ApiClient, namespace: s
     custom.create_namespaced_custom_object(
         fs_api.DEVICE.group, fs_api.DEVICE.version, namespace, fs_api.DEVICE.plural, body
     )
-    read = custom.get_namespaced_custom_object(
-        fs_api.DEVICE.group, fs_api.DEVICE.version, namespace, fs_api.DEVICE.plural, "stwin-01"
+    read = cast(
+        dict[str, Any],
+        custom.get_namespaced_custom_object(
+            fs_api.DEVICE.group, fs_api.DEVICE.version, namespace, fs_api.DEVICE.plural, "stwin-01"
+        ),
     )
     assert read["spec"]["nodeName"] == "provider-1-edge"
     assert read["spec"]["protocol"]["configData"] == {"macAddress": "aa:bb"}
@@ -64,8 +68,11 @@ def test_v1alpha2_device_round_trips(provider_api: client.ApiClient, namespace: 
     custom = _custom(provider_api)
     r = fs_api.DEVICE_V1ALPHA2
     custom.create_namespaced_custom_object(r.group, r.version, namespace, r.plural, body)
-    read = custom.get_namespaced_custom_object(
-        r.group, r.version, namespace, r.plural, "sensortile-01"
+    read = cast(
+        dict[str, Any],
+        custom.get_namespaced_custom_object(
+            r.group, r.version, namespace, r.plural, "sensortile-01"
+        ),
     )
     assert read["apiVersion"] == "devices.kubeedge.io/v1alpha2"
     assert read["spec"]["deviceModelRef"] == {"name": "sensortile"}
@@ -75,7 +82,7 @@ def test_v1alpha2_device_round_trips(provider_api: client.ApiClient, namespace: 
     crd = client.ApiextensionsV1Api(provider_api).read_custom_resource_definition(
         fs_api.DEVICE.crd_name
     )
-    assert crd.spec.conversion.strategy == "None"
+    assert crd.spec.conversion is not None and crd.spec.conversion.strategy == "None"
     assert "nodeSelector" not in read["spec"]
     assert "bluetooth" not in read["spec"].get("protocol", {})
 
@@ -94,20 +101,26 @@ def test_schema_violation_is_rejected(provider_api: client.ApiClient, namespace:
             r.group, r.version, namespace, r.plural, flavor
         )
     assert excinfo.value.status == 422
-    assert "spec.availability" in excinfo.value.body
-    assert "spec.providerID" in excinfo.value.body
+    body = excinfo.value.body
+    assert body is not None
+    assert "spec.availability" in body
+    assert "spec.providerID" in body
 
 
 def test_label_selector_finds_the_edge_worker(provider_api: client.ApiClient) -> None:
     selector = f"{fs_api.EDGE_WORKER_LABEL}={fs_api.ROLE_LABEL_VALUE}"
     nodes = client.CoreV1Api(provider_api).list_node(label_selector=selector).items
-    names = {n.metadata.name for n in nodes}
+    names = {n.metadata.name for n in nodes if n.metadata}
     # Other tests may add edge nodes of their own; the testbed's edge worker is there, its
     # ordinary worker is not.
     assert "provider-1-edge" in names and "provider-1-worker" not in names
-    assert all(n.metadata.labels[fs_api.EDGE_WORKER_LABEL] == "true" for n in nodes)
-    edge = next(n for n in nodes if n.metadata.name == "provider-1-edge")
-    ready = {c.type: c.status for c in edge.status.conditions}
+    assert all(
+        n.metadata and n.metadata.labels and n.metadata.labels[fs_api.EDGE_WORKER_LABEL] == "true"
+        for n in nodes
+    )
+    edge = next(n for n in nodes if n.metadata and n.metadata.name == "provider-1-edge")
+    assert edge.status is not None
+    ready = {c.type: c.status for c in edge.status.conditions or []}
     assert ready["Ready"] == "True"
 
 
@@ -115,10 +128,16 @@ def test_rbac_denies_a_service_account_without_binding(
     provider_api: client.ApiClient, provider, namespace: str
 ) -> None:
     core = client.CoreV1Api(provider_api)
-    core.create_namespaced_service_account(namespace, {"metadata": {"name": "nobody"}})
-    token = core.create_namespaced_service_account_token(
-        "nobody", namespace, {"spec": {"expirationSeconds": 600}}
-    ).status.token
+    # kubernetes takes a dict body too; its annotation names only the model
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "nobody"}})  # type: ignore[arg-type]
+    answer = core.create_namespaced_service_account_token(
+        # kubernetes takes a dict body too; its annotation names only the model
+        "nobody",
+        namespace,
+        {"spec": {"expirationSeconds": 600}},  # type: ignore[arg-type]
+    )
+    assert answer.status is not None
+    token = answer.status.token
 
     configuration = client.Configuration()
     configuration.host = provider.server
@@ -134,14 +153,16 @@ def test_rbac_denies_a_service_account_without_binding(
         rbac = client.RbacAuthorizationV1Api(provider_api)
         rbac.create_namespaced_role(
             namespace,
-            {
+            # kubernetes takes a dict body too; its annotation names only the model
+            {  # type: ignore[arg-type]
                 "metadata": {"name": "read-configmaps"},
                 "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}],
             },
         )
         rbac.create_namespaced_role_binding(
             namespace,
-            {
+            # kubernetes takes a dict body too; its annotation names only the model
+            {  # type: ignore[arg-type]
                 "metadata": {"name": "nobody-reads"},
                 "roleRef": {
                     "apiGroup": "rbac.authorization.k8s.io",
@@ -170,8 +191,9 @@ def test_supervisor_reports_simulated_not_ready(provider_api: client.ApiClient) 
     name = "provider-1-worker"
 
     def ready() -> str:
-        conds = core.read_node(name).status.conditions
-        return next(c.status for c in conds if c.type == "Ready")
+        status = core.read_node(name).status
+        assert status is not None
+        return next(c.status for c in status.conditions or [] if c.type == "Ready")
 
     def wait_for(status: str) -> None:
         deadline = time.monotonic() + 40
@@ -233,7 +255,8 @@ def test_a_testbed_stops_when_its_owner_process_ends(tmp_path) -> None:
             time.sleep(0.2)
         assert not any(pid_alive(pid) for pid in pids)
         assert not any(port_open(p) for p in ports)
-        assert TestbedState.read(tmp_path / "tb").status["phase"] == "stopped"
+        stopped = TestbedState.read(tmp_path / "tb")
+        assert stopped is not None and stopped.status["phase"] == "stopped"
     finally:
         owner.kill()
         owner.wait()

@@ -16,7 +16,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import pytest
@@ -161,8 +161,11 @@ class Deployment:
             available=True,
             **extra,
         )
-        return self.provider.create_namespaced_custom_object(
-            FLAVOR.group, FLAVOR.version, FLUIDOS, FLAVOR.plural, body
+        return cast(
+            dict[str, Any],
+            self.provider.create_namespaced_custom_object(
+                FLAVOR.group, FLAVOR.version, FLUIDOS, FLAVOR.plural, body
+            ),
         )
 
     def route(self, flavor: dict[str, Any]) -> dict[str, Any]:
@@ -181,8 +184,11 @@ class Deployment:
                 ],
             },
         }
-        created = self.provider.create_namespaced_custom_object(
-            SENSOR_ROUTE.group, SENSOR_ROUTE.version, ROUTE_NAMESPACE, SENSOR_ROUTE.plural, body
+        created = cast(
+            dict[str, Any],
+            self.provider.create_namespaced_custom_object(
+                SENSOR_ROUTE.group, SENSOR_ROUTE.version, ROUTE_NAMESPACE, SENSOR_ROUTE.plural, body
+            ),
         )
         created["status"] = {
             "agent": self.node,
@@ -205,13 +211,16 @@ class Deployment:
                 },
             ],
         }
-        return self.provider.replace_namespaced_custom_object_status(
-            SENSOR_ROUTE.group,
-            SENSOR_ROUTE.version,
-            ROUTE_NAMESPACE,
-            SENSOR_ROUTE.plural,
-            created["metadata"]["name"],
-            created,
+        return cast(
+            dict[str, Any],
+            self.provider.replace_namespaced_custom_object_status(
+                SENSOR_ROUTE.group,
+                SENSOR_ROUTE.version,
+                ROUTE_NAMESPACE,
+                SENSOR_ROUTE.plural,
+                created["metadata"]["name"],
+                created,
+            ),
         )
 
     def device(self, namespace: str) -> str:
@@ -276,22 +285,31 @@ class Deployment:
                 "endpoint": {"url": "http://telegraf.example:8186/telegraf"},
             },
         }
-        created = self.consumer.create_namespaced_custom_object(
-            SENSOR_REQUEST.group, SENSOR_REQUEST.version, namespace, SENSOR_REQUEST.plural, body
+        created = cast(
+            dict[str, Any],
+            self.consumer.create_namespaced_custom_object(
+                SENSOR_REQUEST.group, SENSOR_REQUEST.version, namespace, SENSOR_REQUEST.plural, body
+            ),
         )
         created["status"] = {"phase": "Searching", "matched": 3, "contractCount": 0}
-        return self.consumer.replace_namespaced_custom_object_status(
-            SENSOR_REQUEST.group,
-            SENSOR_REQUEST.version,
-            namespace,
-            SENSOR_REQUEST.plural,
-            created["metadata"]["name"],
-            created,
+        return cast(
+            dict[str, Any],
+            self.consumer.replace_namespaced_custom_object_status(
+                SENSOR_REQUEST.group,
+                SENSOR_REQUEST.version,
+                namespace,
+                SENSOR_REQUEST.plural,
+                created["metadata"]["name"],
+                created,
+            ),
         )
 
     def requests_for(self, flavor_ref: str) -> list[dict[str, Any]]:
-        items = self.consumer.list_cluster_custom_object(
-            SENSOR_REQUEST.group, SENSOR_REQUEST.version, SENSOR_REQUEST.plural
+        items = cast(
+            dict[str, Any],
+            self.consumer.list_cluster_custom_object(
+                SENSOR_REQUEST.group, SENSOR_REQUEST.version, SENSOR_REQUEST.plural
+            ),
         )["items"]
         return [
             i
@@ -301,12 +319,15 @@ class Deployment:
         ]
 
     def route_target_ids(self) -> list[str]:
-        route = self.provider.get_namespaced_custom_object(
-            SENSOR_ROUTE.group,
-            SENSOR_ROUTE.version,
-            ROUTE_NAMESPACE,
-            SENSOR_ROUTE.plural,
-            f"route-{self.tag}",
+        route = cast(
+            dict[str, Any],
+            self.provider.get_namespaced_custom_object(
+                SENSOR_ROUTE.group,
+                SENSOR_ROUTE.version,
+                ROUTE_NAMESPACE,
+                SENSOR_ROUTE.plural,
+                f"route-{self.tag}",
+            ),
         )
         return [t["id"] for t in route["spec"].get("targets") or []]
 
@@ -382,7 +403,8 @@ async def test_views_fill_from_real_objects_and_follow_changes(
         # Events of the cluster reach the log and the device's detail.
         client.CoreV1Api(deployment.provider.api_client).create_namespaced_event(
             namespace,
-            {
+            # kubernetes takes a dict body too; its annotation names only the model
+            {  # type: ignore[arg-type]
                 "metadata": {"name": f"tui-{deployment.tag}", "namespace": namespace},
                 "involvedObject": {"kind": "Device", "name": device, "namespace": namespace},
                 "type": "Warning",

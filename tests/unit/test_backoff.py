@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -39,7 +40,7 @@ def test_many_attempts_do_not_overflow() -> None:
 
 @pytest.mark.parametrize("args", [(0.0, 1.0), (2.0, 1.0), (1.0, 2.0, 0.5), (1.0, 2.0, 2.0, 1.0)])
 def test_nonsense_is_refused(args: tuple[float, ...]) -> None:
-    kwargs = dict(zip(("factor", "jitter"), args[2:], strict=False))
+    kwargs: dict[str, Any] = dict(zip(("factor", "jitter"), args[2:], strict=False))
     with pytest.raises(ValueError):
         Backoff(args[0], args[1], **kwargs)
 

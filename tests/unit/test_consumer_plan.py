@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from consumer.plan import HeldContract, plan
+from typing import Any
+
+from consumer.plan import HeldContract, Plan, plan
 from consumer.ranking import Candidate
 
 
@@ -24,8 +26,8 @@ def held(flavor: str, provider: str = "p1", generation: int = 1) -> HeldContract
     )
 
 
-def run(**kwargs: object):  # type: ignore[no-untyped-def]
-    args: dict[str, object] = {
+def run(**kwargs: object) -> Plan:
+    args: dict[str, Any] = {
         "ranked": [],
         "held": [],
         "count": 1,
@@ -35,10 +37,10 @@ def run(**kwargs: object):  # type: ignore[no-untyped-def]
         "reachable": {"p1", "p2"},
     }
     args.update(kwargs)
-    return plan(**args)  # type: ignore[arg-type]
+    return plan(**args)
 
 
-def flavors(items: tuple) -> list[str]:  # type: ignore[type-arg]
+def flavors(items: tuple[HeldContract, ...] | tuple[Candidate, ...]) -> list[str]:
     return [i.flavor_id for i in items]
 
 

@@ -253,7 +253,7 @@ def sensor_entries(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @st.composite
-def annotations(draw: st.DrawFn) -> str:
+def sensor_annotations(draw: st.DrawFn) -> str:
     """A ``sensors`` annotation: JSON or base64, of entries, of junk, or junk itself."""
     entry = st.one_of(sensor_entries(), sensor_entries(), sensor_entries(), hostile)
     entries = st.lists(entry, min_size=1, max_size=4)
@@ -296,7 +296,7 @@ def assert_problems_short(problems: list[SensorProblem] | list[str]) -> None:
         assert len(str(problem)) <= EVENT_MESSAGE_MAX, str(problem)[:200]
 
 
-@given(annotations())
+@given(sensor_annotations())
 def test_fuzz_annotation_gives_only_sensors_and_problems(raw: str) -> None:
     specs, problems = parse_sensors_annotation(raw, device=str(DEVICE))
     assert all(isinstance(problem, SensorProblem) for problem in problems)
@@ -453,7 +453,7 @@ def edge_reading_bodies(draw: st.DrawFn) -> dict[str, Any]:
 
 
 # Cheap (half a millisecond each), and an edge is one key among many: more examples.
-@settings(max_examples=max(2_000, settings.default.max_examples))
+@settings(max_examples=max(2_000, settings().max_examples))
 @given(st.one_of(edge_reading_bodies(), reading_bodies).map(to_json))
 def test_fuzz_fast_and_careful_reading_decoders_agree(payload: str) -> None:
     """What msgspec takes, the careful checks take too, as the same reading (the same types:
@@ -486,18 +486,25 @@ FLAVOR_PATHS = [
         for key in ("name", "uid", "model", "node", "type", "latency", "accuracy", "properties")
     ),
 ]
-GOOD_SPEC = parse_sensor_entry(
-    {
-        "name": "HTS221",
-        "model": "hts221",
-        "manufacturer": "STMicroelectronics",
-        "type": {"sensorCategory": "Environmental", "sensorType": ["Temperature", "Humidity"]},
-        "accuracy": ["0.5", "3.5"],
-        "latency": "15",
-        "properties": {"unit": {"measurement": ["°C", "%"]}},
-    }
-)[0]
-assert GOOD_SPEC is not None
+
+
+def _good_spec() -> SensorSpec:
+    spec = parse_sensor_entry(
+        {
+            "name": "HTS221",
+            "model": "hts221",
+            "manufacturer": "STMicroelectronics",
+            "type": {"sensorCategory": "Environmental", "sensorType": ["Temperature", "Humidity"]},
+            "accuracy": ["0.5", "3.5"],
+            "latency": "15",
+            "properties": {"unit": {"measurement": ["°C", "%"]}},
+        }
+    )[0]
+    assert spec is not None
+    return spec
+
+
+GOOD_SPEC = _good_spec()
 
 
 @st.composite
@@ -544,7 +551,7 @@ def test_fuzz_flavor_read_back_gives_a_view_or_flavor_error(body: Any) -> None:
 def devices(draw: st.DrawFn) -> dict[str, Any]:
     metadata: dict[str, Any] = {"name": "board", "namespace": "ns", "uid": "dev-uid"}
     if draw(st.booleans()):
-        metadata["annotations"] = {"sensors": draw(annotations())}
+        metadata["annotations"] = {"sensors": draw(sensor_annotations())}
     if draw(st.booleans()):
         metadata["labels"] = draw(
             st.dictionaries(st.sampled_from(["manufacturer", "model", "category"]), strings)

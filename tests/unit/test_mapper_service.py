@@ -187,7 +187,7 @@ async def test_malformed_frames_are_counted_and_dropped(fleet, running, caplog) 
         frame = original(mask, now)
         return frame[:3] if calls["n"] % 3 == 0 else frame
 
-    board.notification = sometimes_short  # type: ignore[method-assign]
+    board.notification = sometimes_short
     publisher = Publisher()
     mapper = Mapper(
         MapperSettings(node=NODE, all_boards=True, link=fast_links()),

@@ -356,7 +356,7 @@ async def test_async_client_speaks_the_same_protocol() -> None:
     seen: list[tuple[str, str, Any]] = []
 
     def answer(request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content) if request.content else None
+        body: Any = json.loads(request.content) if request.content else None
         seen.append((request.method, request.url.raw_path.decode(), body))
         if request.url.path == "/api/v2/flavors/sensors":
             return httpx.Response(200, json=[flavor_item(flavor())])

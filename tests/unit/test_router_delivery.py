@@ -21,6 +21,7 @@ from router_manager.agent.delivery import (
     already_waited,
 )
 from router_manager.agent.store import DurableLog, Entry
+from router_manager.agent.store import TargetState as StoredTarget
 from router_manager.encoding import LineProtocolEncoder
 from router_manager.route import RouteTarget, TargetAuth, TargetState
 
@@ -183,13 +184,19 @@ def _worker(store: DurableLog, url: str, **kwargs: Any) -> TargetWorker:
     )  # fmt: skip
 
 
+def _target(store: DurableLog, key: str) -> StoredTarget:
+    state = store.target(key)
+    assert state is not None, f"target {key} is not registered"
+    return state
+
+
 async def test_a_2xx_delivers_the_batch_in_order_with_its_headers(tmp_path: Path) -> None:
     store = DurableLog(tmp_path / "queue.sqlite")
     _queue(store, "r/t", 25)
     async with Consumer([(204, {}, b"")]) as consumer:
         worker = _worker(store, consumer.url(), auth=TargetAuth("bearer", "creds"))
         worker.start()
-        await _until(lambda: store.target("r/t").delivered == 25)
+        await _until(lambda: _target(store, "r/t").delivered == 25)
         await worker.stop()
     lines = [line for _, _, body, _ in consumer.requests for line in body.splitlines()]
     assert lines == [f"humidity value={i} {i}".encode() for i in range(25)]
@@ -198,7 +205,7 @@ async def test_a_2xx_delivers_the_batch_in_order_with_its_headers(tmp_path: Path
     assert headers["Authorization"] == "Bearer s3cret-token"
     assert headers["User-Agent"] == "fluidos-sensors-agent"
     assert worker.health.state is TargetState.DELIVERING
-    assert store.target("r/t").queued == 0
+    assert _target(store, "r/t").queued == 0
     store.close()
 
 
@@ -211,7 +218,7 @@ async def test_a_400_to_every_reading_rejects_each_alone_once_and_keeps_the_answ
     async with Consumer([(400, {}, answer)]) as consumer:
         worker = _worker(store, consumer.url())
         worker.start()
-        await _until(lambda: store.target("r/t").rejected == 10)
+        await _until(lambda: _target(store, "r/t").rejected == 10)
         await asyncio.sleep(0.1)  # time enough for a (wrong) retry
         await worker.stop()
     # Bisected down to single readings: the batch, then halves, ..., 10 single ones.
@@ -233,7 +240,7 @@ async def test_a_4xx_that_does_not_blame_the_content_rejects_the_batch_whole(
     async with Consumer([(403, {}, b"forbidden")]) as consumer:
         worker = _worker(store, consumer.url())
         worker.start()
-        await _until(lambda: store.target("r/t").rejected == 10)
+        await _until(lambda: _target(store, "r/t").rejected == 10)
         await asyncio.sleep(0.1)
         await worker.stop()
     assert len(consumer.requests) == 1  # every part would be refused alike: not split
@@ -271,7 +278,7 @@ async def test_a_refused_batch_is_split_so_that_only_the_bad_readings_are_reject
     async with Consumer([(204, {}, b"unable to parse")], decide=parser) as consumer:
         worker = _worker(store, consumer.url())  # batches of 10
         worker.start()
-        await _until(lambda: store.target("r/t").queued == 0)
+        await _until(lambda: _target(store, "r/t").queued == 0)
         await worker.stop()
     taken = [
         int(line.rsplit(b"seq=", 1)[1].split(b"i", 1)[0])
@@ -280,7 +287,7 @@ async def test_a_refused_batch_is_split_so_that_only_the_bad_readings_are_reject
         for line in body.splitlines()
     ]
     assert taken == [seq for seq in range(25) if seq not in (7, 18)]  # each once, in order
-    state = store.target("r/t")
+    state = _target(store, "r/t")
     assert (state.delivered, state.rejected) == (23, 2)
     assert worker.health.last_rejected == "d/humidity seq 18: HTTP 400: unable to parse"
     # Batch 0-9: 1 + 2 (0-4 delivered, 5-9 refused) + 2 (5-7 refused, 8-9) + 2 (5-6, 7)
@@ -296,12 +303,12 @@ async def test_a_503_is_retried_after_its_retry_after_then_delivered(tmp_path: P
     async with Consumer(answers) as consumer:
         worker = _worker(store, consumer.url())
         worker.start()
-        await _until(lambda: store.target("r/t").delivered == 10)
+        await _until(lambda: _target(store, "r/t").delivered == 10)
         await worker.stop()
     (_, _, first, sent), (_, _, second, resent) = consumer.requests
     assert first == second  # the same batch, again
     assert resent - sent >= 0.29  # Retry-After honoured, though the backoff is 10 ms
-    assert store.target("r/t").failed == 1
+    assert _target(store, "r/t").failed == 1
     store.close()
 
 
@@ -312,12 +319,12 @@ async def test_a_redirect_is_not_followed_but_retried_as_an_error(tmp_path: Path
     async with Consumer([(307, {"Location": "/elsewhere"}, b"")]) as consumer:
         worker = _worker(store, consumer.url())
         worker.start()
-        await _until(lambda: store.target("r/t").failed >= 2)
+        await _until(lambda: _target(store, "r/t").failed >= 2)
         await worker.stop()
     assert {path for path, _, _, _ in consumer.requests} == {"/telegraf"}
     assert worker.health.state is TargetState.RETRYING
     assert worker.health.last_error.startswith("HTTP 307")
-    assert store.target("r/t").queued == 10  # nothing lost, nothing counted delivered
+    assert _target(store, "r/t").queued == 10  # nothing lost, nothing counted delivered
     store.close()
 
 
@@ -331,13 +338,13 @@ async def test_an_absent_target_is_retried_without_echoing_its_credentials(
         port = probe.getsockname()[1]
     worker = _worker(store, f"http://user:pa55word@127.0.0.1:{port}/write?token=hunter2")
     worker.start()
-    await _until(lambda: store.target("r/t").failed >= 2)
+    await _until(lambda: _target(store, "r/t").failed >= 2)
     await worker.stop()
     error = worker.health.last_error
     assert worker.health.state is TargetState.RETRYING
     assert f"127.0.0.1:{port}/write" in error
     assert "pa55word" not in error and "hunter2" not in error and "user" not in error
-    assert store.target("r/t").queued == 10
+    assert _target(store, "r/t").queued == 10
     store.close()
 
 
@@ -345,12 +352,20 @@ async def test_stop_ends_deliveries_at_once_whatever_the_target_is_doing(tmp_pat
     # The agent stops a worker while applying routes: it must not wait for a slow answer or
     # a retry, and nothing may be sent for the removed target afterwards.
     store = DurableLog(tmp_path / "queue.sqlite")
-    for answers, delay in (([(204, {}, b"")], 3.0), ([(503, {}, b"")], 0.0)):
+    cases: list[tuple[list[tuple[int, dict[str, str], bytes]], float]] = [
+        ([(204, {}, b"")], 3.0),
+        ([(503, {}, b"")], 0.0),
+    ]
+    for answers, delay in cases:
         _queue(store, "r/t", 10)
         async with Consumer(answers, delay=delay) as consumer:
             worker = _worker(store, consumer.url())
             worker.start()
-            await _until(lambda c=consumer: len(c.requests) >= 1)
+
+            def asked(c: Consumer = consumer) -> bool:
+                return len(c.requests) >= 1
+
+            await _until(asked)
             started = time.monotonic()
             await worker.stop()
             assert time.monotonic() - started < 2.5  # it did not wait for the 3 s answer

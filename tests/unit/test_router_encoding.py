@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -15,8 +16,8 @@ TEXT = st.text(min_size=1, max_size=12)
 NUMBER = st.floats(allow_nan=False, allow_infinity=False, width=64) | st.integers(-(10**6), 10**6)
 
 
-def reading(**changes) -> Reading:
-    base = dict(
+def reading(**changes: Any) -> Reading:
+    base: dict[str, Any] = dict(
         namespace="default",
         device="stwin-1",
         sensor="acceleration",

@@ -13,10 +13,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from router_manager.agent.store import DurableLog, Entry, Queued
+from router_manager.agent.store import DurableLog, Entry, Queued, TargetState
 
 TOPIC = "default/fluidos-sensors/stwin-1/temperature"
 OTHER = "default/fluidos-sensors/stwin-1/pressure"
+
+
+def _target(store: DurableLog, key: str) -> TargetState:
+    state = store.target(key)
+    assert state is not None, f"target {key} is not registered"
+    return state
 
 
 def entry(n: int, topic: str = TOPIC, size: int = 10) -> Entry:
@@ -70,7 +76,7 @@ def test_ack_moves_one_cursor_and_counts_delivered(log: DurableLog) -> None:
     log.ack("a", batch)
     assert numbers(log.peek("a", 10)) == [4, 5]
     assert numbers(log.peek("b", 10)) == [1, 2, 3, 4, 5]
-    state = log.target("a")
+    state = _target(log, "a")
     assert (state.delivered, state.queued, state.queued_bytes) == (3, 2, 2 * 11)
 
 
@@ -79,7 +85,7 @@ def test_reject_skips_the_batch_and_counts_it(log: DurableLog) -> None:
     log.append([entry(1), entry(2)])
     log.reject("a", log.peek("a", 1))
     assert numbers(log.peek("a", 10)) == [2]
-    assert (log.target("a").rejected, log.target("a").delivered) == (1, 0)
+    assert (_target(log, "a").rejected, _target(log, "a").delivered) == (1, 0)
 
 
 def test_bound_drops_the_oldest_for_that_target_only(log: DurableLog) -> None:
@@ -88,10 +94,10 @@ def test_bound_drops_the_oldest_for_that_target_only(log: DurableLog) -> None:
     log.register("big", TOPIC, "influx", 10**6)
     log.append([entry(n) for n in range(1, 6)])
     assert numbers(log.peek("small", 10)) == [3, 4, 5]
-    assert log.target("small").dropped == 2
-    assert log.target("small").queued_bytes <= 35
+    assert _target(log, "small").dropped == 2
+    assert _target(log, "small").queued_bytes <= 35
     assert numbers(log.peek("big", 10)) == [1, 2, 3, 4, 5]
-    assert log.target("big").dropped == 0
+    assert _target(log, "big").dropped == 0
 
 
 def test_ack_of_a_batch_partly_dropped_meanwhile_counts_only_the_rest(log: DurableLog) -> None:
@@ -100,7 +106,7 @@ def test_ack_of_a_batch_partly_dropped_meanwhile_counts_only_the_rest(log: Durab
     batch = log.peek("a", 3)
     log.append([entry(4), entry(5)])  # 1 and 2 dropped while the batch was in flight
     log.ack("a", batch)
-    state = log.target("a")
+    state = _target(log, "a")
     assert (state.delivered, state.dropped) == (1, 2)
     assert numbers(log.peek("a", 10)) == [4, 5]
 
@@ -169,6 +175,7 @@ def test_committed_appends_survive_sigkill(tmp_path: Path) -> None:
     )
     proc.start()
     assert ready.wait(60)
+    assert proc.pid is not None  # started
     os.kill(proc.pid, signal.SIGKILL)
     proc.join()
     survivor = DurableLog(path)

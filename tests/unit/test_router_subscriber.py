@@ -3,6 +3,7 @@ by: PUBLISH packets go through gmqtt's own packet handler (no broker); what woul
 to the socket is recorded."""
 
 import struct
+from typing import Any
 
 import pytest
 from gmqtt.mqtt.constants import MQTTv311
@@ -41,7 +42,7 @@ def publish(client, topic: str, mid: int | None, payload: bytes = b"{}") -> None
     client._package_handler._handle_packet(0x32 if mid is not None else 0x30, raw + payload)
 
 
-def subscriber(on_batch) -> tuple[Subscriber, object, Connection]:
+def subscriber(on_batch) -> tuple[Subscriber, Any, Connection]:
     sub = Subscriber(BrokerAccess("127.0.0.1", 1883, "u", "p"), "agent-test", on_batch)
     client = sub._client()
     client._connection_state.protocol_version = MQTTv311

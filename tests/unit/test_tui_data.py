@@ -247,14 +247,16 @@ def test_store_batches_only_what_changed_and_counts_consumers() -> None:
     assert len(notified) == 1  # once until drained, however many changes
     first = store.drain()
     assert len(first.flavors) == len(sample.flavors())
-    assert first.flavors[key] is not None and first.flavors[key].consumers == 0
+    row = first.flavors[key]
+    assert row is not None and row.consumers == 0
     assert store.drain().empty
     # A route naming the flavor changes its consumer count: the flavor is in the next batch.
     store.upsert(cluster, Kind.ROUTES, sample.route([1.0], 1))
     assert len(notified) == 2
     batch = store.drain()
     assert list(batch.flavors) == [key]
-    assert batch.flavors[key] is not None and batch.flavors[key].consumers == 2
+    row = batch.flavors[key]
+    assert row is not None and row.consumers == 2
     assert [
         r.target_id for r in batch.routes[object_key(cluster, sample.route([1.0], 1))] or []
     ] == [
@@ -263,7 +265,8 @@ def test_store_batches_only_what_changed_and_counts_consumers() -> None:
     ]
     store.delete(cluster, Kind.ROUTES, sample.route([1.0], 1))
     batch = store.drain()
-    assert batch.flavors[key] is not None and batch.flavors[key].consumers == 0
+    row = batch.flavors[key]
+    assert row is not None and row.consumers == 0
     assert list(batch.routes.values()) == [None]
 
 

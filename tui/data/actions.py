@@ -4,7 +4,7 @@ target. Blocking calls; the app runs them in worker threads."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from kubernetes import client
@@ -86,7 +86,7 @@ def _failed(what: str, exc: ApiException) -> ActionError:
     import json
 
     try:
-        message = json.loads(exc.body).get("message") or exc.reason
+        message = json.loads(exc.body or "").get("message") or exc.reason
     except (TypeError, ValueError, AttributeError):
         message = exc.reason
     return ActionError(f"{what}: {exc.status} {message}")
@@ -96,13 +96,16 @@ def create_sensor_request(api: client.ApiClient, body: dict[str, Any]) -> dict[s
     """Create the SensorRequest; returns it as the API server stored it."""
     namespace = body["metadata"]["namespace"]
     try:
-        return client.CustomObjectsApi(api).create_namespaced_custom_object(
-            SENSOR_REQUEST.group,
-            SENSOR_REQUEST.version,
-            namespace,
-            SENSOR_REQUEST.plural,
-            body,
-            _request_timeout=REQUEST_TIMEOUT,
+        return cast(
+            dict[str, Any],
+            client.CustomObjectsApi(api).create_namespaced_custom_object(
+                SENSOR_REQUEST.group,
+                SENSOR_REQUEST.version,
+                namespace,
+                SENSOR_REQUEST.plural,
+                body,
+                _request_timeout=REQUEST_TIMEOUT,
+            ),
         )
     except ApiException as exc:
         raise _failed(f"create SensorRequest in {namespace}", exc) from None
@@ -151,7 +154,10 @@ def remove_route_target(
     args = (SENSOR_ROUTE.group, SENSOR_ROUTE.version, namespace, SENSOR_ROUTE.plural, name)
     for _ in range(attempts):
         try:
-            route = objects.get_namespaced_custom_object(*args, _request_timeout=REQUEST_TIMEOUT)
+            route = cast(
+                dict[str, Any],
+                objects.get_namespaced_custom_object(*args, _request_timeout=REQUEST_TIMEOUT),
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return False

@@ -67,7 +67,7 @@ def clusters_from_options(
     every context of one kubeconfig, or the current context of each kubeconfig."""
     files = list(kubeconfigs) or [_default_kubeconfig()]
     if contexts and len(files) == 1:
-        pairs = [(files[0], context) for context in contexts]
+        pairs: list[tuple[Path, str | None]] = [(files[0], context) for context in contexts]
     elif contexts and len(files) == len(contexts):
         pairs = list(zip(files, contexts, strict=True))
     elif contexts:

@@ -130,7 +130,7 @@ class Store:
         self._health: dict[tuple[str, Kind], tuple[Health, str, float | None]] = {}
         self._clusters_dirty = False
         self._clock = clock
-        self._notify: Callable[[], None] | None = None
+        self._notify: Callable[[], object] | None = None
         self._notified = False
 
     # -------------------------------------------------------------------------------------
@@ -144,7 +144,7 @@ class Store:
             self._clusters_dirty = True
         self._wake()
 
-    def on_change(self, callback: Callable[[], None] | None) -> None:
+    def on_change(self, callback: Callable[[], object] | None) -> None:
         """Call `callback` (from any thread) when changes wait after a drain; once per drain."""
         with self._lock:
             self._notify = callback

@@ -11,6 +11,7 @@ from rich.console import Group, RenderableType
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
+from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
@@ -58,7 +59,7 @@ class DetailPane(VerticalScroll):
         self.row: AnyRow | None = None
         self.events: list[EventRow] = []
 
-    def compose(self):  # type: ignore[no-untyped-def]
+    def compose(self) -> ComposeResult:
         yield Static(Text(EMPTY, style="dim"), id="detail-body")
 
     def show(self, row: AnyRow | None, events: list[EventRow]) -> None:

@@ -14,16 +14,16 @@ class FlavorTable(ResourceTable):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(FLAVOR_COLUMNS, sort_column=None, id=id)
-        self.query = FlavorQuery()
+        self.flavor_query = FlavorQuery()
 
     def accepts(self, row: AnyRow) -> bool:
-        return isinstance(row, FlavorRow) and self.query.matches(row)
+        return isinstance(row, FlavorRow) and self.flavor_query.matches(row)
 
     def set_query(self, query: FlavorQuery) -> None:
         """Show the flavors `query` matches (a full rebuild: a user action, not an event)."""
-        if query == self.query:
+        if query == self.flavor_query:
             return
-        self.query = query
+        self.flavor_query = query
         self.rebuild()
 
     def apply(self, flavors: Mapping[ObjectKey, FlavorRow | None]) -> None:

@@ -208,7 +208,7 @@ class ResourceTable(DataTable[TableCell]):
             new = cells.get(column)
             if new == old_cells.get(column) and state == old_state:
                 continue
-            self.update_cell(key, column, self._render(column, new, state))
+            self.update_cell(key, column, self._table_cell(column, new, state))
             touched_sort |= column == self.sort_column
         return touched_sort
 
@@ -222,9 +222,11 @@ class ResourceTable(DataTable[TableCell]):
         self._work()
 
     def _render_row(self, cells: dict[str, Cell], state: str) -> list[TableCell]:
-        return [self._render(column, cells.get(column), state) for column, _ in self.column_specs]
+        return [
+            self._table_cell(column, cells.get(column), state) for column, _ in self.column_specs
+        ]
 
-    def _render(self, column: str, cell: Cell | None, state: str) -> TableCell:
+    def _table_cell(self, column: str, cell: Cell | None, state: str) -> TableCell:
         if cell is None:
             return TableCell("-", self._style("", state), (1, ""))
         self._fit(column, cell.text)
