@@ -8,6 +8,7 @@ source scripts/bootstrap.sh
 fs_bootstrap "[test]"
 # Obtain every binary first, so a missing one fails here with what to install, not mid-suite.
 .venv/bin/fluidos-sensors testbed binaries
+.venv/bin/fluidos-sensors testbed binaries --kind  # the KIND test's node image (tests/kind)
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy  # what it checks and how: [tool.mypy] in pyproject.toml

@@ -26,7 +26,9 @@ from testbed.kind.docker import Engine
 from testbed.services import ConsumerStack
 from testbed.state import TestbedState
 
-pytestmark = pytest.mark.kind
+# Setup (clusters, images, chart) takes 5-10 minutes warm and teardown 1-2: the item's
+# timeout covers its fixture's setup and teardown too.
+pytestmark = [pytest.mark.kind, pytest.mark.timeout(1800)]
 
 EDGE_AGENT = "app.kubernetes.io/component=edge-agent"
 
