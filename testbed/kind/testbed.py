@@ -90,7 +90,13 @@ def _inotify_needed(clusters: list[KindCluster]) -> int:
     return needed
 
 
-def ensure_inotify(clusters: list[KindCluster], state_dir: Path, log: Log) -> None:
+def _inotify_record() -> Path:
+    """Machine-wide (two KIND testbeds may run at once): the limit found before the first
+    raised it; the last one down sets it back."""
+    return paths.cache_dir() / "kind" / INOTIFY_RESTORE
+
+
+def ensure_inotify(clusters: list[KindCluster], log: Log) -> None:
     """Every kind node's kubelet, systemd and containerd take inotify instances, counted per
     user across the machine (kind's known issue: "too many open files"). As root, raise
     `fs.inotify.max_user_instances` to what the topology needs, and remember the value it had
@@ -107,9 +113,10 @@ def ensure_inotify(clusters: list[KindCluster], state_dir: Path, log: Log) -> No
             f"{limit}: run `sudo sysctl -w fs.inotify.max_user_instances={max(wanted, 512)}`"
         )
     target = max(wanted, 512)
-    restore = kind_dir(state_dir) / INOTIFY_RESTORE
-    if not restore.exists():
-        restore.write_text(json.dumps({"max_user_instances": limit}))
+    record = _inotify_record()
+    if not record.exists():
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps({"max_user_instances": limit}))
     INOTIFY_FILE.write_text(str(target))
     log(
         f"[kind] raised fs.inotify.max_user_instances {limit} -> {target} for the kind nodes "
@@ -117,18 +124,24 @@ def ensure_inotify(clusters: list[KindCluster], state_dir: Path, log: Log) -> No
     )
 
 
-def restore_inotify(state_dir: Path, log: Log) -> None:
-    restore = kind_dir(state_dir) / INOTIFY_RESTORE
+def restore_inotify(log: Log) -> None:
+    """Set the limit back to what it was before a KIND testbed raised it, unless what still
+    runs (another KIND testbed) needs more."""
+    record = _inotify_record()
     try:
-        previous = int(json.loads(restore.read_text())["max_user_instances"])
+        previous = int(json.loads(record.read_text())["max_user_instances"])
     except (OSError, ValueError, KeyError):
+        return
+    in_use = kind_cluster.inotify_instances_in_use()
+    if in_use + 16 > previous:  # another KIND testbed still runs
+        log(f"[kind] fs.inotify.max_user_instances left raised: {in_use} instances in use")
         return
     try:
         INOTIFY_FILE.write_text(str(previous))
         log(f"[kind] fs.inotify.max_user_instances set back to {previous}")
     except OSError as exc:
         log(f"[kind] could not set fs.inotify.max_user_instances back to {previous}: {exc}")
-    restore.unlink(missing_ok=True)
+    record.unlink(missing_ok=True)
 
 
 # --- images ----------------------------------------------------------------------------------
@@ -375,7 +388,7 @@ def up(
     _write(state_dir, engine, "starting", {})
     tag = nodeimage.build(engine, log)
     images = build_images(engine, log)
-    ensure_inotify(specs, state_dir, log)
+    ensure_inotify(specs, log)
     installed = [Installed(engine, spec, state_dir) for spec in specs]
     for one in installed:
         one.cluster.create(one.spec.config, tag, log)
@@ -435,7 +448,7 @@ def down(state_dir: Path | None = None, *, log: Log = print, engine: Engine | No
             kind_cluster.Cluster(engine, name, state_dir).delete(log)
         kind_cluster.remove_network(engine, log)
     engine.stop(log)
-    restore_inotify(state_dir, log)
+    restore_inotify(log)
     subprocess.run(["rm", "-rf", str(state_dir)], check=False)
     return was
 
