@@ -45,6 +45,10 @@ def up(
     run that crashes or is killed leaves nothing running)."""
     state_dir = state_dir or paths.state_dir()
     existing = TestbedState.read(state_dir)
+    if existing and existing.status.get("mode") == "kind":
+        raise TestbedError(
+            f"a KIND testbed lives in {state_dir}; stop it first (scripts/setup.sh --down)"
+        )
     if existing and existing.running:
         if existing.config["topology"] != json.loads(json.dumps(topology.to_json())):
             raise TestbedError(
