@@ -155,6 +155,13 @@ class Marketplace:
             now = self._clock()
             holders = self._holders(name, now)
             if consumer in holders:
+                # The same consumer asking again while its reservation is open is a retry (its
+                # client lost the answer): the answer is that reservation, not a refusal that
+                # would leave it unbought until it expires.
+                mine = self._open_reservation(name, consumer, now)
+                if mine is not None:
+                    log.info("reservation %s of %s asked again", mine["metadata"]["name"], consumer)
+                    return objects.transaction_answer(mine)
                 raise conflict(
                     f'consumer "{consumer}" already holds a reservation or contract for '
                     f'Flavor "{name}"',
@@ -184,6 +191,13 @@ class Marketplace:
         contracts = self._for_flavor(self.store.list_contracts, flavor)
         open_ones = [t for t in transactions if not objects.expired(t, now)]
         return [objects.owner(obj) or "" for obj in (*open_ones, *contracts)]
+
+    def _open_reservation(self, flavor: str, consumer: str, now: datetime) -> dict[str, Any] | None:
+        """The consumer's open (unexpired, not yet purchased) reservation of a flavor."""
+        for transaction in self._for_flavor(self.store.list_transactions, flavor):
+            if objects.owner(transaction) == consumer and not objects.expired(transaction, now):
+                return transaction
+        return None
 
     def _for_flavor(
         self, list_call: Callable[..., list[dict[str, Any]]], flavor: str

@@ -605,6 +605,25 @@ def test_consumers_see_and_change_only_their_own(
         a.release(contract)
 
 
+def test_a_reservation_asked_again_is_the_same_one_until_bought(
+    gateway: Gateway, consumers: Consumers, offer: Offer
+) -> None:
+    """A consumer whose client lost the answer asks again: it gets its open reservation (one
+    place held, not two; not a 409 that would strand it until it expires). Once bought, asking
+    again is refused: the consumer holds that sensor."""
+    flavor_name = offer.add("retried")["metadata"]["name"]
+    visible(gateway, consumers.tokens["a"], offer, 1)
+    with gateway.rear(consumers.tokens["a"]) as a:
+        first = a.reserve(flavor_name, consumers.buyer("a"))
+        again = a.reserve(flavor_name, consumers.buyer("a"))
+        assert again.transaction_id == first.transaction_id
+        contract = a.purchase(again.transaction_id, ENDPOINT)
+        with pytest.raises(RearError) as held:
+            a.reserve(flavor_name, consumers.buyer("a"))
+        assert held.value.status == 409 and "already holds" in held.value.message
+        a.release(contract)
+
+
 def test_sold_to_several_consumers_up_to_the_limit(
     gateway: Gateway, consumers: Consumers, offer: Offer
 ) -> None:
