@@ -327,7 +327,7 @@ def run(
     from consumer import operator
     from consumer.firstdata import InfluxSettings
     from consumer.resolver import ConsumerSettings
-    from fluidos_sensors.rear import NodeIdentity
+    from fluidos_sensors.rear.wire import NodeIdentity
 
     setup_logging(logging.DEBUG if verbose else logging.INFO)
     if not node_id or not ip:

@@ -28,12 +28,11 @@ from fluidos_sensors.filters import SensorFilter
 from fluidos_sensors.flavor import FlavorError
 from fluidos_sensors.kube import REQUEST_TIMEOUT
 from fluidos_sensors.limits import clip
-from fluidos_sensors.rear import (
-    AsyncRearClient,
+from fluidos_sensors.rear.client import AsyncRearClient, RearError
+from fluidos_sensors.rear.wire import (
     ContractAnswer,
     DeliveryAuthorization,
     NodeIdentity,
-    RearError,
     TelemetryEndpoint,
 )
 

@@ -47,7 +47,8 @@ from fluidos_sensors import api as fs_api
 from fluidos_sensors.endpoints import AuthType
 from fluidos_sensors.flavor import sensor_from_flavor
 from fluidos_sensors.reading import Reading
-from fluidos_sensors.rear import DeliveryAuthorization, NodeIdentity, RearClient, TelemetryEndpoint
+from fluidos_sensors.rear.client import RearClient
+from fluidos_sensors.rear.wire import DeliveryAuthorization, NodeIdentity, TelemetryEndpoint
 from mapper.broker import AGENT_USER, MAPPER_USER, BrokerAccess
 from router_manager.route import RouteTarget, TargetAuth, route_body, route_name
 from testbed import edge

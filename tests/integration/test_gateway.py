@@ -43,14 +43,13 @@ from fluidos_sensors.contract import (
 from fluidos_sensors.endpoints import DeliveryPolicy
 from fluidos_sensors.filters import SensorFilter
 from fluidos_sensors.flavor import Price, ProviderConfig, build_flavor, sensor_from_flavor
-from fluidos_sensors.rear import (
+from fluidos_sensors.rear.client import RearClient, RearError
+from fluidos_sensors.rear.wire import (
     REAR_CONSUMER_LABEL,
     ContractAnswer,
     FlavorItem,
     NodeIdentity,
     PurchaseRequest,
-    RearClient,
-    RearError,
     ReservationRequest,
     TelemetryEndpoint,
 )
