@@ -12,9 +12,7 @@ import base64
 import contextlib
 import datetime as dt
 import functools
-import json
 import logging
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,6 +25,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from fluidos_sensors.api import ROUTE_NAMESPACE, SENSOR_ROUTE
+from fluidos_sensors.files import write_json_atomic
 from fluidos_sensors.flavor import NODE_LABEL
 from fluidos_sensors.kube import REQUEST_TIMEOUT, ObjectWatch, Snapshot
 from fluidos_sensors.reading import Reading, ReadingError, refusal
@@ -439,9 +438,7 @@ class Agent:
         path = self.settings.status_file
         if path is None:
             return
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.local_status(), indent=2))
-        os.replace(tmp, path)
+        write_json_atomic(path, self.local_status(), indent=2)
 
     # ------------------------------------------------------------------ running
 
