@@ -27,7 +27,7 @@ from kubernetes.client.exceptions import ApiException
 from fluidos_sensors.api import ROUTE_NAMESPACE, SENSOR_ROUTE
 from fluidos_sensors.files import write_json_atomic
 from fluidos_sensors.flavor import NODE_LABEL
-from fluidos_sensors.kube import REQUEST_TIMEOUT, ObjectWatch, Snapshot
+from fluidos_sensors.kube import REQUEST_TIMEOUT, ObjectWatch, Snapshot, get_or_none
 from fluidos_sensors.reading import Reading, ReadingError, refusal
 from fluidos_sensors.topics import split_broker_topic
 from mapper.broker import BrokerAccess
@@ -122,19 +122,20 @@ class Credentials:
             self._fetched[name] = now
             try:
                 secret = await asyncio.to_thread(
+                    get_or_none,
                     self._core.read_namespaced_secret,
                     name,
                     self._namespace,
                     _request_timeout=REQUEST_TIMEOUT,
                 )
             except ApiException as exc:
-                if exc.status == 404:
-                    self._data[name] = None
-                else:
-                    log.warning("cannot read Secret %s/%s: %s", self._namespace, name, exc.reason)
+                log.warning("cannot read Secret %s/%s: %s", self._namespace, name, exc.reason)
                 continue
             except Exception as exc:  # an API outage: keep what we had
                 log.warning("cannot read Secret %s/%s: %s", self._namespace, name, exc)
+                continue
+            if secret is None:
+                self._data[name] = None
                 continue
             self._data[name] = {
                 key: base64.b64decode(value).decode("utf-8", "replace")

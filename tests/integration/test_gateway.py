@@ -43,6 +43,7 @@ from fluidos_sensors.contract import (
 from fluidos_sensors.endpoints import DeliveryPolicy
 from fluidos_sensors.filters import SensorFilter
 from fluidos_sensors.flavor import Price, ProviderConfig, build_flavor, sensor_from_flavor
+from fluidos_sensors.kube import get_or_none
 from fluidos_sensors.rear.client import RearClient, RearError
 from fluidos_sensors.rear.wire import (
     REAR_CONSUMER_LABEL,
@@ -218,25 +219,20 @@ class Provider:
         self.core = client.CoreV1Api(api)
 
     def get(self, resource: fs_api.Resource, name: str) -> dict[str, Any] | None:
-        try:
-            return cast(
-                dict[str, Any],
-                self.custom.get_namespaced_custom_object(
-                    resource.group, resource.version, NS, resource.plural, name
-                ),
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return cast(
+            dict[str, Any] | None,
+            get_or_none(
+                self.custom.get_namespaced_custom_object,
+                resource.group,
+                resource.version,
+                NS,
+                resource.plural,
+                name,
+            ),
+        )
 
     def secret(self, name: str) -> client.V1Secret | None:
-        try:
-            return self.core.read_namespaced_secret(name, fs_api.ROUTE_NAMESPACE)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return get_or_none(self.core.read_namespaced_secret, name, fs_api.ROUTE_NAMESPACE)
 
     def list(self, resource: fs_api.Resource, selector: str) -> list[dict[str, Any]]:
         return cast(
