@@ -10,7 +10,6 @@ import re
 import secrets
 import socket
 import ssl
-import subprocess
 import sys
 import threading
 import uuid
@@ -62,7 +61,7 @@ from resource_manager.gateway.market import Marketplace, MarketSettings
 from resource_manager.gateway.store import MarketStore
 from testbed import bootstrap, credentials, paths, upstream
 from testbed.pki import CertPair, ClusterPKI
-from testbed.processes import die_with_parent
+from testbed.processes import ManagedProcess, ProcessSpec
 from testbed.state import ClusterAccess
 
 pytestmark = pytest.mark.integration
@@ -130,13 +129,10 @@ class Gateway:
             f"127.0.0.1:{self.port}",
             *extra,
         ]
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.process = ManagedProcess(ProcessSpec("gateway", self.args, log))
 
     def start(self, token: str) -> None:
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(
-                self.args, stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
-            )
+        self.process.start()
 
         def ready() -> bool:
             self.assert_alive()
@@ -151,18 +147,10 @@ class Gateway:
         eventually(ready, "the gateway to serve", timeout=90)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        self.process.stop(20)
 
     def assert_alive(self) -> None:
-        assert self.proc is not None and self.proc.poll() is None, (
-            f"gateway exited:\n{self.log.read_text()[-3000:]}"
-        )
+        assert self.process.alive, f"gateway exited:\n{self.log.read_text()[-3000:]}"
 
     def http(self, token: str | None) -> httpx.Client:
         return httpx.Client(
