@@ -42,7 +42,7 @@ from fluidos_sensors.flavor import (
     build_flavor,
     sensor_from_flavor,
 )
-from fluidos_sensors.rear import REAR_CONSUMER_LABEL
+from fluidos_sensors.rear.wire import REAR_CONSUMER_LABEL
 from fluidos_sensors.sensor import Accuracy, DeviceRef, SensorSpec, SensorUnits
 from resource_manager.gateway.app import create_app
 from resource_manager.gateway.auth import ConsumerTokens

@@ -43,6 +43,7 @@ from kubernetes.client.exceptions import ApiException
 
 from consumer import status as st
 from fluidos_sensors.api import FLUIDOS_NAMESPACE, SENSOR_REQUEST
+from fluidos_sensors.kube import get_or_none
 from testbed import bootstrap, manager, paths
 from testbed.services import ConsumerStack
 from testbed.state import TestbedState
@@ -95,12 +96,10 @@ class Bench:
                 raise
 
     def _get(self, name: str) -> dict[str, Any] | None:
-        try:
-            return cast(dict[str, Any], self.custom.get_namespaced_custom_object(*ARGS, name))
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return cast(
+            dict[str, Any] | None,
+            get_or_none(self.custom.get_namespaced_custom_object, *ARGS, name),
+        )
 
     def _in_influx(self, contract: dict[str, Any]) -> bool:
         # From the purchase on (the contract start has whole seconds only): points an earlier

@@ -26,7 +26,7 @@ from typing import Any
 from fluidos_sensors.flavor import ObservedPerformance, Price, ProviderConfig, build_flavor
 from fluidos_sensors.sensor import DeviceRef, parse_sensor_entry
 from tui.app import SensorsApp
-from tui.data.rows import object_key, row_key
+from tui.data.rows.cells import object_key, row_key
 from tui.data.store import Kind, Phase, Store
 
 SIZE = (160, 44)

@@ -21,7 +21,7 @@ from fluidos_sensors.api import FLUIDOS_NAMESPACE, SENSOR_REQUEST
 from fluidos_sensors.endpoints import AuthType, DeliveryFormat, EndpointError, check_endpoint_url
 from fluidos_sensors.filter_cli import with_filter_options
 from fluidos_sensors.filters import NO_FILTERS, FilterError, FilterOptions
-from fluidos_sensors.kube import api_client
+from fluidos_sensors.kube import api_client, get_or_none
 from fluidos_sensors.limits import clip
 from fluidos_sensors.logs import setup_logging
 
@@ -57,14 +57,10 @@ def _args(namespace: str) -> tuple[str, str, str, str]:
 
 
 def _get(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        return cast(
-            dict[str, Any], _custom(api).get_namespaced_custom_object(*_args(namespace), name)
-        )
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
+    return cast(
+        dict[str, Any] | None,
+        get_or_none(_custom(api).get_namespaced_custom_object, *_args(namespace), name),
+    )
 
 
 # ------------------------------------------------------------------------------ request
@@ -327,7 +323,7 @@ def run(
     from consumer import operator
     from consumer.firstdata import InfluxSettings
     from consumer.resolver import ConsumerSettings
-    from fluidos_sensors.rear import NodeIdentity
+    from fluidos_sensors.rear.wire import NodeIdentity
 
     setup_logging(logging.DEBUG if verbose else logging.INFO)
     if not node_id or not ip:

@@ -26,14 +26,13 @@ from fluidos_sensors.contract import SECRET_PASSWORD_KEY, SECRET_TOKEN_KEY, SECR
 from fluidos_sensors.endpoints import AuthType
 from fluidos_sensors.filters import SensorFilter
 from fluidos_sensors.flavor import FlavorError
-from fluidos_sensors.kube import REQUEST_TIMEOUT
+from fluidos_sensors.kube import REQUEST_TIMEOUT, get_or_none
 from fluidos_sensors.limits import clip
-from fluidos_sensors.rear import (
-    AsyncRearClient,
+from fluidos_sensors.rear.client import AsyncRearClient, RearError
+from fluidos_sensors.rear.wire import (
     ContractAnswer,
     DeliveryAuthorization,
     NodeIdentity,
-    RearError,
     TelemetryEndpoint,
 )
 
@@ -57,14 +56,14 @@ class Secrets:
         self.namespace = namespace
 
     def _read(self, name: str) -> dict[str, str] | None:
-        try:
-            secret = self._core.read_namespaced_secret(
-                name, self.namespace, _request_timeout=REQUEST_TIMEOUT
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        secret = get_or_none(
+            self._core.read_namespaced_secret,
+            name,
+            self.namespace,
+            _request_timeout=REQUEST_TIMEOUT,
+        )
+        if secret is None:
+            return None
         values = {}
         for key, value in (secret.data or {}).items():
             try:

@@ -34,7 +34,7 @@ from consumer.resolver import ConsumerSettings, Event, Resolver
 from consumer.spec import SpecError, parse_provider
 from fluidos_sensors.api import SENSOR_PROVIDER, SENSOR_REQUEST, SENSORS_GROUP
 from fluidos_sensors.kube import REQUEST_TIMEOUT, kopf_login
-from fluidos_sensors.rear import RearError
+from fluidos_sensors.rear.client import RearError
 
 log = logging.getLogger("consumer")
 

@@ -41,7 +41,8 @@ from consumer.spec import (
 )
 from fluidos_sensors.backoff import Backoff
 from fluidos_sensors.filters import describe
-from fluidos_sensors.rear import AsyncRearClient, NodeIdentity, RearError
+from fluidos_sensors.rear.client import AsyncRearClient, RearError
+from fluidos_sensors.rear.wire import NodeIdentity
 
 log = logging.getLogger("consumer")
 

@@ -15,7 +15,7 @@ from fluidos_sensors.api import SENSOR_PROVIDER, SENSOR_REQUEST
 from fluidos_sensors.endpoints import AuthType, DeliveryFormat, EndpointError, check_endpoint_url
 from fluidos_sensors.filters import FilterError, SensorFilter
 from fluidos_sensors.limits import clip
-from fluidos_sensors.sensor import show
+from fluidos_sensors.units import show
 
 COUNT_MAX = 100  # as the CRD's schema says
 PROVIDERS_MAX = 64

@@ -13,7 +13,7 @@ from typing import Any
 from consumer.plan import HeldContract
 from consumer.ranking import Candidate
 from fluidos_sensors.limits import clip
-from fluidos_sensors.sensor import format_number
+from fluidos_sensors.units import format_number
 
 PENDING = "Pending"
 SEARCHING = "Searching"

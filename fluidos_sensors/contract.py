@@ -38,7 +38,7 @@ EDGE_NODE_ANNOTATION = f"{SENSORS_PREFIX}/edge-node"
 DELIVERY_POLICY_ANNOTATION = f"{SENSORS_PREFIX}/delivery-allowed"
 
 # Labels to select Contracts, Allocations, Transactions and delivery Secrets by (only set
-# when the value is a valid label value; consumer ids always are, see rear.py).
+# when the value is a valid label value; consumer ids always are, see rear/wire.py).
 CONSUMER_LABEL = f"{SENSORS_PREFIX}/consumer"
 FLAVOR_LABEL = f"{SENSORS_PREFIX}/flavor"
 CONTRACT_LABEL = f"{SENSORS_PREFIX}/contract"

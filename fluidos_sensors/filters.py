@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl
 
 from fluidos_sensors.flavor import SensorFlavor
 from fluidos_sensors.limits import TEXT_MAX_LENGTH, as_float, clip
-from fluidos_sensors.sensor import (
+from fluidos_sensors.units import (
     CURRENT_UNIT,
     QuantityError,
     format_number,

@@ -32,16 +32,13 @@ from fluidos_sensors.limits import (
 from fluidos_sensors.sensor import (
     KEY_MAX_LENGTH,
     DeviceRef,
-    QuantityError,
     SensorSpec,
-    format_number,
     json_kind,
-    parse_plain_number,
     parse_sensor_entry,
     sensor_entry,
-    show,
 )
 from fluidos_sensors.topics import broker_topic, source_topic
+from fluidos_sensors.units import QuantityError, format_number, parse_plain_number, show
 
 # Our label and annotation keys on Flavors (one definition; import them).
 SENSORS_PREFIX = "sensors.fluidos.eu"

@@ -7,7 +7,7 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import urllib3
 from kubernetes import client, config, watch
@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 # (connect, read) seconds for single requests: an API outage costs a retry, not a hang.
 REQUEST_TIMEOUT = (3.0, 15.0)
 _WATCH_SECONDS = 240
+_T = TypeVar("_T")
 
 
 def api_client(kubeconfig: Path | None = None, context: str | None = None) -> client.ApiClient:
@@ -60,6 +61,17 @@ def object_key(obj: dict[str, Any]) -> str:
     meta = obj.get("metadata") or {}
     namespace = meta.get("namespace")
     return f"{namespace}/{meta.get('name')}" if namespace else str(meta.get("name"))
+
+
+def get_or_none(read: Callable[..., _T], *args: Any, **kwargs: Any) -> _T | None:
+    """`read(*args, **kwargs)` (a `get_*`/`read_*` call of the kubernetes client), or None
+    when the API server answers 404: the object does not exist. Other errors raise."""
+    try:
+        return read(*args, **kwargs)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
 
 
 Snapshot = dict[str, dict[str, Any]]

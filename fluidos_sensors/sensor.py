@@ -5,7 +5,8 @@ one object per sensor, in the FLUIDOS edge format (otto-tom/fluidos-node-edge,
 ``pkg/utils/models/flavor-sensor-models.go``). FLUIDOS writes every number as a string
 (``"samplingRate": "1"``, ``"accuracy": ["0.1", "0.5"]``) with the units beside it in
 ``properties.unit``; we read numbers, numeric strings and numbers with a unit ("15 ms",
-"1 kHz"), normalise latency to ms and sampling rate to Hz, and write strings back.
+"1 kHz"; `fluidos_sensors.units` reads them), normalise latency to ms and sampling rate to
+Hz, and write strings back.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,7 +22,6 @@ from typing import Any, NamedTuple, TypeVar
 from fluidos_sensors.api import SENSORS_ANNOTATION
 from fluidos_sensors.limits import (
     ANNOTATION_MAX_BYTES,
-    NUMBER_TEXT_MAX_LENGTH,
     QUANTITIES_PER_SENSOR_MAX,
     SENSORS_PER_DEVICE_MAX,
     TERM_MAX_LENGTH,
@@ -34,58 +33,31 @@ from fluidos_sensors.limits import (
     clip,
     has_control_characters,
     load_json,
-    preview,
+)
+from fluidos_sensors.units import (
+    CONSUMPTION_HINT,
+    CONSUMPTION_UNITS,
+    LATENCY_UNIT,
+    POWER_UNIT,
+    RATE_HINT,
+    RATE_UNITS,
+    SAMPLING_RATE_UNIT,
+    TIME_HINT,
+    TIME_UNITS,
+    QuantityError,
+    format_number,
+    parse_accuracy,
+    parse_consumption,
+    parse_latency_ms,
+    parse_rate_hz,
+    show,
 )
 
-LATENCY_UNIT = "ms"
-SAMPLING_RATE_UNIT = "Hz"
-POWER_UNIT = "mW"
-CURRENT_UNIT = "mA"
 DEFAULT_ACCESS_TYPE = "MQTT"
 ANNOTATION_SOURCE = f'annotation "{SENSORS_ANNOTATION}"'
-
-_MICRO = ("u", "\u00b5", "\u03bc")  # ASCII u, MICRO SIGN, GREEK SMALL LETTER MU
-
-
-def _scaled(
-    base: str, canonical: str, prefixes: Mapping[str, float]
-) -> dict[str, tuple[float, str]]:
-    return {f"{prefix}{base}": (factor, canonical) for prefix, factor in prefixes.items()}
-
-
-_SI_SMALL = {"n": 1e-6, **dict.fromkeys(_MICRO, 1e-3), "m": 1.0, "": 1e3}
-_TIME_UNITS = {
-    **_scaled("s", LATENCY_UNIT, _SI_SMALL),
-    "sec": (1e3, LATENCY_UNIT),
-    "min": (6e4, LATENCY_UNIT),
-}
-_RATE_UNITS = {
-    **_scaled("Hz", SAMPLING_RATE_UNIT, {"m": 1e-3, "": 1.0, "k": 1e3, "K": 1e3, "M": 1e6}),
-    "hz": (1.0, SAMPLING_RATE_UNIT),
-    "HZ": (1.0, SAMPLING_RATE_UNIT),
-    "khz": (1e3, SAMPLING_RATE_UNIT),
-}
-_CONSUMPTION_UNITS = {
-    **_scaled("W", POWER_UNIT, {"n": 1e-6, **dict.fromkeys(_MICRO, 1e-3), "m": 1.0, "": 1e3}),
-    **_scaled("A", CURRENT_UNIT, {"n": 1e-6, **dict.fromkeys(_MICRO, 1e-3), "m": 1.0, "": 1e3}),
-}
-_TIME_HINT = "ns, us, ms, s"
-_RATE_HINT = "mHz, Hz, kHz, MHz"
-_CONSUMPTION_HINT = "uW, mW, W for power or uA, mA, A for current"
-
-# Matched against stripped text only: anchored, no nested quantifiers, so it runs in linear
-# time. ASCII digits only, as FLUIDOS's Go reader (strconv.ParseFloat) expects.
-_NUMBER = re.compile(
-    r"^(?P<num>[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)\s*(?P<unit>[^\s0-9.+-].*)?$"
-)
-_PLUS_MINUS = ("\u00b1", "+/-", "+-")
 _KEY_JUNK = re.compile(r"[^a-z0-9]+")
 KEY_MAX_LENGTH = 63
 _T = TypeVar("_T")
-
-
-class QuantityError(ValueError):
-    """A value is not a number in an accepted unit; the message names what was expected."""
 
 
 @dataclass(frozen=True)
@@ -203,15 +175,6 @@ class EntryError(NamedTuple):
     message: str
 
 
-# ---------------------------------------------------------------------------------------
-# Numbers and units
-
-
-def show(value: object) -> str:
-    """A value as it appears in JSON, for error messages: short, whatever its size or depth."""
-    return preview(value)
-
-
 def json_kind(value: object) -> str:
     """What kind of JSON value this is, for error messages ("an object", "a string", ...)."""
     if isinstance(value, Mapping):
@@ -227,122 +190,6 @@ def json_kind(value: object) -> str:
     if isinstance(value, TooDeep):
         return f"a value nested deeper than {value.depth} levels"
     return "null" if value is None else type(value).__name__
-
-
-def format_number(value: float) -> str:
-    """The FLUIDOS string form of a number: "1" not "1.0", shortest round-trip otherwise."""
-    if value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return repr(value)
-
-
-def _tidy(value: float) -> float:
-    # Unit scaling makes 1.1 * 1000 == 1100.0000000000002; keep what a human wrote.
-    return float(f"{value:.12g}")
-
-
-def _number(value: object, expected: str) -> tuple[float, str | None]:
-    """(number, the unit written after it or None) from a JSON number or a numeric string.
-
-    Raises QuantityError(``expected`` + why) for anything else, including numbers no float
-    can hold (10**400, "1e999") and NaN.
-    """
-    out_of_range = QuantityError(f"{expected} (out of range)")
-    if isinstance(value, OversizedNumber):
-        raise out_of_range
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise QuantityError(expected)
-    unit: str | None = None
-    if isinstance(value, str):
-        text = value.strip()
-        if len(text) > NUMBER_TEXT_MAX_LENGTH:
-            raise QuantityError(f"{expected} (longer than {NUMBER_TEXT_MAX_LENGTH} characters)")
-        match = _NUMBER.match(text)
-        if not match or has_control_characters(text):
-            raise QuantityError(expected)
-        number, unit = float(match["num"]), match["unit"]
-    else:
-        try:
-            number = float(value)
-        except OverflowError:  # an int past 1.8e308
-            raise out_of_range from None
-    if math.isnan(number):
-        raise QuantityError(expected)
-    if math.isinf(number):
-        raise out_of_range
-    return number, unit
-
-
-def _quantity(
-    value: object,
-    *,
-    units: Mapping[str, tuple[float, str]],
-    default_unit: str,
-    hint: str,
-    positive: bool = False,
-) -> tuple[float, str]:
-    expected = f"must be a number of {default_unit}, got {show(value)}"
-    number, written_unit = _number(value, expected)
-    unit = written_unit or default_unit
-    if unit not in units:
-        raise QuantityError(f'{expected} (unknown unit "{clip(unit)}"; use {hint})')
-    if number < 0 or (positive and number == 0):
-        raise QuantityError(
-            f"must be {'greater than zero' if positive else 'zero or more'}, got {show(value)}"
-        )
-    factor, canonical = units[unit]
-    scaled = _tidy(number * factor)
-    if math.isinf(scaled):  # 1e308 min is a finite number of minutes but no float of ms
-        raise QuantityError(f"{expected} (out of range)")
-    if positive and scaled == 0:  # 1e-320 mHz underflows to 0 Hz
-        raise QuantityError(f"must be greater than zero, got {show(value)} (too small)")
-    return scaled, canonical
-
-
-def parse_latency_ms(value: object, default_unit: str = LATENCY_UNIT) -> float:
-    """A latency in ms from 15, "15", "15 ms", "0.1 s", "200us"; bare numbers in default_unit."""
-    return _quantity(value, units=_TIME_UNITS, default_unit=default_unit, hint=_TIME_HINT)[0]
-
-
-def parse_rate_hz(value: object, default_unit: str = SAMPLING_RATE_UNIT) -> float:
-    """A sampling rate in Hz from 20, "20", "20 Hz", "1 kHz"; bare numbers are in default_unit."""
-    return _quantity(
-        value, units=_RATE_UNITS, default_unit=default_unit, hint=_RATE_HINT, positive=True
-    )[0]
-
-
-def parse_consumption(value: object, default_unit: str = POWER_UNIT) -> tuple[float, str]:
-    """A consumption as (number, "mW") for power or (number, "mA") for current."""
-    return _quantity(
-        value, units=_CONSUMPTION_UNITS, default_unit=default_unit, hint=_CONSUMPTION_HINT
-    )
-
-
-def parse_plain_number(value: object, what: str = "a number") -> float:
-    """A finite number, zero or more, from a JSON number or a numeric string (no unit)."""
-    expected = f"must be {what}, got {show(value)}"
-    number, unit = _number(value, expected)
-    if unit or number < 0:
-        raise QuantityError(expected)
-    return number
-
-
-def _parse_accuracy(value: object, measurement_unit: str) -> tuple[float, str]:
-    expected = f"must be a number (optionally ±, optionally with a unit), got {show(value)}"
-    if isinstance(value, str):
-        text = value.strip()
-        for sign in _PLUS_MINUS:
-            if text.startswith(sign):
-                text = text[len(sign) :].lstrip()
-                break
-        if text.startswith(("+", "-")):
-            raise QuantityError(expected)
-        number, unit = _number(text, expected)
-    else:
-        number, unit = _number(value, expected)
-    if number < 0:
-        raise QuantityError(expected)
-    return number, unit or measurement_unit
 
 
 # ---------------------------------------------------------------------------------------
@@ -514,18 +361,18 @@ def parse_sensor_entry(entry: object) -> tuple[SensorSpec | None, list[EntryErro
             f"({clip(', '.join(types))}); give one unit per type, in the same order",
         )
     rate_unit = read.unit(
-        unit, "samplingRate", "properties.unit.samplingRate", _RATE_UNITS, "Hz", _RATE_HINT
+        unit, "samplingRate", "properties.unit.samplingRate", RATE_UNITS, "Hz", RATE_HINT
     )
     latency_unit = read.unit(
-        unit, "latency", "properties.unit.latency", _TIME_UNITS, "ms", _TIME_HINT
+        unit, "latency", "properties.unit.latency", TIME_UNITS, "ms", TIME_HINT
     )
     consumption_unit = read.unit(
         unit,
         "consumption",
         "properties.unit.consumption",
-        _CONSUMPTION_UNITS,
+        CONSUMPTION_UNITS,
         POWER_UNIT,
-        _CONSUMPTION_HINT,
+        CONSUMPTION_HINT,
     )
 
     rate = read.quantity("samplingRate", parse_rate_hz, rate_unit)
@@ -552,7 +399,7 @@ def parse_sensor_entry(entry: object) -> tuple[SensorSpec | None, list[EntryErro
         )
     if read.errors:
         return None, read.errors
-    _, canonical_consumption_unit = _CONSUMPTION_UNITS[consumption_unit]
+    _, canonical_consumption_unit = CONSUMPTION_UNITS[consumption_unit]
     return SensorSpec(
         key=key,
         uid=uid,
@@ -596,7 +443,7 @@ def _read_accuracy(
     for index, item in enumerate(value):
         unit = measurement[index] if index < len(measurement) else ""
         try:
-            number, unit = _parse_accuracy(item, unit)
+            number, unit = parse_accuracy(item, unit)
         except QuantityError as err:
             read.fail(f"accuracy[{index}]", str(err))
             continue

@@ -17,6 +17,8 @@ import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from fluidos_sensors.files import write_json_atomic
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 1883
 # The broker users, named as the ACL file names them (a unit test holds the two together).
@@ -86,11 +88,7 @@ class BrokerAccess:
         }
         if self.ca:
             body["ca"] = self.ca
-        tmp = path.with_name(f".{path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump(body, out)
-        os.replace(tmp, path)
+        write_json_atomic(path, body, mode=0o600)
 
     def with_overrides(
         self,

@@ -12,6 +12,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from fluidos_sensors.api import DEVICE, DEVICE_STATUS, MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from fluidos_sensors.kube import get_or_none
 from mapper.dataplane.twins import DeviceKey, merge_observed_desired
 from mapper.devices import DeviceProblem
 
@@ -160,17 +161,15 @@ class DeviceStatusStore:
         }
 
     def _get(self, key: DeviceKey) -> dict[str, Any] | None:
-        try:
-            return cast(
-                dict[str, Any],
-                self._custom.get_namespaced_custom_object(
-                    *self._args(key), key.name, _request_timeout=REQUEST_TIMEOUT
-                ),
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return cast(
+            dict[str, Any] | None,
+            get_or_none(
+                self._custom.get_namespaced_custom_object,
+                *self._args(key),
+                key.name,
+                _request_timeout=REQUEST_TIMEOUT,
+            ),
+        )
 
     def write(self, key: DeviceKey, owner_uid: str | None, status: dict[str, Any]) -> None:
         with self._lock:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import os
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fluidos_sensors.files import write_json_atomic
 from fluidos_sensors.limits import reading_time_problem
 from fluidos_sensors.reading import Reading
 from mapper.ble import BleBackends, BoardInfo, BoardLink, BoardScanner, LinkSettings, Sighting
@@ -354,9 +354,7 @@ class Mapper:
         path = self.settings.status_file
         if path is None:
             return
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.status(), indent=1))
-        os.replace(tmp, path)
+        write_json_atomic(path, self.status(), indent=1)
 
     async def _status_forever(self) -> None:
         await self.synced.wait()

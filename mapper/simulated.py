@@ -11,13 +11,7 @@ import re
 from typing import Any
 
 from fluidos_sensors.flavor import SENSORS_PREFIX
-from fluidos_sensors.sensor import (
-    AccessResource,
-    Accuracy,
-    SensorAccess,
-    SensorSpec,
-    SensorUnits,
-)
+from fluidos_sensors.sensor import AccessResource, Accuracy, SensorAccess, SensorSpec, SensorUnits
 from fluidos_sensors.topics import source_topic
 from mapper.bluest import FEATURES_BY_MASK
 from mapper.dataplane.twins import DeviceKey

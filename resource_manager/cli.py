@@ -27,7 +27,7 @@ from fluidos_sensors.flavor import (
 from fluidos_sensors.kube import api_client
 from fluidos_sensors.limits import allow_kubernetes_nesting
 from fluidos_sensors.logs import setup_logging
-from fluidos_sensors.sensor import format_number
+from fluidos_sensors.units import format_number
 
 app = typer.Typer(
     help="Provider side: Nodes + KubeEdge Devices -> Sensor Flavors.", no_args_is_help=True

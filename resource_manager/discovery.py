@@ -37,9 +37,9 @@ from fluidos_sensors.sensor import (
     SensorUnits,
     parse_sensors_annotation,
     sensor_key,
-    show,
     unique_keys,
 )
+from fluidos_sensors.units import show
 
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 # KubeEdge v1alpha2 binds a Device with a node selector whose key is "" (its own samples and

@@ -8,7 +8,8 @@ from typing import Any
 
 from fluidos_sensors.api import MANAGED_BY_LABEL
 from fluidos_sensors.flavor import SENSORS_PREFIX, ProviderConfig
-from fluidos_sensors.sensor import DeviceRef, SensorSpec, show
+from fluidos_sensors.sensor import DeviceRef, SensorSpec
+from fluidos_sensors.units import show
 from resource_manager import discovery
 
 # Warning Event reasons of a Device that publishes nothing because it has no usable node.

@@ -23,7 +23,7 @@ from fluidos_sensors.flavor import (
     FlavorError,
     sensor_from_flavor,
 )
-from fluidos_sensors.kube import api_client
+from fluidos_sensors.kube import api_client, get_or_none
 from fluidos_sensors.logs import setup_logging
 from mapper.broker import BrokerConfigError
 from mapper.cli import broker_access
@@ -231,14 +231,16 @@ def run(
 
 def _flavor_source(api: client.ApiClient, namespace: str, name: str) -> tuple[str, str, str]:
     """(node, broker topic, "namespace/name") of one of this provider's Sensor Flavors."""
-    try:
-        obj = client.CustomObjectsApi(api).get_namespaced_custom_object(
-            FLAVOR.group, FLAVOR.version, namespace, FLAVOR.plural, name
-        )
-    except ApiException as exc:
-        if exc.status == 404:
-            raise _fail(f"Flavor {namespace}/{name} not found", 1) from exc
-        raise
+    obj = get_or_none(
+        client.CustomObjectsApi(api).get_namespaced_custom_object,
+        FLAVOR.group,
+        FLAVOR.version,
+        namespace,
+        FLAVOR.plural,
+        name,
+    )
+    if obj is None:
+        raise _fail(f"Flavor {namespace}/{name} not found", 1)
     try:
         flavor = sensor_from_flavor(obj)
     except FlavorError as exc:

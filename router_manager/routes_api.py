@@ -15,7 +15,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from fluidos_sensors.api import ROUTE_NAMESPACE, SENSOR_ROUTE
-from fluidos_sensors.kube import REQUEST_TIMEOUT
+from fluidos_sensors.kube import REQUEST_TIMEOUT, get_or_none
 from router_manager.route import (
     Route,
     RouteTarget,
@@ -43,17 +43,15 @@ class RouteApi:
         self._args = (r.group, r.version, namespace, r.plural)
 
     def get(self, name: str) -> dict[str, Any] | None:
-        try:
-            return cast(
-                dict[str, Any],
-                self._custom.get_namespaced_custom_object(
-                    *self._args, name, _request_timeout=REQUEST_TIMEOUT
-                ),
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return cast(
+            dict[str, Any] | None,
+            get_or_none(
+                self._custom.get_namespaced_custom_object,
+                *self._args,
+                name,
+                _request_timeout=REQUEST_TIMEOUT,
+            ),
+        )
 
     def list(self, label_selector: str | None = None) -> list[dict[str, Any]]:
         kwargs: dict[str, Any] = {"_request_timeout": REQUEST_TIMEOUT}

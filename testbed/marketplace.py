@@ -20,7 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from fluidos_sensors.api import FLUIDOS_NAMESPACE, MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from fluidos_sensors.api import SENSOR_PROVIDER as PROVIDER_KIND
 from fluidos_sensors.contract import DELIVERY_POLICY_ANNOTATION
-from fluidos_sensors.rear import CONSUMER_TOKEN_KEY, REAR_CONSUMER_LABEL
+from fluidos_sensors.rear.wire import CONSUMER_TOKEN_KEY, REAR_CONSUMER_LABEL
 from testbed import bootstrap, credentials
 
 CA_KEY = "ca.crt"

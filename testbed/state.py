@@ -9,14 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fluidos_sensors.files import write_json_atomic
+
 CONFIG_FILE = "config.json"
 STATUS_FILE = "status.json"
 
 
 def write_status(state_dir: Path, status: dict[str, Any]) -> None:
-    tmp = state_dir / f".{STATUS_FILE}.tmp"
-    tmp.write_text(json.dumps(status, indent=2))
-    os.replace(tmp, state_dir / STATUS_FILE)
+    write_json_atomic(state_dir / STATUS_FILE, status, indent=2)
 
 
 def process_identity(pid: int) -> dict[str, int]:

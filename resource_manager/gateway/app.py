@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fluidos_sensors.filters import MATCH_FILTERS, RANGE_FILTERS, FilterError, SensorFilter
 from fluidos_sensors.limits import preview
-from fluidos_sensors.rear import (
+from fluidos_sensors.rear.wire import (
     AUTHORIZATION_SCHEMA,
     CONTRACT_PATH,
     CONTRACTS_PATH,

@@ -23,7 +23,7 @@ from typing import Any
 
 from fluidos_sensors.contract import DELIVERY_POLICY_ANNOTATION
 from fluidos_sensors.endpoints import DeliveryPolicy
-from fluidos_sensors.rear import CONSUMER_TOKEN_KEY, REAR_CONSUMER_LABEL
+from fluidos_sensors.rear.wire import CONSUMER_TOKEN_KEY, REAR_CONSUMER_LABEL
 
 log = logging.getLogger("resource_manager.gateway.auth")
 

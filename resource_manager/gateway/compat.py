@@ -23,7 +23,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from fluidos_sensors.rear import FLAVORS_PATH, ErrorAnswer
+from fluidos_sensors.rear.wire import FLAVORS_PATH, ErrorAnswer
 from resource_manager.gateway.index import FlavorIndex
 
 # The typed listings upstream's clients call (the OpenAPI spells K8Slice "k8slices").

@@ -21,7 +21,7 @@ import numpy as np
 
 from fluidos_sensors.filters import NumberRange, SensorFilter
 from fluidos_sensors.flavor import FlavorError, SensorFlavor, is_sensor_flavor, sensor_from_flavor
-from fluidos_sensors.rear import flavor_item
+from fluidos_sensors.rear.wire import flavor_item
 
 log = logging.getLogger("resource_manager.gateway.index")
 

@@ -24,7 +24,7 @@ from fluidos_sensors.endpoints import DeliveryPolicy, EndpointError
 from fluidos_sensors.filters import SensorFilter
 from fluidos_sensors.flavor import is_sensor_flavor, label_safe
 from fluidos_sensors.limits import preview
-from fluidos_sensors.rear import (
+from fluidos_sensors.rear.wire import (
     ContractAnswer,
     PurchaseRequest,
     ReservationRequest,

@@ -40,7 +40,7 @@ from fluidos_sensors.contract import (
 )
 from fluidos_sensors.endpoints import AuthType, DeliveryFormat, DeliveryPolicy
 from fluidos_sensors.flavor import DEVICE_ANNOTATION, SENSOR_KEY_ANNOTATION
-from fluidos_sensors.rear import (
+from fluidos_sensors.rear.wire import (
     UNKNOWN_TIMESTAMP,
     AuthorizationSummary,
     Configuration,

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from kubernetes import client
 
 from fluidos_sensors.api import FLAVOR
-from fluidos_sensors.rear import REAR_CONSUMER_LABEL
+from fluidos_sensors.rear.wire import REAR_CONSUMER_LABEL
 from resource_manager.gateway.app import MAX_BODY_BYTES, create_app
 from resource_manager.gateway.auth import ConsumerTokens
 from resource_manager.gateway.compat import create_compat_app

@@ -22,6 +22,7 @@ from fluidos_sensors.api import (
     TRANSACTION,
     Resource,
 )
+from fluidos_sensors.kube import get_or_none
 from resource_manager.gateway.errors import Unavailable
 
 log = logging.getLogger("resource_manager.gateway.store")
@@ -79,21 +80,19 @@ class MarketStore:
     # ------------------------------------------------------------------ custom objects
 
     def _get(self, resource: Resource, name: str) -> dict[str, Any] | None:
-        try:
-            return cast(
-                dict[str, Any],
-                self._call(
-                    f"get {resource.kind} {self.namespace}/{name}",
-                    self._custom.get_namespaced_custom_object,
-                    resource.group,
-                    resource.version,
-                    self.namespace,
-                    resource.plural,
-                    name,
-                ),
-            )
-        except ApiException:  # only 404 gets here
-            return None
+        return cast(
+            dict[str, Any] | None,
+            get_or_none(  # _call raises ApiException for a 404 only
+                self._call,
+                f"get {resource.kind} {self.namespace}/{name}",
+                self._custom.get_namespaced_custom_object,
+                resource.group,
+                resource.version,
+                self.namespace,
+                resource.plural,
+                name,
+            ),
+        )
 
     def _list(self, resource: Resource, labels: Mapping[str, str]) -> list[dict[str, Any]]:
         selector = _selector({MANAGED_BY_LABEL: MANAGED_BY_VALUE, **labels})

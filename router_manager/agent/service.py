@@ -12,9 +12,7 @@ import base64
 import contextlib
 import datetime as dt
 import functools
-import json
 import logging
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,8 +25,9 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from fluidos_sensors.api import ROUTE_NAMESPACE, SENSOR_ROUTE
+from fluidos_sensors.files import write_json_atomic
 from fluidos_sensors.flavor import NODE_LABEL
-from fluidos_sensors.kube import REQUEST_TIMEOUT, ObjectWatch, Snapshot
+from fluidos_sensors.kube import REQUEST_TIMEOUT, ObjectWatch, Snapshot, get_or_none
 from fluidos_sensors.reading import Reading, ReadingError, refusal
 from fluidos_sensors.topics import split_broker_topic
 from mapper.broker import BrokerAccess
@@ -123,19 +122,20 @@ class Credentials:
             self._fetched[name] = now
             try:
                 secret = await asyncio.to_thread(
+                    get_or_none,
                     self._core.read_namespaced_secret,
                     name,
                     self._namespace,
                     _request_timeout=REQUEST_TIMEOUT,
                 )
             except ApiException as exc:
-                if exc.status == 404:
-                    self._data[name] = None
-                else:
-                    log.warning("cannot read Secret %s/%s: %s", self._namespace, name, exc.reason)
+                log.warning("cannot read Secret %s/%s: %s", self._namespace, name, exc.reason)
                 continue
             except Exception as exc:  # an API outage: keep what we had
                 log.warning("cannot read Secret %s/%s: %s", self._namespace, name, exc)
+                continue
+            if secret is None:
+                self._data[name] = None
                 continue
             self._data[name] = {
                 key: base64.b64decode(value).decode("utf-8", "replace")
@@ -439,9 +439,7 @@ class Agent:
         path = self.settings.status_file
         if path is None:
             return
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.local_status(), indent=2))
-        os.replace(tmp, path)
+        write_json_atomic(path, self.local_status(), indent=2)
 
     # ------------------------------------------------------------------ running
 

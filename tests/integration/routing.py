@@ -20,6 +20,7 @@ from support import eventually
 
 from fluidos_sensors import api as fs_api
 from fluidos_sensors.flavor import DEVICE_NAMESPACE_LABEL, sensor_from_flavor
+from fluidos_sensors.kube import get_or_none
 from testbed.state import ClusterAccess, TestbedState
 
 EDGE = "provider-1-edge"
@@ -158,21 +159,17 @@ def wait_for_flavor(api: client.ApiClient, model: str, sensor: str) -> dict[str,
 
 
 def route_of(api: client.ApiClient, name: str) -> dict[str, Any] | None:
-    try:
-        return cast(
-            dict[str, Any],
-            client.CustomObjectsApi(api).get_namespaced_custom_object(
-                fs_api.SENSOR_ROUTE.group,
-                fs_api.SENSOR_ROUTE.version,
-                fs_api.ROUTE_NAMESPACE,
-                fs_api.SENSOR_ROUTE.plural,
-                name,
-            ),
-        )
-    except client.ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
+    return cast(
+        dict[str, Any] | None,
+        get_or_none(
+            client.CustomObjectsApi(api).get_namespaced_custom_object,
+            fs_api.SENSOR_ROUTE.group,
+            fs_api.SENSOR_ROUTE.version,
+            fs_api.ROUTE_NAMESPACE,
+            fs_api.SENSOR_ROUTE.plural,
+            name,
+        ),
+    )
 
 
 def target_status(api: client.ApiClient, route: str, target_id: str) -> dict[str, Any]:

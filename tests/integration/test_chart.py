@@ -508,28 +508,29 @@ def test_chart_broker_separates_mapper_and_agent(helm: Path, tmp_path: Path) -> 
 
     import paho.mqtt.client as mqtt
 
-    from testbed.processes import die_with_parent, free_port
+    from testbed.processes import ManagedProcess, ProcessSpec, free_port
 
     mosquitto = binaries.resolve(binaries.MOSQUITTO, log=print)
     tls_port, plain_port = free_port(), free_port()
     config, data = _broker_files(helm, tmp_path, tls_port, plain_port)
     mapper, agent = json.loads(data["mapper.json"]), json.loads(data["agent.json"])
     assert agent["host"] == "127.0.0.1" and "ca" in mapper
-    log = (tmp_path / "mosquitto.log").open("w")
-    broker = subprocess.Popen(
-        [mosquitto, "-c", config], stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+    broker = ManagedProcess(
+        ProcessSpec(
+            "mosquitto",
+            [str(mosquitto), "-c", str(config)],
+            tmp_path / "mosquitto.log",
+            ready=lambda: port_open(tls_port) and port_open(plain_port),
+            ready_timeout=10,
+        )
     )
+    broker.start()
 
     def connect(user: dict | None, port: int, tls: bool) -> tuple[mqtt.Client, int]:
         return mqtt_connect(user, port, tmp_path / "ca.crt" if tls else None)
 
     try:
-        deadline = time.monotonic() + 10
-        while not port_open(tls_port) or not port_open(plain_port):
-            assert broker.poll() is None and time.monotonic() < deadline, (
-                tmp_path / "mosquitto.log"
-            ).read_text()
-            time.sleep(0.1)
+        broker.wait_ready()
         topic = "edge-1/fluidos-sensors/dev/temperature"
         got: dict[str, list[bytes | bytearray]] = {"agent": [], "mapper": []}
         reader, rc = connect(agent, plain_port, tls=False)
@@ -569,9 +570,7 @@ def test_chart_broker_separates_mapper_and_agent(helm: Path, tmp_path: Path) -> 
         assert not accepted.wait(3)
         clear.loop_stop()
     finally:
-        broker.terminate()
-        broker.wait(timeout=10)
-        log.close()
+        broker.stop()
 
 
 def test_mapper_publishes_over_tls_with_the_charts_credentials(helm: Path, tmp_path: Path) -> None:
@@ -585,7 +584,7 @@ def test_mapper_publishes_over_tls_with_the_charts_credentials(helm: Path, tmp_p
     import paho.mqtt.client as mqtt
 
     from testbed.pki import ClusterPKI
-    from testbed.processes import die_with_parent, free_port
+    from testbed.processes import ManagedProcess, ProcessSpec, free_port
 
     mosquitto = binaries.resolve(binaries.MOSQUITTO, log=print)
     tls_port, plain_port = free_port(), free_port()
@@ -600,13 +599,16 @@ def test_mapper_publishes_over_tls_with_the_charts_credentials(helm: Path, tmp_p
     credentials.write_text(json.dumps(mapper))
     credentials.chmod(0o600)
     agent = json.loads(data["agent.json"])
-    logs = [(tmp_path / name).open("w") for name in ("mosquitto.log", "mapper.log")]
-    broker = subprocess.Popen(
-        [mosquitto, "-c", config],
-        stdout=logs[0],
-        stderr=subprocess.STDOUT,
-        preexec_fn=die_with_parent,
+    broker = ManagedProcess(
+        ProcessSpec(
+            "mosquitto",
+            [str(mosquitto), "-c", str(config)],
+            tmp_path / "mosquitto.log",
+            ready=lambda: port_open(plain_port),
+            ready_timeout=10,
+        )
     )
+    broker.start()
     received: list[str] = []
     got = threading.Event()
     reader = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
@@ -617,31 +619,18 @@ def test_mapper_publishes_over_tls_with_the_charts_credentials(helm: Path, tmp_p
         got.set()
 
     reader.on_message = on_message
-    mapper_proc = None
+    argv = [sys.executable, "-m", "fluidos_sensors", "mapper", "run", "--node", "edge-1"]
+    argv += ["--no-kubernetes", "--simulate", "1", "--mqtt-credentials", str(credentials)]
+    mapper_proc = ManagedProcess(ProcessSpec("mapper", argv, tmp_path / "mapper.log"))
     try:
-        deadline = time.monotonic() + 10
-        while not port_open(plain_port):
-            assert broker.poll() is None and time.monotonic() < deadline
-            time.sleep(0.1)
+        broker.wait_ready()
         reader.connect("127.0.0.1", plain_port)
         reader.subscribe("+/fluidos-sensors/#", qos=1)
         reader.loop_start()
-        argv = [sys.executable, "-m", "fluidos_sensors", "mapper", "run", "--node", "edge-1"]
-        argv += ["--no-kubernetes", "--simulate", "1", "--mqtt-credentials", str(credentials)]
-        mapper_proc = subprocess.Popen(
-            argv,
-            stdout=logs[1],
-            stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,
-        )
+        mapper_proc.start()
         assert got.wait(60), (tmp_path / "mapper.log").read_text()[-3000:]
         assert all("/fluidos-sensors/" in topic for topic in received)
     finally:
         reader.loop_stop()
-        if mapper_proc is not None:
-            mapper_proc.terminate()
-            mapper_proc.wait(timeout=20)
-        broker.terminate()
-        broker.wait(timeout=10)
-        for log in logs:
-            log.close()
+        mapper_proc.stop(20)
+        broker.stop()

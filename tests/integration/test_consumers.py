@@ -47,11 +47,12 @@ from fluidos_sensors import api as fs_api
 from fluidos_sensors.endpoints import AuthType
 from fluidos_sensors.flavor import sensor_from_flavor
 from fluidos_sensors.reading import Reading
-from fluidos_sensors.rear import DeliveryAuthorization, NodeIdentity, RearClient, TelemetryEndpoint
+from fluidos_sensors.rear.client import RearClient
+from fluidos_sensors.rear.wire import DeliveryAuthorization, NodeIdentity, TelemetryEndpoint
 from mapper.broker import AGENT_USER, MAPPER_USER, BrokerAccess
 from router_manager.route import RouteTarget, TargetAuth, route_body, route_name
 from testbed import edge
-from testbed.processes import die_with_parent
+from testbed.processes import ManagedProcess, ProcessSpec
 from testbed.services import ConsumerStack
 from testbed.state import ClusterAccess, TestbedState
 
@@ -225,35 +226,32 @@ class LoadMapper:
     not registered as Devices: about 400 readings/s on topics of unbound boards."""
 
     def __init__(self, credentials: Path, log: Path) -> None:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "fluidos_sensors",
-                "mapper",
-                "run",
-                # Its own name: a mapper's MQTT client id is per node, and the testbed's
-                # mapper of the edge node is connected already.
-                "--node",
-                f"{EDGE}-load",
-                "--no-kubernetes",
-                "--simulate",
-                "3",
-                "--inertial-hz",
-                "30",
-                "--environmental-hz",
-                "20",
-                "--qos",
-                "1",
-                "--mqtt-credentials",
-                str(credentials),
-                "--status-file",
-                str(log.with_suffix(".json")),
-            ],
-            stdout=log.open("ab"),
-            stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,
-        )
+        argv = [
+            sys.executable,
+            "-m",
+            "fluidos_sensors",
+            "mapper",
+            "run",
+            # Its own name: a mapper's MQTT client id is per node, and the testbed's
+            # mapper of the edge node is connected already.
+            "--node",
+            f"{EDGE}-load",
+            "--no-kubernetes",
+            "--simulate",
+            "3",
+            "--inertial-hz",
+            "30",
+            "--environmental-hz",
+            "20",
+            "--qos",
+            "1",
+            "--mqtt-credentials",
+            str(credentials),
+            "--status-file",
+            str(log.with_suffix(".json")),
+        ]
+        self.process = ManagedProcess(ProcessSpec("load-mapper", argv, log))
+        self.process.start()
         self.status = log.with_suffix(".json")
 
     def published(self) -> dict[str, Any]:
@@ -263,8 +261,7 @@ class LoadMapper:
             return {}
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
+        self.process.stop(30)
 
 
 class Recorder:
@@ -291,13 +288,17 @@ class Recorder:
             "      await asyncio.sleep(0.2)\n"
             "asyncio.run(main())\n"
         )
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", script],
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,
+        self.process = ManagedProcess(
+            ProcessSpec(
+                "recorder",
+                [sys.executable, "-c", script],
+                log,
+                ready=lambda: "ready" in log.read_text(),  # subscribed
+                ready_timeout=30,
+            )
         )
-        eventually(lambda: "ready" in log.read_text(), "the recorder subscribed")
+        self.process.start()
+        self.process.wait_ready()
 
     def seen(self) -> dict[tuple[str, str], list[int]]:
         found: dict[tuple[str, str], list[int]] = {}
@@ -308,8 +309,7 @@ class Recorder:
         return found
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
+        self.process.stop(10)
 
 
 def test_outage_agent_crash_and_broker_restart_lose_nothing(
@@ -446,8 +446,7 @@ def test_outage_agent_crash_and_broker_restart_lose_nothing(
         assert dropped == 0
         watcher.__exit__()
     finally:
-        if load.proc.poll() is None:
-            load.stop()
+        load.stop()  # if it still runs
         recorder.stop()
         for name in routes:
             custom.delete_namespaced_custom_object(

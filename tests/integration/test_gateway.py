@@ -10,7 +10,6 @@ import re
 import secrets
 import socket
 import ssl
-import subprocess
 import sys
 import threading
 import uuid
@@ -43,14 +42,14 @@ from fluidos_sensors.contract import (
 from fluidos_sensors.endpoints import DeliveryPolicy
 from fluidos_sensors.filters import SensorFilter
 from fluidos_sensors.flavor import Price, ProviderConfig, build_flavor, sensor_from_flavor
-from fluidos_sensors.rear import (
+from fluidos_sensors.kube import get_or_none
+from fluidos_sensors.rear.client import RearClient, RearError
+from fluidos_sensors.rear.wire import (
     REAR_CONSUMER_LABEL,
     ContractAnswer,
     FlavorItem,
     NodeIdentity,
     PurchaseRequest,
-    RearClient,
-    RearError,
     ReservationRequest,
     TelemetryEndpoint,
 )
@@ -62,7 +61,7 @@ from resource_manager.gateway.market import Marketplace, MarketSettings
 from resource_manager.gateway.store import MarketStore
 from testbed import bootstrap, credentials, paths, upstream
 from testbed.pki import CertPair, ClusterPKI
-from testbed.processes import die_with_parent
+from testbed.processes import ManagedProcess, ProcessSpec
 from testbed.state import ClusterAccess
 
 pytestmark = pytest.mark.integration
@@ -130,13 +129,10 @@ class Gateway:
             f"127.0.0.1:{self.port}",
             *extra,
         ]
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.process = ManagedProcess(ProcessSpec("gateway", self.args, log))
 
     def start(self, token: str) -> None:
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(
-                self.args, stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
-            )
+        self.process.start()
 
         def ready() -> bool:
             self.assert_alive()
@@ -151,18 +147,10 @@ class Gateway:
         eventually(ready, "the gateway to serve", timeout=90)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        self.process.stop(20)
 
     def assert_alive(self) -> None:
-        assert self.proc is not None and self.proc.poll() is None, (
-            f"gateway exited:\n{self.log.read_text()[-3000:]}"
-        )
+        assert self.process.alive, f"gateway exited:\n{self.log.read_text()[-3000:]}"
 
     def http(self, token: str | None) -> httpx.Client:
         return httpx.Client(
@@ -219,25 +207,20 @@ class Provider:
         self.core = client.CoreV1Api(api)
 
     def get(self, resource: fs_api.Resource, name: str) -> dict[str, Any] | None:
-        try:
-            return cast(
-                dict[str, Any],
-                self.custom.get_namespaced_custom_object(
-                    resource.group, resource.version, NS, resource.plural, name
-                ),
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return cast(
+            dict[str, Any] | None,
+            get_or_none(
+                self.custom.get_namespaced_custom_object,
+                resource.group,
+                resource.version,
+                NS,
+                resource.plural,
+                name,
+            ),
+        )
 
     def secret(self, name: str) -> client.V1Secret | None:
-        try:
-            return self.core.read_namespaced_secret(name, fs_api.ROUTE_NAMESPACE)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return get_or_none(self.core.read_namespaced_secret, name, fs_api.ROUTE_NAMESPACE)
 
     def list(self, resource: fs_api.Resource, selector: str) -> list[dict[str, Any]]:
         return cast(

@@ -17,6 +17,7 @@ from kubernetes import client
 
 from fluidos_sensors import api as fs_api
 from fluidos_sensors.backoff import Backoff
+from fluidos_sensors.kube import get_or_none
 from fluidos_sensors.reading import Reading
 from fluidos_sensors.sensor import parse_sensors_annotation
 from fluidos_sensors.topics import broker_topic
@@ -138,15 +139,12 @@ def custom(api: client.ApiClient) -> client.CustomObjectsApi:
 
 def get_status(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
     r = fs_api.DEVICE_STATUS
-    try:
-        return cast(
-            dict[str, Any],
-            custom(api).get_namespaced_custom_object(r.group, r.version, namespace, r.plural, name),
-        )
-    except client.ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
+    return cast(
+        dict[str, Any] | None,
+        get_or_none(
+            custom(api).get_namespaced_custom_object, r.group, r.version, namespace, r.plural, name
+        ),
+    )
 
 
 # ----------------------------------------------------------------------------------------

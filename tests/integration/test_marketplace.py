@@ -37,6 +37,7 @@ from consumer import status as st
 from fluidos_sensors import api as fs_api
 from fluidos_sensors.contract import CONSUMER_LABEL
 from fluidos_sensors.flavor import DEVICE_ANNOTATION, SENSOR_KEY_ANNOTATION, sensor_from_flavor
+from fluidos_sensors.kube import get_or_none
 from fluidos_sensors.reading import Reading
 from mapper.broker import MAPPER_USER, BrokerAccess
 from testbed import bootstrap, edge
@@ -128,14 +129,10 @@ class Consumer:
         return r.group, r.version, NS, r.plural
 
     def get(self, name: str) -> dict[str, Any] | None:
-        try:
-            return cast(
-                dict[str, Any], self.custom.get_namespaced_custom_object(*self._args(), name)
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return cast(
+            dict[str, Any] | None,
+            get_or_none(self.custom.get_namespaced_custom_object, *self._args(), name),
+        )
 
     def settled(self, name: str, phases: tuple[str, ...] = st.SETTLED, timeout: float = RESOLVE):
         """The request once the operator resolved its current spec into one of `phases`."""

@@ -8,7 +8,6 @@ provider is not ready, instead of calling it Unsatisfiable.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from kubernetes.client.exceptions import ApiException
 from consumer import status as st
 from fluidos_sensors import api as fs_api
 from testbed import bootstrap
-from testbed.processes import die_with_parent, free_port
+from testbed.processes import ManagedProcess, ProcessSpec, free_port
 from testbed.state import ClusterAccess
 
 pytestmark = pytest.mark.integration
@@ -46,29 +45,14 @@ def starting_gateway(provider: ClusterAccess, tmp_path: Path) -> Iterator[str]:
     kubeconfig.write_text(yaml.safe_dump(config))
     port = free_port()
     log = tmp_path / "gateway.log"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "fluidos_sensors",
-                "resource-manager",
-                "gateway",
-                "--kubeconfig",
-                str(kubeconfig),
-                "--node-id",
-                "provider-starting",
-                "--listen",
-                f"127.0.0.1:{port}",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,
-        )
+    argv = [sys.executable, "-m", "fluidos_sensors", "resource-manager", "gateway"]
+    argv += ["--kubeconfig", str(kubeconfig), "--node-id", "provider-starting"]
+    proc = ManagedProcess(ProcessSpec("gateway", [*argv, "--listen", f"127.0.0.1:{port}"], log))
+    proc.start()
     url = f"http://127.0.0.1:{port}"
 
     def answers_503() -> bool:
-        assert proc.poll() is None, log.read_text()[-3000:]
+        assert proc.alive, log.read_text()[-3000:]
         try:
             return httpx.get(f"{url}/api/v2/flavors", timeout=2).status_code == 503
         except httpx.HTTPError:
@@ -78,12 +62,7 @@ def starting_gateway(provider: ClusterAccess, tmp_path: Path) -> Iterator[str]:
         support.eventually(answers_503, "the gateway to answer 503", timeout=WAIT)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        proc.stop(20)
 
 
 def test_a_request_waits_for_a_provider_that_is_not_ready(

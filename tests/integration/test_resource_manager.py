@@ -19,7 +19,7 @@ from kubernetes.client.exceptions import ApiException
 from fluidos_sensors import api as fs_api
 from fluidos_sensors.flavor import DEFAULT_FLAVOR_NAMESPACE, DEVICE_NAMESPACE_LABEL
 from testbed import bootstrap, credentials, paths
-from testbed.processes import die_with_parent
+from testbed.processes import ManagedProcess, ProcessSpec
 from testbed.state import ClusterAccess
 
 pytestmark = pytest.mark.integration
@@ -173,46 +173,19 @@ class Operator:
     def __init__(self, kubeconfig: Path, log: Path) -> None:
         self.kubeconfig = kubeconfig
         self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
+        argv = [sys.executable, "-m", "fluidos_sensors", "resource-manager", "run"]
+        argv += ["--kubeconfig", str(kubeconfig), "--node-id", "provider-1", "--ip", "127.0.0.1"]
+        argv += ["--price-amount", "1", "--city", "Turin"]
+        self.process = ManagedProcess(ProcessSpec("resource-manager", argv, log))
 
     def start(self) -> None:
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "fluidos_sensors",
-                    "resource-manager",
-                    "run",
-                    "--kubeconfig",
-                    str(self.kubeconfig),
-                    "--node-id",
-                    "provider-1",
-                    "--ip",
-                    "127.0.0.1",
-                    "--price-amount",
-                    "1",
-                    "--city",
-                    "Turin",
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent,
-            )
+        self.process.start()
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        self.process.stop(20)
 
     def assert_alive(self) -> None:
-        assert self.proc is not None and self.proc.poll() is None, (
-            f"operator exited:\n{self.log.read_text()[-3000:]}"
-        )
+        assert self.process.alive, f"operator exited:\n{self.log.read_text()[-3000:]}"
 
 
 RBAC = paths.rbac_manifest("resource-manager")

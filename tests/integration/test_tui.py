@@ -44,7 +44,7 @@ from tui.app import SensorsApp
 from tui.capture import screen_text
 from tui.data.actions import REQUESTED_FLAVOR_ANNOTATION
 from tui.data.clusters import ClusterConfig
-from tui.data.rows import row_key
+from tui.data.rows.cells import row_key
 from tui.data.store import Phase, Store
 from tui.data.watch import Watches
 from tui.screens.confirm import ConfirmScreen

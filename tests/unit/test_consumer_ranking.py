@@ -11,7 +11,7 @@ import pytest
 
 from consumer.ranking import Candidate, candidate, rank, rank_key, readable_candidates
 from fluidos_sensors.flavor import FlavorError, Price, ProviderConfig, build_flavor
-from fluidos_sensors.rear import flavor_item
+from fluidos_sensors.rear.wire import flavor_item
 from fluidos_sensors.sensor import DeviceRef, parse_sensor_entry
 
 PROVIDER = ProviderConfig(

@@ -6,7 +6,7 @@ import pytest
 
 from fluidos_sensors.contract import DELIVERY_POLICY_ANNOTATION
 from fluidos_sensors.endpoints import DeliveryPolicy, EndpointError
-from fluidos_sensors.rear import REAR_CONSUMER_LABEL
+from fluidos_sensors.rear.wire import REAR_CONSUMER_LABEL
 from resource_manager.gateway.auth import ConsumerTokens
 
 

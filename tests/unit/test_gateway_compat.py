@@ -12,7 +12,7 @@ import httpx
 import pytest
 from test_gateway_http import sensor_flavor
 
-from fluidos_sensors.rear import UNKNOWN_TIMESTAMP, flavor_item
+from fluidos_sensors.rear.wire import UNKNOWN_TIMESTAMP, flavor_item
 from resource_manager.gateway.compat import create_compat_app
 from resource_manager.gateway.index import FlavorIndex
 from resource_manager.gateway.objects import contract_answer

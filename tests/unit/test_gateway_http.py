@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from fluidos_sensors.flavor import Price, ProviderConfig, build_flavor, sensor_from_flavor
-from fluidos_sensors.rear import REAR_CONSUMER_LABEL
+from fluidos_sensors.rear.wire import REAR_CONSUMER_LABEL
 from fluidos_sensors.sensor import DeviceRef, SensorSpec
 from resource_manager.gateway.app import create_app
 from resource_manager.gateway.auth import ConsumerTokens

@@ -16,7 +16,7 @@ from fluidos_sensors.flavor import (
     build_flavor,
     sensor_from_flavor,
 )
-from fluidos_sensors.rear import FlavorItem
+from fluidos_sensors.rear.wire import FlavorItem
 from fluidos_sensors.sensor import Accuracy, DeviceRef, SensorSpec, SensorUnits
 from resource_manager.gateway.index import FlavorIndex
 

@@ -25,12 +25,11 @@ from fluidos_sensors.endpoints import (
 )
 from fluidos_sensors.filters import SensorFilter
 from fluidos_sensors.flavor import Price, ProviderConfig, build_flavor, sensor_from_flavor
-from fluidos_sensors.rear import (
+from fluidos_sensors.rear.client import RearClient, RearError
+from fluidos_sensors.rear.wire import (
     FlavorItem,
     NodeIdentity,
     PurchaseRequest,
-    RearClient,
-    RearError,
     ReservationRequest,
     TelemetryEndpoint,
     flavor_item,
@@ -351,7 +350,7 @@ def test_client_reports_an_unreachable_gateway() -> None:
 
 
 async def test_async_client_speaks_the_same_protocol() -> None:
-    from fluidos_sensors.rear import AsyncRearClient
+    from fluidos_sensors.rear.client import AsyncRearClient
 
     seen: list[tuple[str, str, Any]] = []
 

@@ -21,15 +21,13 @@ from consumer.market import discover
 from consumer.resolver import NOT_READY_FIRST_S, not_ready_delay
 from fluidos_sensors.endpoints import AuthType
 from fluidos_sensors.filters import SensorFilter
-from fluidos_sensors.rear import (
-    AsyncRearClient,
+from fluidos_sensors.rear.client import AsyncRearClient, RearClient, RearError
+from fluidos_sensors.rear.wire import (
     ContractAnswer,
     DeliveryAuthorization,
     FlavorItem,
     NodeIdentity,
     PurchaseRequest,
-    RearClient,
-    RearError,
     ReservationRequest,
     TelemetryEndpoint,
     TransactionAnswer,

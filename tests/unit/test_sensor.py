@@ -10,16 +10,13 @@ import pytest
 
 from fluidos_sensors.sensor import (
     Accuracy,
-    QuantityError,
     SensorProblem,
     encode_sensors_annotation,
-    parse_consumption,
-    parse_latency_ms,
-    parse_rate_hz,
     parse_sensors_annotation,
     sensor_entry,
     sensor_key,
 )
+from fluidos_sensors.units import QuantityError, parse_consumption, parse_latency_ms, parse_rate_hz
 
 DEVICE = "fluidos/stwin-01"
 

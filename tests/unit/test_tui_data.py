@@ -19,17 +19,11 @@ from tui.data.actions import (
     sensor_request_body,
 )
 from tui.data.filter_text import parse_flavor_query
-from tui.data.rows import (
-    DeviceRow,
-    FlavorRow,
-    event_row,
-    flavor_row,
-    object_key,
-    parse_flavor,
-    route_rows,
-    sparkline,
-    target_failing,
-)
+from tui.data.rows.cells import object_key, sparkline
+from tui.data.rows.device import DeviceRow
+from tui.data.rows.event import event_row
+from tui.data.rows.flavor import FlavorRow, flavor_row, parse_flavor
+from tui.data.rows.route import route_rows, target_failing
 from tui.data.store import Health, Kind, Phase, Store
 
 

@@ -21,7 +21,7 @@ from textual.pilot import Pilot
 from tui import sample
 from tui.app import SensorsApp
 from tui.capture import screen_text
-from tui.data.rows import row_key
+from tui.data.rows.cells import row_key
 from tui.data.store import Store
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.request_sensor import RequestSensorScreen

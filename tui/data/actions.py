@@ -13,6 +13,7 @@ from kubernetes.client.exceptions import ApiException
 from fluidos_sensors.api import SENSOR_REQUEST, SENSOR_ROUTE
 from fluidos_sensors.filters import SensorFilter, to_request_filter
 from fluidos_sensors.flavor import SENSORS_PREFIX, SensorFlavor
+from fluidos_sensors.kube import get_or_none
 
 # Which Flavor a request made from the TUI was pinned to ("cluster/namespace/name").
 REQUESTED_FLAVOR_ANNOTATION = f"{SENSORS_PREFIX}/requested-flavor"
@@ -155,13 +156,15 @@ def remove_route_target(
     for _ in range(attempts):
         try:
             route = cast(
-                dict[str, Any],
-                objects.get_namespaced_custom_object(*args, _request_timeout=REQUEST_TIMEOUT),
+                dict[str, Any] | None,
+                get_or_none(
+                    objects.get_namespaced_custom_object, *args, _request_timeout=REQUEST_TIMEOUT
+                ),
             )
         except ApiException as exc:
-            if exc.status == 404:
-                return False
             raise _failed(f"read {where}", exc) from None
+        if route is None:
+            return False
         patch = removal_patch(route, target_id)
         if patch is None:
             return False

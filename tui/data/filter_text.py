@@ -25,7 +25,7 @@ from fluidos_sensors.filters import (
     SensorFilter,
     describe,
 )
-from tui.data.rows import FlavorRow
+from tui.data.rows.flavor import FlavorRow
 
 # The words the CLI options use (`--type`, `--max-rate`: type=, rate<=), beside the REAR filter
 # names themselves; dashes read as underscores.

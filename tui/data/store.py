@@ -17,22 +17,13 @@ from enum import StrEnum
 from typing import Any
 
 from fluidos_sensors.flavor import SensorFlavor
-from tui.data.rows import (
-    DeviceRow,
-    EventRow,
-    FlavorRow,
-    ObjectKey,
-    ProviderRow,
-    RequestRow,
-    RouteTargetRow,
-    as_number,
-    event_row,
-    flavor_row,
-    object_key,
-    parse_flavor,
-    route_rows,
-    route_target_statuses,
-)
+from tui.data.rows.cells import ObjectKey, as_number, object_key
+from tui.data.rows.device import DeviceRow
+from tui.data.rows.event import EventRow, event_row
+from tui.data.rows.flavor import FlavorRow, flavor_row, parse_flavor
+from tui.data.rows.provider import ProviderRow
+from tui.data.rows.request import RequestRow
+from tui.data.rows.route import RouteTargetRow, route_rows, route_target_statuses
 
 
 class Kind(StrEnum):

@@ -27,14 +27,12 @@ from tui.data.actions import (
     remove_route_target,
 )
 from tui.data.filter_text import FlavorQuery, parse_flavor_query
-from tui.data.rows import (
-    AnyRow,
-    DeviceRow,
-    FlavorRow,
-    ProviderRow,
-    RequestRow,
-    RouteTargetRow,
-)
+from tui.data.rows import AnyRow
+from tui.data.rows.device import DeviceRow
+from tui.data.rows.flavor import FlavorRow
+from tui.data.rows.provider import ProviderRow
+from tui.data.rows.request import RequestRow
+from tui.data.rows.route import RouteTargetRow
 from tui.data.store import Batch, Store
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.request_sensor import RequestPlan, RequestSensorScreen

@@ -17,7 +17,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from fluidos_sensors.filters import describe, from_request_filter
 from tui.data.actions import ActionError, sensor_request_body
-from tui.data.rows import FlavorRow
+from tui.data.rows.flavor import FlavorRow
 
 DEFAULT_NAMESPACE = "default"
 

@@ -15,7 +15,8 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from tui.data.rows import AnyRow, EventRow
+from tui.data.rows import AnyRow
+from tui.data.rows.event import EventRow
 
 EMPTY = "Select a row to see its details."
 

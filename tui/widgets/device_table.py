@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from tui.data.rows import DEVICE_COLUMNS, DeviceRow, ObjectKey, row_key
+from tui.data.rows.cells import ObjectKey, row_key
+from tui.data.rows.device import DEVICE_COLUMNS, DeviceRow
 from tui.widgets.resource_table import ResourceTable
 
 

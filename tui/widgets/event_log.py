@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from rich.text import Text
 from textual.widgets import RichLog
 
-from tui.data.rows import EventRow
+from tui.data.rows.event import EventRow
 
 MAX_LINES = 500
 

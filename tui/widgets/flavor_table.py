@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from tui.data.filter_text import FlavorQuery
-from tui.data.rows import FLAVOR_COLUMNS, AnyRow, FlavorRow, ObjectKey, row_key
+from tui.data.rows import AnyRow
+from tui.data.rows.cells import ObjectKey, row_key
+from tui.data.rows.flavor import FLAVOR_COLUMNS, FlavorRow
 from tui.widgets.resource_table import ResourceTable
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from tui.data.rows import PROVIDER_COLUMNS, ObjectKey, ProviderRow, row_key
+from tui.data.rows.cells import ObjectKey, row_key
+from tui.data.rows.provider import PROVIDER_COLUMNS, ProviderRow
 from tui.widgets.resource_table import ResourceTable
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from tui.data.rows import REQUEST_COLUMNS, ObjectKey, RequestRow, row_key
+from tui.data.rows.cells import ObjectKey, row_key
+from tui.data.rows.request import REQUEST_COLUMNS, RequestRow
 from tui.widgets.resource_table import ResourceTable
 
 

@@ -22,7 +22,8 @@ from textual.geometry import Size
 from textual.widgets import DataTable
 from textual.widgets.data_table import Column, ColumnKey, RowDoesNotExist, RowKey
 
-from tui.data.rows import AnyRow, Cell
+from tui.data.rows import AnyRow
+from tui.data.rows.cells import Cell
 
 TONES = ("good", "bad", "warn", "dim")
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from tui.data.rows import ROUTE_COLUMNS, AnyRow, ObjectKey, RouteTargetRow, row_key
+from tui.data.rows import AnyRow
+from tui.data.rows.cells import ObjectKey, row_key
+from tui.data.rows.route import ROUTE_COLUMNS, RouteTargetRow
 from tui.widgets.resource_table import ResourceTable
 
 
