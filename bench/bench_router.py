@@ -52,7 +52,7 @@ from typing import Any
 import httpx
 from bench_mapper import start_mosquitto  # this folder: run as bench/bench_router.py
 
-from mapper.broker import BrokerAccess
+from fluidos_sensors.broker import BrokerAccess
 from router_manager.route import RouteTarget, route_body
 from testbed import binaries
 from testbed.processes import die_with_parent, free_port, port_open

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fluidos_sensors.api import DEVICE_NAMESPACES
-from mapper.broker import (
+from fluidos_sensors.broker import (
     AGENT_USER,
     BROKER_USERS,
     MAPPER_USER,

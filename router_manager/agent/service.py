@@ -27,11 +27,11 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from fluidos_sensors.api import ROUTE_NAMESPACE, SENSOR_ROUTE
+from fluidos_sensors.broker import BrokerAccess
 from fluidos_sensors.flavor import NODE_LABEL
 from fluidos_sensors.kube import REQUEST_TIMEOUT, ObjectWatch, Snapshot
 from fluidos_sensors.reading import Reading, ReadingError, refusal
 from fluidos_sensors.topics import split_broker_topic
-from mapper.broker import BrokerAccess
 from router_manager.agent.delivery import TargetWorker, authorization
 from router_manager.agent.metrics import metrics_app
 from router_manager.agent.store import DurableLog, Entry

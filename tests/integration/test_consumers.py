@@ -44,11 +44,11 @@ from routing import (
 )
 
 from fluidos_sensors import api as fs_api
+from fluidos_sensors.broker import AGENT_USER, MAPPER_USER, BrokerAccess
 from fluidos_sensors.endpoints import AuthType
 from fluidos_sensors.flavor import sensor_from_flavor
 from fluidos_sensors.reading import Reading
 from fluidos_sensors.rear import DeliveryAuthorization, NodeIdentity, RearClient, TelemetryEndpoint
-from mapper.broker import AGENT_USER, MAPPER_USER, BrokerAccess
 from router_manager.route import RouteTarget, TargetAuth, route_body, route_name
 from testbed import edge
 from testbed.processes import die_with_parent

@@ -35,10 +35,10 @@ from kubernetes.client.exceptions import ApiException
 
 from consumer import status as st
 from fluidos_sensors import api as fs_api
+from fluidos_sensors.broker import MAPPER_USER, BrokerAccess
 from fluidos_sensors.contract import CONSUMER_LABEL
 from fluidos_sensors.flavor import DEVICE_ANNOTATION, SENSOR_KEY_ANNOTATION, sensor_from_flavor
 from fluidos_sensors.reading import Reading
-from mapper.broker import MAPPER_USER, BrokerAccess
 from testbed import bootstrap, edge
 from testbed.services import ConsumerStack
 from testbed.state import ClusterAccess, TestbedState
