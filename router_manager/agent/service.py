@@ -28,6 +28,7 @@ from kubernetes.client.exceptions import ApiException
 
 from fluidos_sensors.api import ROUTE_NAMESPACE, SENSOR_ROUTE
 from fluidos_sensors.broker import BrokerAccess
+from fluidos_sensors.delivery import FAILING_STATES, TargetState
 from fluidos_sensors.flavor import NODE_LABEL
 from fluidos_sensors.kube import REQUEST_TIMEOUT, ObjectWatch, Snapshot
 from fluidos_sensors.reading import Reading, ReadingError, refusal
@@ -38,14 +39,7 @@ from router_manager.agent.store import DurableLog, Entry
 from router_manager.agent.subscriber import Inbound, Subscriber
 from router_manager.agent.window import LatencyWindow
 from router_manager.encoding import LineProtocolEncoder
-from router_manager.route import (
-    FAILING_STATES,
-    Route,
-    RouteProblem,
-    RouteTarget,
-    TargetState,
-    parse_route,
-)
+from router_manager.route import Route, RouteProblem, RouteTarget, parse_route
 
 log = logging.getLogger(__name__)
 

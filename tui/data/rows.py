@@ -13,12 +13,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fluidos_sensors.delivery import FAILING_STATES
 from fluidos_sensors.filters import FilterError, describe, from_request_filter
 from fluidos_sensors.flavor import FlavorError, SensorFlavor, sensor_from_flavor
 from fluidos_sensors.sensor import format_number
 from mapper.bluest.features import BATTERY
 from mapper.dataplane.twins import EXTENSIONS_KEY, OFFLINE, ONLINE
-from router_manager.route import FAILING_STATES
 
 ObjectKey = tuple[str, str, str]
 """(cluster, namespace, name) of one object."""
