@@ -17,8 +17,7 @@ from fluidos_sensors.delivery import FAILING_STATES
 from fluidos_sensors.filters import FilterError, describe, from_request_filter
 from fluidos_sensors.flavor import FlavorError, SensorFlavor, sensor_from_flavor
 from fluidos_sensors.sensor import format_number
-from mapper.bluest.features import BATTERY
-from mapper.dataplane.twins import EXTENSIONS_KEY, OFFLINE, ONLINE
+from fluidos_sensors.twins import BATTERY, EXTENSIONS_KEY, OFFLINE, ONLINE
 
 ObjectKey = tuple[str, str, str]
 """(cluster, namespace, name) of one object."""
@@ -359,7 +358,7 @@ class DeviceRow:
     def battery_percent(self) -> float | None:
         """The battery level the board reports (its battery twin), else the mapper's extension."""
         for twin in twin_values(self.status):
-            if twin.name == BATTERY.sensor:
+            if twin.name == BATTERY:
                 fields = twin.fields
                 return as_number(fields.get("level") if fields else twin.value)
         return as_number(self.extensions.get("battery"))
@@ -368,7 +367,7 @@ class DeviceRow:
         state = self.state
         tone = GOOD if state == ONLINE else BAD if state == OFFLINE else DIM
         battery = self.battery_percent
-        values = [t for t in twin_values(self.status) if t.name != BATTERY.sensor]
+        values = [t for t in twin_values(self.status) if t.name != BATTERY]
         board = self.extensions.get("board") or self.extensions.get("localName") or ""
         return {
             "cluster": cell(self.key[0]),
