@@ -323,7 +323,7 @@ class Router:
             routes = folder / "routes.json"
             routes.write_text(json.dumps([route_body(node, TOPIC, targets)]))
             argv = [
-                sys.executable, "-m", "fluidos_sensors", "router-manager", "agent",
+                sys.executable, "-m", "fluidos_sensors_cli", "router-manager", "agent",
                 "--node", node, "--mqtt-credentials", str(credentials),
                 "--state-dir", str(folder / "queue"), "--routes-file", str(routes),
                 "--log-level", "WARNING",

@@ -146,7 +146,7 @@ def mapper(edge: EdgeNode) -> ProcessSpec:
     argv = [
         sys.executable,
         "-m",
-        "fluidos_sensors",
+        "fluidos_sensors_cli",
         "mapper",
         "run",
         "--node",
@@ -197,7 +197,7 @@ def agent(edge: EdgeNode) -> ProcessSpec:
     argv = [
         sys.executable,
         "-m",
-        "fluidos_sensors",
+        "fluidos_sensors_cli",
         "router-manager",
         "agent",
         "--node",

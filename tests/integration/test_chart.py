@@ -626,7 +626,7 @@ def test_mapper_publishes_over_tls_with_the_charts_credentials(helm: Path, tmp_p
         reader.connect("127.0.0.1", plain_port)
         reader.subscribe("+/fluidos-sensors/#", qos=1)
         reader.loop_start()
-        argv = [sys.executable, "-m", "fluidos_sensors", "mapper", "run", "--node", "edge-1"]
+        argv = [sys.executable, "-m", "fluidos_sensors_cli", "mapper", "run", "--node", "edge-1"]
         argv += ["--no-kubernetes", "--simulate", "1", "--mqtt-credentials", str(credentials)]
         mapper_proc = subprocess.Popen(
             argv,

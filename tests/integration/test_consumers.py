@@ -95,7 +95,7 @@ def run_testbed_cli(testbed: TestbedState, *args: str) -> None:
         [
             sys.executable,
             "-m",
-            "fluidos_sensors",
+            "fluidos_sensors_cli",
             "testbed",
             *args,
             "--state-dir",
@@ -229,7 +229,7 @@ class LoadMapper:
             [
                 sys.executable,
                 "-m",
-                "fluidos_sensors",
+                "fluidos_sensors_cli",
                 "mapper",
                 "run",
                 # Its own name: a mapper's MQTT client id is per node, and the testbed's

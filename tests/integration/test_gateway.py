@@ -119,7 +119,7 @@ class Gateway:
         self.args = [
             sys.executable,
             "-m",
-            "fluidos_sensors",
+            "fluidos_sensors_cli",
             "resource-manager",
             "gateway",
             "--kubeconfig",

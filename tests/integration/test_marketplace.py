@@ -792,7 +792,7 @@ def test_consumer_account_is_least_privilege(
 
 def run_testbed_cli(testbed: TestbedState, *args: str) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "fluidos_sensors", "testbed", *args],
+        [sys.executable, "-m", "fluidos_sensors_cli", "testbed", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -878,7 +878,7 @@ def test_a_refused_purchase_moves_on_to_the_next_candidate(
 
 def cli(*args: str, kubeconfig: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "fluidos_sensors", *args, "--kubeconfig", str(kubeconfig)],
+        [sys.executable, "-m", "fluidos_sensors_cli", *args, "--kubeconfig", str(kubeconfig)],
         capture_output=True,
         text=True,
         timeout=180,

@@ -51,7 +51,7 @@ def starting_gateway(provider: ClusterAccess, tmp_path: Path) -> Iterator[str]:
             [
                 sys.executable,
                 "-m",
-                "fluidos_sensors",
+                "fluidos_sensors_cli",
                 "resource-manager",
                 "gateway",
                 "--kubeconfig",

@@ -181,7 +181,7 @@ class Operator:
                 [
                     sys.executable,
                     "-m",
-                    "fluidos_sensors",
+                    "fluidos_sensors_cli",
                     "resource-manager",
                     "run",
                     "--kubeconfig",
@@ -442,7 +442,7 @@ def test_flavors_list_cli_filters(
             [
                 sys.executable,
                 "-m",
-                "fluidos_sensors",
+                "fluidos_sensors_cli",
                 "flavors",
                 "list",
                 "--kubeconfig",
@@ -489,7 +489,7 @@ def test_flavors_list_cli_filters(
         [
             sys.executable,
             "-m",
-            "fluidos_sensors",
+            "fluidos_sensors_cli",
             "flavors",
             "list",
             "--kubeconfig",
@@ -782,7 +782,7 @@ def test_flavors_list_survives_hostile_flavors(
             [
                 sys.executable,
                 "-m",
-                "fluidos_sensors",
+                "fluidos_sensors_cli",
                 "flavors",
                 "list",
                 "--kubeconfig",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from fluidos_sensors.cli import app
+from fluidos_sensors_cli import app
 
 
 def test_flavors_list_query_example_survives_markup() -> None:
