@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from fluidos_sensors.backoff import Backoff
+from fluidos_sensors.broker import BrokerAccess, mosquitto_config, write_password_file
 from fluidos_sensors.reading import Reading
 from mapper.ble import BleBackends, LinkSettings
 from mapper.bluest import decode_notification
-from mapper.broker import BrokerAccess, mosquitto_config, write_password_file
 from mapper.dataplane.publisher import MqttPublisher
 from mapper.naming import quantity_of, sensor_segment
 from mapper.service import Mapper, MapperSettings

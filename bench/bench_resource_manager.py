@@ -169,7 +169,7 @@ def start_operator(kubeconfig: Path, log: Path) -> subprocess.Popen[bytes]:
             [
                 sys.executable,
                 "-m",
-                "fluidos_sensors",
+                "fluidos_sensors_cli",
                 "resource-manager",
                 "run",
                 "--kubeconfig",

@@ -52,7 +52,7 @@ from typing import Any
 import httpx
 from bench_mapper import start_mosquitto  # this folder: run as bench/bench_router.py
 
-from mapper.broker import BrokerAccess
+from fluidos_sensors.broker import BrokerAccess
 from router_manager.route import RouteTarget, route_body
 from testbed import binaries
 from testbed.processes import die_with_parent, free_port, port_open
@@ -323,7 +323,7 @@ class Router:
             routes = folder / "routes.json"
             routes.write_text(json.dumps([route_body(node, TOPIC, targets)]))
             argv = [
-                sys.executable, "-m", "fluidos_sensors", "router-manager", "agent",
+                sys.executable, "-m", "fluidos_sensors_cli", "router-manager", "agent",
                 "--node", node, "--mqtt-credentials", str(credentials),
                 "--state-dir", str(folder / "queue"), "--routes-file", str(routes),
                 "--log-level", "WARNING",

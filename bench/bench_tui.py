@@ -172,11 +172,12 @@ async def bench_flavors(count: int, changes: int) -> dict[str, Any]:
 
 
 async def bench_startup(state_dir: Path) -> dict[str, Any]:
-    from tui.data.clusters import clusters_from_testbed
+    from testbed.state import running_clusters
+    from tui.data.clusters import clusters_by_role
     from tui.data.watch import Watches
 
     start = time.perf_counter()
-    clusters = clusters_from_testbed(state_dir)
+    clusters = clusters_by_role((c.name, c.kubeconfig, c.role) for c in running_clusters(state_dir))
     store = Store()
     app = SensorsApp(store, Watches(clusters, store))
     async with app.run_test(size=SIZE) as pilot:

@@ -42,8 +42,8 @@ FINALIZER = f"{SENSORS_GROUP}/release-contracts"
 _EVENT_MESSAGE_MAX = 1000  # the API server caps Event messages at 1 KiB
 _TICK = 1.0  # how often a request's daemon looks at its (live) spec
 _RELEASE_BACKOFF_MAX = 120.0
-_CONTACT_REFRESH = 60.0
-T = TypeVar("T")  # lastContact is rewritten at most this often when nothing else changes
+_CONTACT_REFRESH = 60.0  # lastContact is rewritten at most this often when nothing else changes
+T = TypeVar("T")
 
 
 def _now() -> str:

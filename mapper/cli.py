@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from fluidos_sensors.broker import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    BrokerAccess,
+    BrokerConfigError,
+    broker_access,
+)
 from fluidos_sensors.kube import api_client
 from fluidos_sensors.logs import setup_logging
 from mapper.ble import BleBackends
-from mapper.broker import (
-    DEFAULT_HOST,
-    DEFAULT_PORT,
-    PASSWORD_ENV,
-    USERNAME_ENV,
-    BrokerAccess,
-    BrokerConfigError,
-)
 from mapper.dataplane.publisher import MqttPublisher
 from mapper.dataplane.twins import TwinReporter
 from mapper.kube import DeviceApi, DeviceStatusStore
@@ -31,17 +29,6 @@ from mapper.simulator import SimulatedRadio, client_backend, scanner_backend
 app = typer.Typer(
     help="Edge: BlueST boards over BLE -> MQTT readings and device twins.", no_args_is_help=True
 )
-
-
-def broker_access(credentials: Path | None, host: str | None, port: int | None) -> BrokerAccess:
-    """The broker from the credentials file, then the environment, then the options."""
-    access = BrokerAccess.load(credentials) if credentials else BrokerAccess()
-    return access.with_overrides(
-        host=host,
-        port=port,
-        username=os.environ.get(USERNAME_ENV),
-        password=os.environ.get(PASSWORD_ENV),
-    )
 
 
 @app.command()

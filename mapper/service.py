@@ -21,10 +21,11 @@ from typing import Any
 from fluidos_sensors.files import write_json_atomic
 from fluidos_sensors.limits import reading_time_problem
 from fluidos_sensors.reading import Reading
+from fluidos_sensors.twins import OFFLINE, ONLINE
 from mapper.ble import BleBackends, BoardInfo, BoardLink, BoardScanner, LinkSettings, Sighting
 from mapper.bluest import Sample
 from mapper.dataplane.publisher import MqttPublisher
-from mapper.dataplane.twins import OFFLINE, ONLINE, DeviceKey, TwinReporter
+from mapper.dataplane.twins import DeviceKey, TwinReporter
 from mapper.devices import DeviceProblem, bind_all
 from mapper.kube import DeviceApi
 from mapper.naming import quantity_of, sensor_segment

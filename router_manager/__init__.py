@@ -1,1 +1,2 @@
-"""Purchases -> multicast data paths, and the edge agent that delivers them (not built yet)."""
+"""Purchases -> multicast data paths (the router manager), and the edge agent that delivers
+them (`agent/`). See README.md here."""

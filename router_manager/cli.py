@@ -16,6 +16,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from fluidos_sensors.api import FLAVOR, FLUIDOS_NAMESPACE, ROUTE_NAMESPACE
+from fluidos_sensors.broker import BrokerConfigError, broker_access
 from fluidos_sensors.endpoints import EndpointError, check_endpoint_url, redact_url
 from fluidos_sensors.flavor import (
     DEFAULT_FLAVOR_NAMESPACE,
@@ -25,8 +26,6 @@ from fluidos_sensors.flavor import (
 )
 from fluidos_sensors.kube import api_client, get_or_none
 from fluidos_sensors.logs import setup_logging
-from mapper.broker import BrokerConfigError
-from mapper.cli import broker_access
 from router_manager.route import (
     AUTH_TYPES,
     BATCH_DELAY_MS_MAX,

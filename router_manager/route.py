@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from typing import Any
 
 from fluidos_sensors.api import (
@@ -34,21 +33,6 @@ AUTH_TYPES = tuple(AuthType)
 ORIGIN_CONTRACT = "Contract"
 ORIGIN_MANUAL = "Manual"
 
-
-class TargetState(StrEnum):
-    """A route target's state as the edge agent reports it in the route's status."""
-
-    IDLE = "Idle"
-    DELIVERING = "Delivering"
-    RETRYING = "Retrying"  # answers that may pass (5xx, 408, 429, no answer): retried
-    REJECTING = "Rejecting"  # 4xx: the last batch was refused for good
-    WAITING = "WaitingForCredentials"  # its Secret is missing: readings wait
-    INVALID = "Invalid"  # the target itself is wrong (URL, format, auth): not delivered
-
-
-FAILING_STATES = frozenset(
-    {TargetState.RETRYING, TargetState.REJECTING, TargetState.WAITING, TargetState.INVALID}
-)
 
 DEFAULT_BATCH_SIZE = 1000
 DEFAULT_BATCH_DELAY_MS = 100

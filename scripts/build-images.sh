@@ -110,7 +110,8 @@ inputs=$(
   cd "$repo"
   {
     sha256sum deploy/image/Dockerfile deploy/image/requirements.lock deploy/image/pip.lock pyproject.toml
-    git ls-files -z -- fluidos_sensors testbed resource_manager router_manager mapper tui consumer \
+    git ls-files -z -- fluidos_sensors fluidos_sensors_cli testbed resource_manager router_manager \
+      mapper tui consumer \
       | xargs -0 sha256sum
     echo "$base $mode $version"
   } | sha256sum | cut -c1-16
@@ -127,8 +128,9 @@ else
   cp "$dockerfile" "$lock" "$context/"
 
   # The project as a wheel, from its tracked files only (no .venv, no build leftovers).
-  (cd "$repo" && git ls-files -z -- pyproject.toml README.md fluidos_sensors testbed \
-      resource_manager router_manager mapper tui consumer | xargs -0 cp --parents -t "$context/src")
+  (cd "$repo" && git ls-files -z -- pyproject.toml README.md fluidos_sensors fluidos_sensors_cli \
+      testbed resource_manager router_manager mapper tui consumer \
+      | xargs -0 cp --parents -t "$context/src")
   "$python" -m pip wheel --quiet --disable-pip-version-check --no-deps -w "$context/dist" \
     "$context/src" >/dev/null || die "building the project's wheel failed"
   rm -rf "$context/src"

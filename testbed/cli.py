@@ -63,6 +63,10 @@ def up(
     ] = None,
 ) -> None:
     """Start the testbed, or report the one already running."""
+    problem = paths.missing_checkout()
+    if problem:
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(1)
     if kind is None:
         kind = machine_engine_usable()
         mode = "kind" if kind else "local"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fluidos_sensors.api import DEVICE_NAMESPACES
-from mapper.broker import (
+from fluidos_sensors.broker import (
     AGENT_USER,
     BROKER_USERS,
     MAPPER_USER,
@@ -146,7 +146,7 @@ def mapper(edge: EdgeNode) -> ProcessSpec:
     argv = [
         sys.executable,
         "-m",
-        "fluidos_sensors",
+        "fluidos_sensors_cli",
         "mapper",
         "run",
         "--node",
@@ -197,7 +197,7 @@ def agent(edge: EdgeNode) -> ProcessSpec:
     argv = [
         sys.executable,
         "-m",
-        "fluidos_sensors",
+        "fluidos_sensors_cli",
         "router-manager",
         "agent",
         "--node",

@@ -25,9 +25,20 @@ def state_dir() -> Path:
 
 
 # The Helm chart holds the project's CRDs and every part's RBAC: the testbed applies the same
-# files the chart renders (one source of truth for what each part may do).
+# files the chart renders (one source of truth for what each part may do). It reads them from
+# the checkout it runs from: the installed package holds the parts and the CLI, not the chart.
 CHART_DIR = Path(__file__).resolve().parent.parent / "deploy" / "helm" / "fluidos-sensors"
 OWN_CRDS_DIR = CHART_DIR / "files" / "crds"
+
+
+def missing_checkout() -> str | None:
+    """Why the testbed cannot start from here, if it cannot: it needs a checkout's chart."""
+    if CHART_DIR.is_dir():
+        return None
+    return (
+        f"the testbed runs from a checkout of fluidos-sensors (scripts/setup.sh): {CHART_DIR} "
+        "is missing"
+    )
 
 
 def rbac_manifest(part: str) -> Path:

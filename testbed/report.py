@@ -10,8 +10,8 @@ from kubernetes import client
 from rich.table import Table
 
 from fluidos_sensors.api import ROUTE_NAMESPACE, SENSOR_ROUTE
+from fluidos_sensors.delivery import FAILING_STATES
 from fluidos_sensors.kube import REQUEST_TIMEOUT
-from router_manager.route import FAILING_STATES
 from testbed import bootstrap
 from testbed.state import TestbedState, pid_alive
 from testbed.topology import PROVIDER

@@ -172,7 +172,7 @@ def consumer_stack(ctx: ClusterContext) -> ConsumerStack:
 
 
 def _python_cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "fluidos_sensors", *args]
+    return [sys.executable, "-m", "fluidos_sensors_cli", *args]
 
 
 def resource_manager(ctx: ClusterContext) -> ProcessSpec:

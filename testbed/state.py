@@ -110,3 +110,20 @@ class TestbedState:
     @property
     def config(self) -> dict[str, Any]:
         return json.loads((self.directory / CONFIG_FILE).read_text())
+
+
+class TestbedNotRunning(RuntimeError):
+    """No testbed runs from the state folder; the message says how to start one."""
+
+    __test__ = False  # not a pytest test class
+
+
+def running_clusters(directory: Path) -> list[ClusterAccess]:
+    """Every cluster of the testbed running from `directory` (for `tui --testbed`)."""
+    state = TestbedState.read(directory)
+    if state is None or not state.running:
+        raise TestbedNotRunning(
+            f"no running testbed in {directory} (start one with scripts/setup.sh, or set "
+            "FLUIDOS_SENSORS_STATE)"
+        )
+    return list(state.clusters.values())

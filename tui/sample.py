@@ -1,8 +1,8 @@
 """Fixed objects of a small deployment: `tui --demo`, snapshot tests and README captures.
 
-Everything is built with the project's own builders (`build_flavor`, the mapper's twin
-writer), so the sample has exactly the shapes the real parts write; times are fixed, so
-what the TUI shows of it never changes.
+Everything is built with the project's own builders (`build_flavor`, `device_status` that
+the mapper writes with), so the sample has exactly the shapes the real parts write; times are
+fixed, so what the TUI shows of it never changes.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from fluidos_sensors.flavor import ObservedPerformance, Price, ProviderConfig, b
 from fluidos_sensors.reading import Reading
 from fluidos_sensors.sensor import DeviceRef, SensorSpec, parse_sensor_entry
 from fluidos_sensors.topics import broker_topic
-from mapper.dataplane.twins import OFFLINE, ONLINE, DeviceKey, ReportGate, TwinState
+from fluidos_sensors.twins import OFFLINE, ONLINE, device_status
 from tui.data.store import Health, Kind, Store
 
 T0 = dt.datetime(2025, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
@@ -336,7 +336,7 @@ def _reading(
 
 
 def devices() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
-    """(cluster, Device, DeviceStatus) triples, the status written by the mapper's own code."""
+    """(cluster, Device, DeviceStatus) triples, the status built as the mapper builds it."""
     found = []
     for device, node, board, mac, state, readings, extra in (
         (
@@ -375,13 +375,17 @@ def devices() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
             {"rssi": -81, "connects": 3, "reason": "disconnected: link supervision timeout"},
         ),
     ):
-        twin = TwinState(DeviceKey(device.namespace, device.name), None, ReportGate(10, 1))
-        twin.state = state
-        twin.last_online = (T0 + dt.timedelta(seconds=5)).timestamp()
-        twin.extensions = {"node": node, "mac": mac, "board": board, **extra}
-        for seq, (sensor, quantity, unit, values) in enumerate(readings):
-            twin.latest[sensor] = _reading(device, sensor, quantity, unit, values, seq)
-        status = twin.status(T0.timestamp() + 5)
+        latest = {
+            sensor: _reading(device, sensor, quantity, unit, values, seq)
+            for seq, (sensor, quantity, unit, values) in enumerate(readings)
+        }
+        status = device_status(
+            state,
+            (T0 + dt.timedelta(seconds=5)).timestamp(),
+            latest,
+            {"node": node, "mac": mac, "board": board, **extra},
+            T0.timestamp() + 5,
+        )
         meta = {"name": device.name, "namespace": device.namespace}
         found.append(
             (

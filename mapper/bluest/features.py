@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from fluidos_sensors import twins
+
 # bleak reports UUIDs in lower case; ST's documents spell some hex digits in upper case.
 FEATURE_SERVICE_UUID = "00000000-0001-11e1-9ab4-0002a5d5c51b"
 CONSOLE_SERVICE_UUID = "00000000-000e-11e1-9ab4-0002a5d5c51b"
@@ -63,7 +65,7 @@ TEMPERATURE = Feature("temperature", 0x00040000, "temperature", "°C", _units(va
 BATTERY = Feature(
     "battery",
     0x00020000,
-    "battery",
+    twins.BATTERY,  # the twin the TUI shows as a device's battery
     "%",
     # status is ST's code (see BatteryStatus); current is None when the board does not know it.
     _units(level="%", voltage="mV", current="mA", status=""),

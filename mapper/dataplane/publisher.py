@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import aiomqtt
 
 from fluidos_sensors.backoff import Backoff
-from mapper.broker import BrokerAccess
+from fluidos_sensors.broker import BrokerAccess
 from mapper.dataplane.buffer import BoundedBuffer
 
 log = logging.getLogger(__name__)

@@ -1,17 +1,13 @@
 """Device twins: online state, last-online time and latest values, written to DeviceStatus.
 
-KubeEdge v1.23 keeps twin state in a `DeviceStatus` (devices.kubeedge.io/v1beta1) named like
-its Device: `status.state`, `status.lastOnlineTime`, `status.twins[]{propertyName,
-reported{value, metadata}, observedDesired}` and free-form `status.extensions`. Values and
-metadata are strings in that schema. Each device is written at its report cycle and never
-more often than `min_interval`; a state change goes out as soon as `min_interval` allows.
+The DeviceStatus format is `fluidos_sensors/twins.py`'s (the TUI reads it too). Each device is
+written at its report cycle and never more often than `min_interval`; a state change goes out
+as soon as `min_interval` allows.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -20,14 +16,9 @@ from typing import Any, Protocol
 
 from fluidos_sensors.backoff import Backoff
 from fluidos_sensors.reading import Reading
+from fluidos_sensors.twins import ONLINE, UNKNOWN, device_status
 
 log = logging.getLogger(__name__)
-
-ONLINE = "online"
-OFFLINE = "offline"
-UNKNOWN = "unknown"
-EXTENSIONS_KEY = "fluidosSensors"
-"""Our key in `status.extensions` (board, MAC, STM32 UID, counters)."""
 
 
 @dataclass(frozen=True, order=True)
@@ -61,34 +52,6 @@ class ReportGate:
         self.last = now
 
 
-def rfc3339(unix_seconds: float) -> str:
-    return dt.datetime.fromtimestamp(unix_seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def reported_twin(reading: Reading) -> dict[str, Any]:
-    """A twin entry for the latest reading of one sensor (all values as strings)."""
-    values = dict(reading.values)
-    single = list(values) == ["value"]
-    metadata = {
-        # KubeEdge puts milliseconds since the epoch here.
-        "timestamp": str(int(reading.received_at * 1000)),
-        "type": "float" if single else "string",
-        "unit": reading.unit,
-        "quantity": reading.quantity,
-        "seq": str(reading.seq),
-    }
-    if not single:
-        metadata["encoding"] = "json"
-    if reading.device_time is not None:
-        metadata["deviceTime"] = f"{reading.device_time:.2f}"
-    value = (
-        json.dumps(values["value"])
-        if single
-        else json.dumps(values, separators=(",", ":"), allow_nan=False)
-    )
-    return {"propertyName": reading.sensor, "reported": {"value": value, "metadata": metadata}}
-
-
 @dataclass
 class TwinState:
     """What the mapper knows of one device, waiting to be written."""
@@ -105,14 +68,7 @@ class TwinState:
 
     def status(self, now: float) -> dict[str, Any]:
         """The DeviceStatus `status` for this state at Unix time `now`."""
-        status: dict[str, Any] = {"state": self.state}
-        last_online = now if self.state == ONLINE else self.last_online
-        if last_online is not None:
-            status["lastOnlineTime"] = rfc3339(last_online)
-        status["twins"] = [reported_twin(self.latest[name]) for name in sorted(self.latest)]
-        if self.extensions:
-            status["extensions"] = {EXTENSIONS_KEY: dict(self.extensions)}
-        return status
+        return device_status(self.state, self.last_online, self.latest, self.extensions, now)
 
 
 def merge_observed_desired(

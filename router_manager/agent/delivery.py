@@ -28,12 +28,13 @@ from pyreqwest.client import Client, ClientBuilder
 from pyreqwest.exceptions import PyreqwestError
 
 from fluidos_sensors.backoff import Backoff
+from fluidos_sensors.delivery import TargetState
 from fluidos_sensors.endpoints import redact_url
 from fluidos_sensors.reading import Reading, ReadingError
 from router_manager.agent.store import DurableLog, Queued
 from router_manager.agent.window import LatencyWindow
 from router_manager.encoding import batch_body
-from router_manager.route import RouteTarget, TargetState
+from router_manager.route import RouteTarget
 
 log = logging.getLogger(__name__)
 

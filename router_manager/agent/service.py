@@ -25,26 +25,20 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from fluidos_sensors.api import ROUTE_NAMESPACE, SENSOR_ROUTE
+from fluidos_sensors.broker import BrokerAccess
+from fluidos_sensors.delivery import FAILING_STATES, TargetState
 from fluidos_sensors.files import write_json_atomic
 from fluidos_sensors.flavor import NODE_LABEL
 from fluidos_sensors.kube import REQUEST_TIMEOUT, ObjectWatch, Snapshot, get_or_none
 from fluidos_sensors.reading import Reading, ReadingError, refusal
 from fluidos_sensors.topics import split_broker_topic
-from mapper.broker import BrokerAccess
 from router_manager.agent.delivery import TargetWorker, authorization
 from router_manager.agent.metrics import metrics_app
 from router_manager.agent.store import DurableLog, Entry
 from router_manager.agent.subscriber import Inbound, Subscriber
 from router_manager.agent.window import LatencyWindow
 from router_manager.encoding import LineProtocolEncoder
-from router_manager.route import (
-    FAILING_STATES,
-    Route,
-    RouteProblem,
-    RouteTarget,
-    TargetState,
-    parse_route,
-)
+from router_manager.route import Route, RouteProblem, RouteTarget, parse_route
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ import gmqtt
 from gmqtt.mqtt.constants import MQTTv311
 
 from fluidos_sensors.backoff import Backoff
-from mapper.broker import BrokerAccess
+from fluidos_sensors.broker import BrokerAccess
 
 log = logging.getLogger(__name__)
 

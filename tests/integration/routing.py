@@ -115,7 +115,7 @@ def basic_auth(request: Received) -> tuple[str, str] | None:
 
 def cli(*args: str, kubeconfig: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
-        [sys.executable, "-m", "fluidos_sensors", *args, "--kubeconfig", str(kubeconfig)],
+        [sys.executable, "-m", "fluidos_sensors_cli", *args, "--kubeconfig", str(kubeconfig)],
         capture_output=True,
         text=True,
         timeout=120,

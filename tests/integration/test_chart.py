@@ -619,7 +619,7 @@ def test_mapper_publishes_over_tls_with_the_charts_credentials(helm: Path, tmp_p
         got.set()
 
     reader.on_message = on_message
-    argv = [sys.executable, "-m", "fluidos_sensors", "mapper", "run", "--node", "edge-1"]
+    argv = [sys.executable, "-m", "fluidos_sensors_cli", "mapper", "run", "--node", "edge-1"]
     argv += ["--no-kubernetes", "--simulate", "1", "--mqtt-credentials", str(credentials)]
     mapper_proc = ManagedProcess(ProcessSpec("mapper", argv, tmp_path / "mapper.log"))
     try:

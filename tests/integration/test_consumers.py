@@ -44,12 +44,12 @@ from routing import (
 )
 
 from fluidos_sensors import api as fs_api
+from fluidos_sensors.broker import AGENT_USER, MAPPER_USER, BrokerAccess
 from fluidos_sensors.endpoints import AuthType
 from fluidos_sensors.flavor import sensor_from_flavor
 from fluidos_sensors.reading import Reading
 from fluidos_sensors.rear.client import RearClient
 from fluidos_sensors.rear.wire import DeliveryAuthorization, NodeIdentity, TelemetryEndpoint
-from mapper.broker import AGENT_USER, MAPPER_USER, BrokerAccess
 from router_manager.route import RouteTarget, TargetAuth, route_body, route_name
 from testbed import edge
 from testbed.processes import ManagedProcess, ProcessSpec
@@ -96,7 +96,7 @@ def run_testbed_cli(testbed: TestbedState, *args: str) -> None:
         [
             sys.executable,
             "-m",
-            "fluidos_sensors",
+            "fluidos_sensors_cli",
             "testbed",
             *args,
             "--state-dir",
@@ -229,7 +229,7 @@ class LoadMapper:
         argv = [
             sys.executable,
             "-m",
-            "fluidos_sensors",
+            "fluidos_sensors_cli",
             "mapper",
             "run",
             # Its own name: a mapper's MQTT client id is per node, and the testbed's

@@ -118,7 +118,7 @@ class Gateway:
         self.args = [
             sys.executable,
             "-m",
-            "fluidos_sensors",
+            "fluidos_sensors_cli",
             "resource-manager",
             "gateway",
             "--kubeconfig",

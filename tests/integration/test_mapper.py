@@ -17,14 +17,15 @@ from kubernetes import client
 
 from fluidos_sensors import api as fs_api
 from fluidos_sensors.backoff import Backoff
+from fluidos_sensors.broker import AGENT_USER, MAPPER_USER, BrokerAccess
 from fluidos_sensors.kube import get_or_none
 from fluidos_sensors.reading import Reading
 from fluidos_sensors.sensor import parse_sensors_annotation
 from fluidos_sensors.topics import broker_topic
+from fluidos_sensors.twins import EXTENSIONS_KEY, reported_twin
 from mapper.ble import BleBackends, LinkSettings
-from mapper.broker import AGENT_USER, MAPPER_USER, BrokerAccess
 from mapper.dataplane.publisher import MqttPublisher, settle_disconnect
-from mapper.dataplane.twins import EXTENSIONS_KEY, DeviceKey, TwinReporter, reported_twin
+from mapper.dataplane.twins import DeviceKey, TwinReporter
 from mapper.kube import DeviceApi, DeviceStatusStore
 from mapper.service import Mapper, MapperSettings, unbound_device_name
 from mapper.simulated import SIMULATED_LABEL, simulated_boards, simulated_devices

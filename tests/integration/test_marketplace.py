@@ -35,11 +35,11 @@ from kubernetes.client.exceptions import ApiException
 
 from consumer import status as st
 from fluidos_sensors import api as fs_api
+from fluidos_sensors.broker import MAPPER_USER, BrokerAccess
 from fluidos_sensors.contract import CONSUMER_LABEL
 from fluidos_sensors.flavor import DEVICE_ANNOTATION, SENSOR_KEY_ANNOTATION, sensor_from_flavor
 from fluidos_sensors.kube import get_or_none
 from fluidos_sensors.reading import Reading
-from mapper.broker import MAPPER_USER, BrokerAccess
 from testbed import bootstrap, edge
 from testbed.services import ConsumerStack
 from testbed.state import ClusterAccess, TestbedState
@@ -789,7 +789,7 @@ def test_consumer_account_is_least_privilege(
 
 def run_testbed_cli(testbed: TestbedState, *args: str) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "fluidos_sensors", "testbed", *args],
+        [sys.executable, "-m", "fluidos_sensors_cli", "testbed", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -875,7 +875,7 @@ def test_a_refused_purchase_moves_on_to_the_next_candidate(
 
 def cli(*args: str, kubeconfig: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "fluidos_sensors", *args, "--kubeconfig", str(kubeconfig)],
+        [sys.executable, "-m", "fluidos_sensors_cli", *args, "--kubeconfig", str(kubeconfig)],
         capture_output=True,
         text=True,
         timeout=180,

@@ -45,7 +45,7 @@ def starting_gateway(provider: ClusterAccess, tmp_path: Path) -> Iterator[str]:
     kubeconfig.write_text(yaml.safe_dump(config))
     port = free_port()
     log = tmp_path / "gateway.log"
-    argv = [sys.executable, "-m", "fluidos_sensors", "resource-manager", "gateway"]
+    argv = [sys.executable, "-m", "fluidos_sensors_cli", "resource-manager", "gateway"]
     argv += ["--kubeconfig", str(kubeconfig), "--node-id", "provider-starting"]
     proc = ManagedProcess(ProcessSpec("gateway", [*argv, "--listen", f"127.0.0.1:{port}"], log))
     proc.start()

@@ -173,7 +173,7 @@ class Operator:
     def __init__(self, kubeconfig: Path, log: Path) -> None:
         self.kubeconfig = kubeconfig
         self.log = log
-        argv = [sys.executable, "-m", "fluidos_sensors", "resource-manager", "run"]
+        argv = [sys.executable, "-m", "fluidos_sensors_cli", "resource-manager", "run"]
         argv += ["--kubeconfig", str(kubeconfig), "--node-id", "provider-1", "--ip", "127.0.0.1"]
         argv += ["--price-amount", "1", "--city", "Turin"]
         self.process = ManagedProcess(ProcessSpec("resource-manager", argv, log))
@@ -415,7 +415,7 @@ def test_flavors_list_cli_filters(
             [
                 sys.executable,
                 "-m",
-                "fluidos_sensors",
+                "fluidos_sensors_cli",
                 "flavors",
                 "list",
                 "--kubeconfig",
@@ -462,7 +462,7 @@ def test_flavors_list_cli_filters(
         [
             sys.executable,
             "-m",
-            "fluidos_sensors",
+            "fluidos_sensors_cli",
             "flavors",
             "list",
             "--kubeconfig",
@@ -755,7 +755,7 @@ def test_flavors_list_survives_hostile_flavors(
             [
                 sys.executable,
                 "-m",
-                "fluidos_sensors",
+                "fluidos_sensors_cli",
                 "flavors",
                 "list",
                 "--kubeconfig",

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mapper.broker import BrokerAccess
+from fluidos_sensors.broker import BrokerAccess
 from router_manager.agent.metrics import metrics_app
 from router_manager.agent.service import Agent, AgentSettings
 from testbed import binaries

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from mapper import broker
+from fluidos_sensors import broker
 from testbed import paths
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from fluidos_sensors.cli import app
+from fluidos_sensors_cli import app
 
 
 @pytest.mark.parametrize(

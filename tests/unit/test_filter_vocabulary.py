@@ -9,7 +9,6 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from fluidos_sensors.cli import app
 from fluidos_sensors.filter_cli import with_filter_options
 from fluidos_sensors.filters import (
     FILTER_NAMES,
@@ -20,6 +19,7 @@ from fluidos_sensors.filters import (
     SensorFilter,
     filter_options,
 )
+from fluidos_sensors_cli import app
 from tui.data.filter_text import filter_name, parse_flavor_query
 
 COMMANDS = (["request"], ["flavors", "list"])

@@ -11,9 +11,10 @@ import pytest
 
 from fluidos_sensors.backoff import Backoff
 from fluidos_sensors.reading import Reading
+from fluidos_sensors.twins import OFFLINE, ONLINE
 from mapper.ble import BleBackends, LinkSettings
 from mapper.dataplane.publisher import PublisherStats
-from mapper.dataplane.twins import OFFLINE, ONLINE, DeviceKey, TwinReporter
+from mapper.dataplane.twins import DeviceKey, TwinReporter
 from mapper.devices import DeviceProblem
 from mapper.service import Mapper, MapperSettings, unbound_device_name
 from mapper.simulated import simulated_boards, simulated_devices

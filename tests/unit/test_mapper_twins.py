@@ -9,16 +9,8 @@ import pytest
 
 from fluidos_sensors.backoff import Backoff
 from fluidos_sensors.reading import Reading
-from mapper.dataplane.twins import (
-    EXTENSIONS_KEY,
-    OFFLINE,
-    ONLINE,
-    DeviceKey,
-    ReportGate,
-    TwinReporter,
-    merge_observed_desired,
-    reported_twin,
-)
+from fluidos_sensors.twins import EXTENSIONS_KEY, OFFLINE, ONLINE, reported_twin
+from mapper.dataplane.twins import DeviceKey, ReportGate, TwinReporter, merge_observed_desired
 
 KEY = DeviceKey("default", "stwin-1")
 

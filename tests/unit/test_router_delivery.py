@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from fluidos_sensors.backoff import Backoff
+from fluidos_sensors.delivery import TargetState
 from fluidos_sensors.reading import Reading
 from router_manager.agent.delivery import (
     ISOLATION_REQUESTS_MAX,
@@ -23,7 +24,7 @@ from router_manager.agent.delivery import (
 from router_manager.agent.store import DurableLog, Entry
 from router_manager.agent.store import TargetState as StoredTarget
 from router_manager.encoding import LineProtocolEncoder
-from router_manager.route import RouteTarget, TargetAuth, TargetState
+from router_manager.route import RouteTarget, TargetAuth
 
 
 def test_the_hop_from_the_mapper_counts_toward_the_delay() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from gmqtt.mqtt.constants import MQTTv311
 
-from mapper.broker import BrokerAccess
+from fluidos_sensors.broker import BrokerAccess
 from router_manager.agent.subscriber import Inbound, Subscriber, pubacks
 
 

@@ -1,9 +1,9 @@
-"""Which clusters the TUI shows: kubeconfig/context pairs, or the running testbed's clusters."""
+"""Which clusters the TUI shows: kubeconfig/context pairs, or named kubeconfigs with roles."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,19 +92,9 @@ def clusters_from_options(
     return clusters
 
 
-def clusters_from_testbed(state_dir: Path) -> list[ClusterConfig]:
-    """Every cluster of the testbed running from `state_dir`, with its role."""
-    from testbed.state import TestbedState
-
-    state = TestbedState.read(state_dir)
-    if state is None or not state.running:
-        raise ClusterConfigError(
-            f"no running testbed in {state_dir} (start one with scripts/setup.sh, or set "
-            "FLUIDOS_SENSORS_STATE)"
-        )
+def clusters_by_role(named: Iterable[tuple[str, Path, str]]) -> list[ClusterConfig]:
+    """Clusters given as (name, kubeconfig, role), e.g. a testbed's: providers first, by name."""
     return [
-        ClusterConfig(name, access.kubeconfig, None, access.role)
-        for name, access in sorted(
-            state.clusters.items(), key=lambda item: (item[1].role != "provider", item[0])
-        )
+        ClusterConfig(name, kubeconfig, None, role)
+        for name, kubeconfig, role in sorted(named, key=lambda c: (c[2] != "provider", c[0]))
     ]

@@ -9,9 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from fluidos_sensors.twins import BATTERY, EXTENSIONS_KEY, OFFLINE, ONLINE
 from fluidos_sensors.units import format_number
-from mapper.bluest.features import BATTERY
-from mapper.dataplane.twins import EXTENSIONS_KEY, OFFLINE, ONLINE
 from tui.data.rows.cells import (
     BAD,
     DIM,
@@ -124,7 +123,7 @@ class DeviceRow:
     def battery_percent(self) -> float | None:
         """The battery level the board reports (its battery twin), else the mapper's extension."""
         for twin in twin_values(self.status):
-            if twin.name == BATTERY.sensor:
+            if twin.name == BATTERY:
                 fields = twin.fields
                 return as_number(fields.get("level") if fields else twin.value)
         return as_number(self.extensions.get("battery"))
@@ -133,7 +132,7 @@ class DeviceRow:
         state = self.state
         tone = GOOD if state == ONLINE else BAD if state == OFFLINE else DIM
         battery = self.battery_percent
-        values = [t for t in twin_values(self.status) if t.name != BATTERY.sensor]
+        values = [t for t in twin_values(self.status) if t.name != BATTERY]
         board = self.extensions.get("board") or self.extensions.get("localName") or ""
         return {
             "cluster": cell(self.key[0]),

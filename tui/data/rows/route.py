@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from router_manager.route import FAILING_STATES
+from fluidos_sensors.delivery import FAILING_STATES
 from tui.data.rows.cells import (
     BAD,
     DIM,

@@ -9,19 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from fluidos_sensors.topics import broker_topic
-from mapper.broker import (
+from fluidos_sensors.broker import (
     AGENT_USER,
     BROKER_USERS,
     MAPPER_USER,
     BrokerAccess,
     BrokerConfigError,
     acl_users,
+    broker_access,
     mosquitto_config,
     mosquitto_password_entry,
     write_password_file,
 )
-from mapper.cli import broker_access
+from fluidos_sensors.topics import broker_topic
 from testbed.edge import BROKER_ACL
 
 

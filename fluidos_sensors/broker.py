@@ -5,6 +5,9 @@ Each client role has its own user and password on the broker, and the broker's A
 (`MAPPER_USER`) only publishes readings, the edge agent (`AGENT_USER`) only reads them. A
 credentials file is JSON `{"host", "port", "username", "password"}`, mode 0600, one per role;
 each process is given its own role's file, the broker gets a hashed password file of all.
+
+Shared plumbing of the edge: the mapper publishes to the broker, the edge agent reads from it,
+the testbed and the Helm chart run it.
 """
 
 from __future__ import annotations
@@ -115,6 +118,17 @@ class BrokerAccess:
     def generate(cls, host: str, port: int, username: str) -> BrokerAccess:
         """Fresh credentials with a random password."""
         return cls(host, port, username, secrets.token_urlsafe(24))
+
+
+def broker_access(credentials: Path | None, host: str | None, port: int | None) -> BrokerAccess:
+    """The broker from the credentials file, then the environment, then the options."""
+    access = BrokerAccess.load(credentials) if credentials else BrokerAccess()
+    return access.with_overrides(
+        host=host,
+        port=port,
+        username=os.environ.get(USERNAME_ENV),
+        password=os.environ.get(PASSWORD_ENV),
+    )
 
 
 def mosquitto_password_entry(username: str, password: str, salt: bytes | None = None) -> str:

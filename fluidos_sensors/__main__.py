@@ -1,3 +1,0 @@
-from fluidos_sensors.cli import app
-
-app(prog_name="fluidos-sensors")
