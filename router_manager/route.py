@@ -63,6 +63,9 @@ class RouteTarget:
     url: str
     format: str = DEFAULT_FORMAT
     batch_size: int = DEFAULT_BATCH_SIZE
+    # The longest a reading may be held to make a batch. The edge agent holds none by choice
+    # (adaptive batching: it sends at once unless a request is in flight), so it never
+    # reaches it; kept in routes (their CRD names it) and used by the Telegraf peer in bench/.
     batch_delay_ms: int = DEFAULT_BATCH_DELAY_MS
     queue_bytes: int = DEFAULT_QUEUE_BYTES
     auth: TargetAuth | None = None

@@ -1,5 +1,10 @@
 """Delivery of one target's queue: batches over HTTP, in order, retried until answered.
 
+Adaptive batching: a target with no request in flight is sent what is queued at once; while a
+request is in flight, what arrives gathers, and goes as the next batch (up to the batch size)
+when the answer comes. A reading waits for one answer at most, never for a timer: at low rates
+each goes alone with the hop's latency, under load batches grow by themselves.
+
 A batch counts as delivered only on a 2xx answer. A 4xx other than 408 and 429 will not get
 better by retrying. When it blames the content (400, 413, 422), the refused batch is bisected
 and the halves sent again, in order, down to single readings (`Isolation`, bounded in extra
@@ -14,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import enum
 import logging
 import math
@@ -128,17 +132,6 @@ def retry_after(value: str | None) -> float | None:
     return min(max(seconds, 0.0), RETRY_AFTER_MAX_S) if math.isfinite(seconds) else None
 
 
-def already_waited(age: float, delay: float) -> float:
-    """How much of the batch delay a reading `age` seconds old (since the mapper read it, on
-    the same node's clock) has used up on arrival.
-
-    The delay bounds how long a reading is held back since it was read, so the hop from the
-    mapper counts. A reading already older than the delay (a backlog after an outage, or a
-    clock set apart) starts the delay afresh: sending each at once would make batches of one.
-    """
-    return age if 0.0 <= age <= delay else 0.0
-
-
 def authorization(kind: str, secret: dict[str, str]) -> str:
     """The Authorization header for a target's auth type and its Secret's (decoded) data."""
     if kind == "basic":
@@ -196,7 +189,6 @@ class TargetWorker:
         self._clock = clock
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._pending_since: float | None = None  # monotonic: when readings began to wait
         self._stopping = False
 
     def start(self) -> None:
@@ -239,17 +231,9 @@ class TargetWorker:
         self.target = target
         self._wake.set()
 
-    def notify(self, age: float = 0.0) -> None:
-        """New readings were queued for this target; the oldest was read `age` seconds ago."""
-        if self._pending_since is None:
-            # They start waiting now, even while the previous batch is still being sent.
-            waited = already_waited(age, self.target.batch_delay_ms / 1000.0)
-            self._pending_since = time.monotonic() - waited
-        else:
-            # Already timing a batch: only a full one is worth waking up for.
-            state = self.store.target(self.key)
-            if state is None or state.queued < self.target.batch_size:
-                return
+    def notify(self) -> None:
+        """New readings were queued for this target: sent at once if no request is in flight,
+        else with the next batch."""
         self._wake.set()
 
     async def _run(self) -> None:
@@ -265,31 +249,18 @@ class TargetWorker:
                 await asyncio.sleep(self._backoff.next())
 
     async def _next_batch(self) -> list[Queued]:
-        """Wait for a full batch, or for the oldest waiting reading to have waited the batch
-        delay (see `already_waited`)."""
+        """What is queued, up to the batch size, as soon as anything is."""
         while True:
-            state = self.store.target(self.key)
-            size, delay = self.target.batch_size, self.target.batch_delay_ms / 1000.0
             self._wake.clear()
-            timeout: float | None = None
+            state = self.store.target(self.key)
             if state is not None and state.queued > 0:
-                now = time.monotonic()
-                if self._pending_since is None:
-                    self._pending_since = now
-                if state.queued >= size or now - self._pending_since >= delay:
-                    batch = self.store.peek(self.key, size)
-                    self._pending_since = None
-                    if batch:
-                        return batch
-                    log.error("target %s: queue counters out of step; recounting", self.key)
-                    self.store.recount(self.key)
-                    continue
-                timeout = delay - (now - self._pending_since)
-            else:
-                self._pending_since = None
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await self._wake.wait()
+                batch = self.store.peek(self.key, self.target.batch_size)
+                if batch:
+                    return batch
+                log.error("target %s: queue counters out of step; recounting", self.key)
+                self.store.recount(self.key)
+                continue
+            await self._wake.wait()
 
     async def _deliver(self, batch: list[Queued]) -> None:
         """Send the oldest batch until each of its readings is delivered or rejected."""

@@ -290,9 +290,8 @@ class Agent:
         self.store.append(entries)
         for topic, values in latencies.items():
             self.topics[topic].window.add(values)
-            oldest = max(values)
             for worker in self.by_topic.get(topic, ()):
-                worker.notify(oldest)
+                worker.notify()
 
     # ------------------------------------------------------------------ status
 

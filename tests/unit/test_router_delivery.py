@@ -19,24 +19,11 @@ from router_manager.agent.delivery import (
     ISOLATION_REQUESTS_MAX,
     Isolation,
     TargetWorker,
-    already_waited,
 )
 from router_manager.agent.store import DurableLog, Entry
 from router_manager.agent.store import TargetState as StoredTarget
 from router_manager.encoding import LineProtocolEncoder
 from router_manager.route import RouteTarget, TargetAuth
-
-
-def test_the_hop_from_the_mapper_counts_toward_the_delay() -> None:
-    assert already_waited(0.0, 0.1) == 0.0
-    assert already_waited(0.03, 0.1) == 0.03
-    assert already_waited(0.1, 0.1) == 0.1
-
-
-def test_a_reading_older_than_the_delay_or_from_the_future_starts_it_afresh() -> None:
-    # A backlog (or a clock set apart) must still go in batches, not one by one.
-    assert already_waited(0.5, 0.1) == 0.0
-    assert already_waited(-0.02, 0.1) == 0.0
 
 
 def _isolate(
@@ -90,24 +77,6 @@ def test_a_refusal_that_does_not_blame_the_content_settles_the_part_whole() -> N
     assert list(isolation.refused(splittable=False)) == [1, 2, 3]
     assert isolation.part is None and not isolation.split
     assert Isolation([]).part is None
-
-
-def test_the_first_reading_after_a_batch_starts_the_clock_and_later_ones_do_not(
-    tmp_path: Path,
-) -> None:
-    store = DurableLog(tmp_path / "queue.sqlite")
-    worker = TargetWorker(
-        "r/t", RouteTarget(id="t", url="http://127.0.0.1:9/x", batch_delay_ms=100), store
-    )
-    before = time.monotonic()
-    worker.notify(0.04)
-    after = time.monotonic()
-    assert worker._pending_since is not None
-    assert before - 0.04 <= worker._pending_since <= after - 0.04
-    started = worker._pending_since
-    worker.notify(0.09)  # the batch is already being timed from an older reading
-    assert worker._pending_since == started
-    store.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,6 +158,30 @@ def _target(store: DurableLog, key: str) -> StoredTarget:
     state = store.target(key)
     assert state is not None, f"target {key} is not registered"
     return state
+
+
+async def test_an_idle_target_is_sent_at_once_and_what_gathers_in_flight_goes_next(
+    tmp_path: Path,
+) -> None:
+    """Adaptive batching: no timer. The route's delay is a minute here, and the first reading
+    still goes at once; the readings that arrive while its request is in flight go together
+    in the next request, up to the batch size (10)."""
+    store = DurableLog(tmp_path / "queue.sqlite")
+    async with Consumer([(204, {}, b"")], delay=0.5) as consumer:
+        target = RouteTarget(id="t", url=consumer.url(), batch_size=10, batch_delay_ms=60_000)
+        worker = TargetWorker("r/t", target, store, timeout=5.0)
+        worker.start()
+        _queue(store, "r/t", 1)
+        worker.notify()
+        await _until(lambda: len(consumer.requests) == 1)
+        store.append(
+            [Entry(TOPIC, 2.0e9 + i, f"humidity value={i} {i}".encode(), b"{}") for i in range(15)]
+        )
+        worker.notify()
+        await _until(lambda: _target(store, "r/t").delivered == 16)
+        await worker.stop()
+    assert [body.count(b"\n") for _, _, body, _ in consumer.requests] == [1, 10, 5]
+    store.close()
 
 
 async def test_a_2xx_delivers_the_batch_in_order_with_its_headers(tmp_path: Path) -> None:
