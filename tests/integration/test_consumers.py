@@ -569,7 +569,8 @@ def stream_route(
     api: client.ApiClient, device: str, stack: ConsumerStack, secret: str
 ) -> tuple[str, str]:
     """A route of the test device's topic to the consumer's Telegraf, once subscribed:
-    (route name, topic). Batches wait 500 ms, so a burst goes in few, large ones."""
+    (route name, topic). A burst goes in few, large batches: what gathers while the first
+    request is in flight (adaptive batching)."""
     topic = f"default/fluidos-sensors/{device}/{STREAM_QUANTITY}"
     body = route_body(
         EDGE,
@@ -578,7 +579,6 @@ def stream_route(
             RouteTarget(
                 id="telegraf",
                 url=stack.telegraf_url,
-                batch_delay_ms=500,
                 auth=TargetAuth("basic", secret),
             )
         ],
