@@ -19,6 +19,7 @@ import base64
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from testbed.kind import nodeimage
 from testbed.kind.docker import Engine
 from testbed.kind.steps import Log, StepFailed, run, step
 from testbed.services import ConsumerStack
-from testbed.state import STATUS_FILE, TestbedState, write_status
+from testbed.state import STATUS_FILE, ClusterAccess, TestbedState, write_status
 from testbed.topology import CONSUMER, PROVIDER
 
 MODE = "kind"
@@ -449,35 +450,34 @@ def down(state_dir: Path | None = None, *, log: Log = print, engine: Engine | No
         kind_cluster.remove_network(engine, log)
     engine.stop(log)
     restore_inotify(log)
-    subprocess.run(["rm", "-rf", str(state_dir)], check=False)
+    shutil.rmtree(state_dir, ignore_errors=True)
     return was
 
 
-def pods(state: TestbedState) -> list[tuple[str, str]]:
-    """(cluster, `kubectl get pods -A -o wide`) for every cluster."""
+def _get_pods(access: ClusterAccess, *output: str) -> str:
     kubectl = str(binaries.resolve(binaries.KUBECTL))
-    found = []
-    for access in state.clusters.values():
-        found.append(
-            (
-                access.name,
-                run(
-                    [kubectl, "--kubeconfig", str(access.kubeconfig), "get", "pods", "-A"],
-                    what=f"pods of {access.name}",
-                ),
-            )
-        )
-    return found
+    command: list[str | Path] = [
+        kubectl,
+        "--kubeconfig",
+        access.kubeconfig,
+        "get",
+        "pods",
+        "-A",
+        *output,
+    ]
+    return run(command, what=f"pods of {access.name}")
+
+
+def pods(state: TestbedState) -> list[tuple[str, str]]:
+    """(cluster, `kubectl get pods -A`) for every cluster."""
+    return [(access.name, _get_pods(access)) for access in state.clusters.values()]
 
 
 def unhealthy_pods(state: TestbedState) -> list[str]:
     """Pods of the testbed's clusters that are neither Running and ready nor Succeeded."""
-    kubectl = str(binaries.resolve(binaries.KUBECTL))
     bad = []
     for access in state.clusters.values():
-        command = [kubectl, "--kubeconfig", str(access.kubeconfig), "get", "pods", "-A"]
-        listed = json.loads(run([*command, "-o", "json"], what=f"pods of {access.name}"))
-        for pod in listed["items"]:
+        for pod in json.loads(_get_pods(access, "-o", "json"))["items"]:
             phase = pod["status"].get("phase")
             ready = all(c.get("ready") for c in pod["status"].get("containerStatuses", []))
             if phase == "Succeeded" or (phase == "Running" and ready):
