@@ -8,6 +8,8 @@ import sys
 import textwrap
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fluidos_sensors.limits import READING_TIME_AHEAD_MAX, READING_TIME_MIN, reading_time_problem
 from fluidos_sensors.reading import SCHEMA_VERSION, Reading, ReadingError, refusal
@@ -107,9 +109,41 @@ def test_not_json_is_a_reading_error() -> None:
         Reading.decode(b"[1, 2]")
 
 
-def test_nan_cannot_be_encoded() -> None:
-    with pytest.raises(ValueError):
-        reading(values={"value": float("nan")}).encode()
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"values": {"value": float("nan")}},
+        {"values": {"x": 1.0, "y": float("-inf")}},
+        {"received_at": float("inf")},
+        {"device_time": float("nan")},
+    ],
+)
+def test_nan_or_infinity_cannot_be_encoded(changes: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        reading(**changes).encode()
+
+
+_text = st.text(min_size=1, max_size=12)
+_value = st.one_of(
+    st.none(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False, allow_infinity=False)
+)
+
+
+@given(
+    device=_text,
+    unit=st.text(max_size=4),
+    values=st.dictionaries(_text, _value, min_size=1, max_size=4),
+    seq=st.integers(0, 2**53),
+    received_at=st.floats(0, 4e9),
+    device_time=st.none() | st.floats(-1e12, 1e12),
+    units=st.none() | st.dictionaries(_text, _text, max_size=3),
+)
+def test_the_payload_is_the_json_of_its_fields(**fields: object) -> None:
+    """msgspec writes it; it parses to what the standard library's JSON of the same fields
+    parses to (any text, any number a reading may hold; msgspec writes exponents shorter)."""
+    r = reading(**fields)
+    assert json.loads(r.encode()) == json.loads(json.dumps(r.to_json()))
+    assert Reading.decode(r.encode()).values == r.values
 
 
 @pytest.mark.parametrize(
