@@ -141,6 +141,10 @@ class ClusterPKI:
         """The REAR gateway's HTTPS certificate (loopback names), signed by the cluster CA."""
         return self._issue("rear-gateway", "fluidos-sensors-rear-gateway", server=True)
 
+    def mqtt_serving(self) -> CertPair:
+        """An MQTT broker's TLS certificate (loopback names), signed by the cluster CA."""
+        return self._issue("mqtt-broker", "fluidos-sensors-mqtt-broker", server=True)
+
     def admin_client(self) -> CertPair:
         # system:masters is bound to cluster-admin by the API server's bootstrap policy.
         return self._issue(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import getpass
 import json
 import re
 import stat
@@ -17,7 +19,13 @@ from kubernetes import client
 
 from fluidos_sensors import api as fs_api
 from fluidos_sensors.backoff import Backoff
-from fluidos_sensors.broker import AGENT_USER, MAPPER_USER, BrokerAccess
+from fluidos_sensors.broker import (
+    AGENT_USER,
+    MAPPER_USER,
+    BrokerAccess,
+    mosquitto_config,
+    write_password_file,
+)
 from fluidos_sensors.kube import get_or_none
 from fluidos_sensors.reading import Reading
 from fluidos_sensors.sensor import parse_sensors_annotation
@@ -31,7 +39,8 @@ from mapper.service import Mapper, MapperSettings, unbound_device_name
 from mapper.simulated import SIMULATED_LABEL, simulated_boards, simulated_devices
 from mapper.simulator import SimulatedRadio, client_backend, scanner_backend
 from testbed import edge
-from testbed.processes import ManagedProcess, free_port, port_open
+from testbed.pki import ClusterPKI
+from testbed.processes import ManagedProcess, ProcessSpec, free_port, port_open
 from testbed.state import ClusterAccess, TestbedState
 from testbed.topology import ClusterSpec, NodeSpec
 
@@ -570,3 +579,70 @@ async def test_broker_restart_is_survived_with_bounded_buffering(
     finally:
         broker.stop()
     assert not port_open(access.port)
+
+
+async def test_publisher_speaks_tls_and_checks_the_brokers_certificate(
+    tmp_path: Path, testbed: TestbedState
+) -> None:
+    """As in the Helm chart, where the mapper reaches its node's broker over the pod network:
+    TLS, the broker's certificate checked against the CA its credentials name. A broker whose
+    certificate another CA signed gets no reading."""
+    port = free_port()
+    ours, theirs = ClusterPKI(tmp_path / "ours", "ours"), ClusterPKI(tmp_path / "theirs", "x")
+    serving = ours.mqtt_serving()
+    access = BrokerAccess.generate("127.0.0.1", port, MAPPER_USER)
+    write_password_file(tmp_path / "passwords", access)
+    config = mosquitto_config(port, tmp_path / "passwords", run_as=getpass.getuser())
+    (tmp_path / "mosquitto.conf").write_text(
+        config + f"certfile {serving.cert}\nkeyfile {serving.key}\n"
+    )
+    broker = ManagedProcess(
+        ProcessSpec(
+            name="tls-mosquitto",
+            argv=[testbed.config["binaries"]["mosquitto"], "-c", str(tmp_path / "mosquitto.conf")],
+            log=tmp_path / "mosquitto.log",
+            ready=lambda: port_open(port),
+            ports=[port],
+        )
+    )
+    broker.start()
+    try:
+        broker.wait_ready()
+        received: list[bytes] = []
+
+        async def subscribe() -> None:
+            tls = aiomqtt.TLSParameters(ca_certs=str(ours.ca.cert))
+            async with aiomqtt.Client(
+                "127.0.0.1",
+                port,
+                username=access.username,
+                password=access.password,
+                tls_params=tls,
+            ) as mqtt:
+                await mqtt.subscribe("tls/#")
+                subscribed.set()
+                async for message in mqtt.messages:
+                    received.append(bytes(message.payload))  # type: ignore[arg-type]
+
+        subscribed = asyncio.Event()
+        reader = asyncio.create_task(subscribe())
+        await asyncio.wait_for(subscribed.wait(), 10)
+        wrong = MqttPublisher(
+            dataclasses.replace(access, ca=str(theirs.ca.cert)),
+            backoff=lambda: Backoff(0.1, 0.2),
+        )
+        right = MqttPublisher(dataclasses.replace(access, ca=str(ours.ca.cert)))
+        tasks = [asyncio.create_task(p.run()) for p in (wrong, right)]
+        try:
+            wrong.submit("tls/wrong", b"must not arrive")
+            right.submit("tls/right", b"over TLS")
+            await until(lambda: received == [b"over TLS"], what="the reading over TLS")
+            await until(lambda: wrong.stats.connect_failures >= 3, what="refused attempts")
+            assert not wrong.stats.connected and wrong.buffered == 1
+            assert right.stats.connected and right.stats.published == 1
+        finally:
+            for task in (*tasks, reader):
+                task.cancel()
+            await asyncio.gather(*tasks, reader, return_exceptions=True)
+    finally:
+        broker.stop()
