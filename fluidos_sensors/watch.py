@@ -258,7 +258,8 @@ class ListWatch:
                 if self._stopping.is_set():
                     return  # its connection was shut on purpose
                 if isinstance(exc, ApiError) and exc.status == GONE:
-                    log.info("%s: watch expired (410), relisting", self.name)
+                    # Routine, and a healthy steady state logs nothing (fluidos_sensors.logs).
+                    log.debug("%s: watch expired (410), relisting", self.name)
                     self._version = None  # too old to resume from
                     continue
                 delay = self._failed(exc)
