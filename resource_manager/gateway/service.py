@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -13,13 +14,13 @@ from kubernetes import client
 
 from fluidos_sensors.api import FLAVOR
 from fluidos_sensors.rear.wire import REAR_CONSUMER_LABEL
+from fluidos_sensors.watch import Callbacks, ListWatch
 from resource_manager.gateway.app import MAX_BODY_BYTES, create_app
 from resource_manager.gateway.auth import ConsumerTokens
 from resource_manager.gateway.compat import create_compat_app
 from resource_manager.gateway.index import FlavorIndex
 from resource_manager.gateway.market import Marketplace, MarketSettings
 from resource_manager.gateway.store import MarketStore
-from resource_manager.gateway.watch import Reflector
 
 log = logging.getLogger("resource_manager.gateway")
 
@@ -32,8 +33,8 @@ class Gateway:
     market: Marketplace
     index: FlavorIndex
     tokens: ConsumerTokens
-    flavors: Reflector
-    consumers: Reflector
+    flavors: ListWatch
+    consumers: ListWatch
     compat_app: FastAPI  # the FLUIDOS-compatibility listener's (served only when asked)
 
 
@@ -58,27 +59,28 @@ def build_gateway(
     market = Marketplace(settings, store, index)
     custom = client.CustomObjectsApi(api)
     core = client.CoreV1Api(api)
-    flavors = Reflector(
+    flavors = ListWatch(
         f"flavors in {settings.namespace}",
-        custom.list_namespaced_custom_object,
-        replace=index.replace,
-        upsert=index.upsert,
-        delete=lambda obj: index.delete(str((obj.get("metadata") or {}).get("name", ""))),
-        request_timeout=api_timeout,
-        group=FLAVOR.group,
-        version=FLAVOR.version,
-        namespace=settings.namespace,
-        plural=FLAVOR.plural,
+        functools.partial(
+            custom.list_namespaced_custom_object,
+            FLAVOR.group,
+            FLAVOR.version,
+            settings.namespace,
+            FLAVOR.plural,
+        ),
+        Callbacks(
+            index.replace,
+            index.upsert,
+            lambda obj: index.delete(str((obj.get("metadata") or {}).get("name", ""))),
+        ),
+        list_timeout=api_timeout,
     )
-    consumers = Reflector(
+    consumers = ListWatch(
         f"REAR consumers in {settings.namespace}",
-        core.list_namespaced_secret,
-        replace=tokens.replace,
-        upsert=tokens.upsert,
-        delete=tokens.delete,
-        request_timeout=api_timeout,
-        namespace=settings.namespace,
+        functools.partial(core.list_namespaced_secret, settings.namespace),
+        Callbacks(tokens.replace, tokens.upsert, tokens.delete),
         label_selector=REAR_CONSUMER_LABEL,
+        list_timeout=api_timeout,
     )
 
     @contextlib.asynccontextmanager

@@ -29,9 +29,10 @@ from fluidos_sensors.broker import BrokerAccess
 from fluidos_sensors.delivery import FAILING_STATES, TargetState
 from fluidos_sensors.files import write_json_atomic
 from fluidos_sensors.flavor import NODE_LABEL
-from fluidos_sensors.kube import REQUEST_TIMEOUT, ObjectWatch, Snapshot, get_or_none
+from fluidos_sensors.kube import REQUEST_TIMEOUT, get_or_none
 from fluidos_sensors.reading import Reading, ReadingError, refusal
 from fluidos_sensors.topics import split_broker_topic
+from fluidos_sensors.watch import ListWatch, Snapshot, Snapshots
 from router_manager.agent.delivery import TargetWorker, authorization
 from router_manager.agent.metrics import metrics_app
 from router_manager.agent.store import DurableLog, Entry
@@ -441,12 +442,19 @@ class Agent:
         self._loop = asyncio.get_running_loop()
         watcher = None
         if self.api is not None:
-            watcher = ObjectWatch(
-                self.api,
-                SENSOR_ROUTE,
-                self.on_routes,
-                namespace=self.settings.namespace,
-                label_selector=f"{NODE_LABEL}={self.settings.node}",
+            node = self.settings.node
+            watcher = ListWatch(
+                f"SensorRoutes of {node}",
+                functools.partial(
+                    client.CustomObjectsApi(self.api).list_namespaced_custom_object,
+                    SENSOR_ROUTE.group,
+                    SENSOR_ROUTE.version,
+                    self.settings.namespace,
+                    SENSOR_ROUTE.plural,
+                ),
+                Snapshots(self.on_routes),
+                label_selector=f"{NODE_LABEL}={node}",
+                list_timeout=REQUEST_TIMEOUT[1],
             )
             watcher.start()
         else:
@@ -462,7 +470,7 @@ class Agent:
             await stop.wait()
         finally:
             if watcher is not None:
-                watcher.stop()
+                await asyncio.to_thread(watcher.stop)
             if self._metrics_server is not None:
                 self._metrics_server.should_exit = True
                 with contextlib.suppress(Exception):

@@ -9,6 +9,7 @@ import pytest
 
 from fluidos_sensors.filters import FilterError, SensorFilter, from_request_filter
 from fluidos_sensors.flavor import sensor_from_flavor
+from fluidos_sensors.watch import Report, State
 from tui import sample
 from tui.data.actions import (
     REQUESTED_FLAVOR_ANNOTATION,
@@ -25,6 +26,7 @@ from tui.data.rows.event import event_row
 from tui.data.rows.flavor import FlavorRow, flavor_row, parse_flavor
 from tui.data.rows.route import route_rows, target_failing
 from tui.data.store import Health, Kind, Phase, Store
+from tui.data.watch import StoreSink
 
 
 def sample_flavor(device: Any, sensor: str) -> tuple[str, dict[str, Any]]:
@@ -335,6 +337,21 @@ def test_cluster_phase_follows_the_worst_watch() -> None:
     assert (state.phase, state.message) == (Phase.UNREACHABLE, "connection refused")
     assert state.retry_at is not None
     assert store.drain().clusters is not None
+
+
+def test_a_watch_reports_into_the_store_as_the_health_of_its_kind() -> None:
+    store = Store()
+    store.add_cluster("a", "consumer")
+    sinks = {kind: StoreSink(store, "a", kind) for kind in Kind}
+    for state in State:  # every state the watch can report has its health in the store
+        sinks[Kind.EVENTS].report(Report(state, "why", 1.0))
+    for sink in sinks.values():
+        sink.report(Report(State.SYNCED))
+    assert store.clusters()[0].phase is Phase.CONNECTED
+    sinks[Kind.FLAVORS].report(Report(State.UNREACHABLE, "connection refused", 4.0))
+    cluster = store.clusters()[0]
+    assert (cluster.phase, cluster.message) == (Phase.UNREACHABLE, "connection refused")
+    assert cluster.retry_at is not None
 
 
 def test_event_row_reads_the_events_k8s_io_shape_too() -> None:
