@@ -173,7 +173,8 @@ class ConsumerOperator:
         self.tasks: list[asyncio.Task[None]] = []
 
     def registry(self) -> kopf.OperatorRegistry:
-        """Every handler, bound to this operator (ids as earlier releases persisted them)."""
+        """Every handler, bound to this operator; ids kept as they were (kopf persists them
+        in each request's annotations)."""
         registry = kopf.OperatorRegistry()
         kopf.on.startup(registry=registry)(self.start)
         kopf.on.cleanup(registry=registry)(self.stop)
