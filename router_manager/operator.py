@@ -258,8 +258,11 @@ class RouteOperator:
             log.error("%s; no route target for it", exc)
             # kopf.event takes any object mapping (its annotation names only kopf's own Body).
             kopf.event(
-                dict(contract), type="Warning", reason="NotDeliverable", message=str(exc)[:1000]
-            )  # type: ignore[arg-type]
+                dict(contract),  # type: ignore[arg-type]
+                type="Warning",
+                reason="NotDeliverable",
+                message=str(exc)[:_EVENT_MESSAGE_MAX],
+            )
             return None
         target = target_for_contract(delivery)
         wanted = (delivery.node, delivery.broker_topic, target)
