@@ -31,7 +31,12 @@ def _handlers(registry: kopf.OperatorRegistry, part: str) -> dict[str, tuple[str
     """id -> (plural, handler function) of one part of the registry."""
     # kopf exposes a registry's parts only as these attributes.
     found = getattr(registry, f"_{part}").get_all_handlers()
-    return {str(h.id): (h.selector.any_name if h.selector else "", h.fn) for h in found}
+    return {str(h.id): (_plural(h), h.fn) for h in found}
+
+
+def _plural(handler: Any) -> str:
+    selector = getattr(handler, "selector", None)  # activities serve no resource
+    return selector.any_name if selector else ""
 
 
 def _index_parameters(fn: Any) -> set[str]:
