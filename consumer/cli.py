@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -12,18 +11,26 @@ from pathlib import Path
 from typing import Annotated, Any, cast
 
 import typer
-import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from consumer import status as st
 from fluidos_sensors.api import FLUIDOS_NAMESPACE, SENSOR_REQUEST
+from fluidos_sensors.cli import (
+    Liveness,
+    Output,
+    OutputFormat,
+    ReadyFile,
+    Verbose,
+    echo_listing,
+    fail,
+)
 from fluidos_sensors.endpoints import AuthType, DeliveryFormat, EndpointError, check_endpoint_url
 from fluidos_sensors.filter_cli import with_filter_options
 from fluidos_sensors.filters import NO_FILTERS, FilterError, FilterOptions
 from fluidos_sensors.kube import api_client, get_or_none
 from fluidos_sensors.limits import clip
-from fluidos_sensors.logs import setup_logging
+from fluidos_sensors.logs import setup_verbosity
 
 requests_app = typer.Typer(
     help="SensorRequests: sensors a consumer wants, bought from the providers.",
@@ -41,11 +48,6 @@ Namespace = Annotated[
 Texts = list[str] | None
 
 _POLL_S = 1.0
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
 
 
 def _custom(api: client.ApiClient) -> client.CustomObjectsApi:
@@ -121,13 +123,13 @@ def request(
     try:
         url = check_endpoint_url(endpoint)
     except EndpointError as exc:
-        raise _fail(f"--endpoint {exc}") from exc
+        raise fail(f"--endpoint {exc}") from exc
     if (auth_type is None) != (auth_secret is None):
-        raise _fail("--auth-type and --auth-secret go together")
+        raise fail("--auth-type and --auth-secret go together")
     try:
         spec_filter = filters.request_filter()
     except FilterError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     target: dict[str, Any] = {"url": url, "format": format_name.value}
     if auth_type is not None:
         target["auth"] = {"type": auth_type.value, "secretName": auth_secret}
@@ -153,7 +155,7 @@ def request(
                 _custom(api).create_namespaced_custom_object(*_args(namespace), body),
             )
         except ApiException as exc:
-            raise _fail(
+            raise fail(
                 f"the API server refused the request: {exc.status} {_reason(exc)}", 1
             ) from exc
         made = created["metadata"]["name"]
@@ -165,13 +167,13 @@ def request(
         while time.monotonic() < deadline:
             obj = _get(api, namespace, made)
             if obj is None:
-                raise _fail(f"SensorRequest {namespace}/{made} was deleted", 1)
+                raise fail(f"SensorRequest {namespace}/{made} was deleted", 1)
             if _settled(obj):
                 break
             time.sleep(_POLL_S)
         else:
             typer.echo(_summary(obj or created))
-            raise _fail(f"no outcome within {timeout:.0f}s", 1)
+            raise fail(f"no outcome within {timeout:.0f}s", 1)
     typer.echo(_summary(obj))
     if (obj.get("status") or {}).get("phase") != st.FULFILLED:
         raise typer.Exit(1)
@@ -223,31 +225,16 @@ def request_rows(items: list[dict[str, Any]]) -> list[dict[str, str]]:
 @requests_app.command("list")
 def list_requests(
     namespace: Namespace = FLUIDOS_NAMESPACE,
-    output: Annotated[str, typer.Option("-o", "--output", help="table, json or yaml")] = "table",
+    output: OutputFormat = Output.TABLE,
     kubeconfig: Kubeconfig = None,
     context: Context = None,
 ) -> None:
     """Every SensorRequest with its phase, contracts and first data."""
-    if output not in ("table", "json", "yaml"):
-        raise _fail("-o must be table, json or yaml")
     with api_client(kubeconfig, context) as api:
         listing = _custom(api).list_namespaced_custom_object(*_args(namespace))
         items = cast(dict[str, Any], listing)["items"]
     items.sort(key=lambda i: i["metadata"]["name"])
-    if output == "json":
-        typer.echo(json.dumps(items, indent=2))
-        return
-    if output == "yaml":
-        typer.echo(yaml.safe_dump(items, sort_keys=False), nl=False)
-        return
-    rows = request_rows(items)
-    if not rows:
-        typer.echo(f"no requests in {namespace}")
-        return
-    widths = {k: max(len(k), *(len(r[k]) for r in rows)) for k in rows[0]}
-    typer.echo("  ".join(k.ljust(w) for k, w in widths.items()).rstrip())
-    for row in rows:
-        typer.echo("  ".join(row[k].ljust(w) for k, w in widths.items()).rstrip())
+    echo_listing(output, items, request_rows(items), empty=f"no requests in {namespace}")
 
 
 @requests_app.command("delete")
@@ -267,8 +254,8 @@ def delete_request(
             _custom(api).delete_namespaced_custom_object(*_args(namespace), name)
         except ApiException as exc:
             if exc.status == 404:
-                raise _fail(f"SensorRequest {namespace}/{name} not found", 1) from exc
-            raise _fail(f"the API server refused: {exc.status} {_reason(exc)}", 1) from exc
+                raise fail(f"SensorRequest {namespace}/{name} not found", 1) from exc
+            raise fail(f"the API server refused: {exc.status} {_reason(exc)}", 1) from exc
         typer.echo(f"SensorRequest {namespace}/{name} deleting")
         if not wait:
             return
@@ -278,7 +265,7 @@ def delete_request(
                 typer.echo(f"SensorRequest {namespace}/{name} gone; its contracts are released")
                 return
             time.sleep(_POLL_S)
-    raise _fail(f"still there after {timeout:.0f}s (see its Events: kubectl describe sreq)", 1)
+    raise fail(f"still there after {timeout:.0f}s (see its Events: kubectl describe sreq)", 1)
 
 
 # ------------------------------------------------------------------------------ operator
@@ -308,38 +295,31 @@ def run(
     ] = None,
     influx_bucket: Annotated[str | None, typer.Option(help="Bucket (1.8: db/rp).")] = None,
     influx_org: Annotated[str, typer.Option()] = "-",
-    ready_file: Annotated[
-        Path | None, typer.Option(help="Touched once the operator has started.")
-    ] = None,
-    liveness: Annotated[
-        str | None,
-        typer.Option(
-            help="Serve kopf's liveness endpoint at this URL, e.g. http://0.0.0.0:8080/healthz."
-        ),
-    ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    ready_file: ReadyFile = None,
+    liveness: Liveness = None,
+    verbose: Verbose = False,
 ) -> None:
     """Run the consumer operator (kopf) until interrupted."""
-    from consumer import operator
     from consumer.firstdata import InfluxSettings
+    from consumer.operator import ConsumerOperator
     from consumer.resolver import ConsumerSettings
     from fluidos_sensors.rear.wire import NodeIdentity
 
-    setup_logging(logging.DEBUG if verbose else logging.INFO)
+    setup_verbosity(verbose)
     if not node_id or not ip:
-        raise _fail("--node-id and --ip are required (or FLUIDOS_NODE_ID, FLUIDOS_NODE_IP)")
+        raise fail("--node-id and --ip are required (or FLUIDOS_NODE_ID, FLUIDOS_NODE_IP)")
     influx = None
     given = [influx_url, influx_token_file, influx_bucket]
     if any(given):
         if not all(given):
-            raise _fail("--influx-url, --influx-token-file and --influx-bucket go together")
+            raise fail("--influx-url, --influx-token-file and --influx-bucket go together")
         assert influx_url and influx_token_file and influx_bucket
         try:
             token = influx_token_file.read_text().strip()
         except OSError as exc:
-            raise _fail(f"--influx-token-file: {exc}") from exc
+            raise fail(f"--influx-token-file: {exc}") from exc
         if not token:
-            raise _fail(f"--influx-token-file {influx_token_file} is empty")
+            raise fail(f"--influx-token-file {influx_token_file} is empty")
         influx = InfluxSettings(url=influx_url, token=token, bucket=influx_bucket, org=influx_org)
     settings = ConsumerSettings(
         namespace=namespace,
@@ -350,6 +330,6 @@ def run(
     )
     api = api_client(kubeconfig, context)
     try:
-        asyncio.run(operator.run(settings, api, ready_file, liveness=liveness))
+        asyncio.run(ConsumerOperator(settings, api).run(ready_file, liveness))
     finally:
         api.close()

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Coroutine, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,7 +33,8 @@ from consumer.market import ProviderProblem, Secrets, open_provider, snapshot
 from consumer.resolver import ConsumerSettings, Event, Resolver
 from consumer.spec import SpecError, parse_provider
 from fluidos_sensors.api import SENSOR_PROVIDER, SENSOR_REQUEST, SENSORS_GROUP
-from fluidos_sensors.kube import REQUEST_TIMEOUT, kopf_login
+from fluidos_sensors.kube import REQUEST_TIMEOUT
+from fluidos_sensors.operators import operator_settings, run_operator
 from fluidos_sensors.rear.client import RearError
 
 log = logging.getLogger("consumer")
@@ -43,6 +44,9 @@ _EVENT_MESSAGE_MAX = 1000  # the API server caps Event messages at 1 KiB
 _TICK = 1.0  # how often a request's daemon looks at its (live) spec
 _RELEASE_BACKOFF_MAX = 120.0
 _CONTACT_REFRESH = 60.0  # lastContact is rewritten at most this often when nothing else changes
+_MAX_WORKERS = 4
+_REQUESTS = (SENSOR_REQUEST.group, SENSOR_REQUEST.version, SENSOR_REQUEST.plural)
+_PROVIDERS = (SENSOR_PROVIDER.group, SENSOR_PROVIDER.version, SENSOR_PROVIDER.plural)
 T = TypeVar("T")
 
 
@@ -92,38 +96,6 @@ async def _nap(wake: asyncio.Event, stopped: kopf.DaemonStopped, timeout: float)
             waiter.cancel()
 
 
-@dataclass
-class _State:
-    """What the handlers share: per request a lock (a pass and a release never overlap) and a
-    wake-up; the SensorProviders as last seen."""
-
-    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
-    wakeups: dict[str, asyncio.Event] = field(default_factory=dict)
-    providers: dict[str, dict[str, Any]] = field(default_factory=dict)
-    provider_specs: dict[str, Any] = field(default_factory=dict)
-    contacts: dict[str, float] = field(default_factory=dict)  # monotonic time of lastContact
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-
-    def lock(self, uid: str) -> asyncio.Lock:
-        return self.locks.setdefault(uid, asyncio.Lock())
-
-    def wakeup(self, uid: str) -> asyncio.Event:
-        return self.wakeups.setdefault(uid, asyncio.Event())
-
-    def wake_all(self) -> None:
-        for event in self.wakeups.values():
-            event.set()
-
-    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run `work` in the background (cancelled when the operator stops)."""
-        self.tasks = [task for task in self.tasks if not task.done()]
-        self.tasks.append(asyncio.create_task(work))
-
-    def forget(self, uid: str) -> None:
-        self.locks.pop(uid, None)
-        self.wakeups.pop(uid, None)
-
-
 class _Writer:
     """Status writes of SensorRequests and SensorProviders (merge patches of /status)."""
 
@@ -158,31 +130,100 @@ def _providers(index: kopf.Index[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return [obj for name in index for obj in index[name]]
 
 
-def build_registry(
-    settings: ConsumerSettings, api: client.ApiClient, ready_file: Path | None = None
-) -> kopf.OperatorRegistry:
-    """The operator's handlers, bound to `settings` and the API client."""
-    registry = kopf.OperatorRegistry()
-    state = _State()
-    writer = _Writer(api, settings.namespace)
-    secrets = Secrets(api, settings.namespace)
-    resolver = Resolver(settings, secrets)
-    probe = FirstDataProbe(settings.influx) if settings.influx else None
-    request_kind = (SENSOR_REQUEST.group, SENSOR_REQUEST.version, SENSOR_REQUEST.plural)
-    provider_kind = (SENSOR_PROVIDER.group, SENSOR_PROVIDER.version, SENSOR_PROVIDER.plural)
+def _kopf_settings() -> kopf.OperatorSettings:
+    """kopf settings: our finalizer, progress kept in annotations, no cluster-wide scans."""
+    settings = operator_settings(_MAX_WORKERS)
+    settings.persistence.finalizer = FINALIZER
+    # The status schema prunes what kopf would keep there; annotations keep it instead.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=SENSORS_GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=SENSORS_GROUP)
+    # Namespaced and least-privileged: no CRD or Namespace watching (it cannot list them).
+    settings.scanning.disabled = True
+    # Our own status writes interleave with kopf's patches; don't wait long for kopf's version.
+    settings.persistence.consistency_timeout = 1.0
+    return settings
 
-    @kopf.on.login(registry=registry)
-    def _login(**_: Any) -> kopf.ConnectionInfo:
-        """kopf talks to the cluster with the same credentials as our API client."""
-        return kopf_login(api, settings.namespace)
 
-    async def check_provider(name: str, obj: dict[str, Any]) -> None:
+@dataclass
+class _Progress:
+    """What a request's daemon knows between its ticks."""
+
+    status: dict[str, Any]  # as last written
+    next_pass: float | None  # loop time of the next pass; None: not until the spec changes
+    next_probe: float  # loop time of the next look for first data
+    not_ready_passes: int = 0  # passes in a row that met a provider answering 503
+
+
+class ConsumerOperator:
+    """The handlers, and what they share: per request a lock (a pass and a release never
+    overlap) and a wake-up; the SensorProviders as last seen; the background tasks."""
+
+    def __init__(self, settings: ConsumerSettings, api: client.ApiClient) -> None:
+        self.settings = settings
+        self.api = api
+        self.writer = _Writer(api, settings.namespace)
+        self.secrets = Secrets(api, settings.namespace)
+        self.resolver = Resolver(settings, self.secrets)
+        self.probe = FirstDataProbe(settings.influx) if settings.influx else None
+        self.locks: dict[str, asyncio.Lock] = {}
+        self.wakeups: dict[str, asyncio.Event] = {}
+        self.providers: dict[str, dict[str, Any]] = {}
+        self.provider_specs: dict[str, Any] = {}
+        self.contacts: dict[str, float] = {}  # monotonic time of lastContact
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def registry(self) -> kopf.OperatorRegistry:
+        """Every handler, bound to this operator; ids kept as they were (kopf persists them
+        in each request's annotations)."""
+        registry = kopf.OperatorRegistry()
+        kopf.on.startup(registry=registry)(self.start)
+        kopf.on.cleanup(registry=registry)(self.stop)
+        kopf.index(*_PROVIDERS, id="sensor_providers", registry=registry)(self.sensor_providers)
+        kopf.on.event(*_PROVIDERS, id="provider_event", registry=registry)(self.provider_event)
+        # kopf passes indexes as extra keyword arguments, which its handler protocol cannot name.
+        kopf.daemon(
+            *_REQUESTS, id="resolve", backoff=5.0, cancellation_backoff=10.0, registry=registry
+        )(self.request_daemon)  # type: ignore[arg-type]
+        kopf.on.delete(*_REQUESTS, id="release", registry=registry)(self.release_contracts)  # type: ignore[arg-type]
+        return registry
+
+    async def run(self, ready_file: Path | None = None, liveness: str | None = None) -> None:
+        """Serve the requests and providers of the settings' namespace until cancelled."""
+        namespace = self.settings.namespace
+        await run_operator(
+            self.registry(),
+            _kopf_settings(),
+            self.api,
+            default_namespace=namespace,
+            namespaces=[namespace],
+            ready_file=ready_file,
+            liveness=liveness,
+        )
+
+    def _lock(self, uid: str) -> asyncio.Lock:
+        return self.locks.setdefault(uid, asyncio.Lock())
+
+    def _wakeup(self, uid: str) -> asyncio.Event:
+        return self.wakeups.setdefault(uid, asyncio.Event())
+
+    def _wake_all(self) -> None:
+        for event in self.wakeups.values():
+            event.set()
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` in the background (cancelled when the operator stops)."""
+        self.tasks = [task for task in self.tasks if not task.done()]
+        self.tasks.append(asyncio.create_task(work))
+
+    # --------------------------------------------------------------------------- providers
+
+    async def check_provider(self, name: str, obj: dict[str, Any]) -> None:
         """Record whether the provider's gateway answers this consumer and how many sensors
         it offers; a change wakes the requests up (the provider may satisfy them now)."""
         report: dict[str, Any]
         try:
             spec = parse_provider(obj)
-            rear = await open_provider(secrets, spec, timeout=settings.rear_timeout)
+            rear = await open_provider(self.secrets, spec, timeout=self.settings.rear_timeout)
             try:
                 offered = await rear.list_flavors(sensors_only=True)
             finally:
@@ -194,78 +235,64 @@ def build_registry(
         worth = any(current.get(k) != v for k, v in report.items())
         now = time.monotonic()
         if report["reachable"] and (
-            worth or now - state.contacts.get(name, 0.0) >= _CONTACT_REFRESH
+            worth or now - self.contacts.get(name, 0.0) >= _CONTACT_REFRESH
         ):
             report["lastContact"] = _now()
-            state.contacts[name] = now
+            self.contacts[name] = now
         elif not worth:
             return
-        await writer.provider(name, report)
+        await self.writer.provider(name, report)
         if worth:
-            state.wake_all()
+            self._wake_all()
 
-    async def watch_providers() -> None:
+    async def _check_logged(self, name: str) -> None:
+        obj = self.providers.get(name)
+        if obj is None:
+            return
+        try:
+            await self.check_provider(name, obj)
+        except Exception:  # one provider's trouble must not stop the others' checks
+            log.exception("SensorProvider %s/%s: check failed", self.settings.namespace, name)
+
+    async def watch_providers(self) -> None:
         """Every `resync` seconds, check each known provider (a plain task: a kopf timer would
         put a finalizer on SensorProviders, which this operator has no business holding)."""
         while True:
-            for name, obj in sorted(state.providers.items()):
-                try:
-                    await check_provider(name, obj)
-                except Exception:  # one provider's trouble must not stop the others' checks
-                    log.exception("SensorProvider %s/%s: check failed", settings.namespace, name)
-            await asyncio.sleep(settings.resync)
+            for name in sorted(self.providers):
+                await self._check_logged(name)
+            await asyncio.sleep(self.settings.resync)
 
-    @kopf.on.startup(registry=registry)
-    async def _startup(**_: Any) -> None:
-        state.spawn(watch_providers())
-        if ready_file is not None:
-            ready_file.touch()
+    # ---------------------------------------------------------------------------- handlers
 
-    @kopf.on.cleanup(registry=registry)
-    async def _cleanup(**_: Any) -> None:
-        for task in state.tasks:
+    async def start(self, **_: Any) -> None:
+        self._spawn(self.watch_providers())
+
+    async def stop(self, **_: Any) -> None:
+        for task in self.tasks:
             task.cancel()
 
-    @kopf.index(*provider_kind, id="sensor_providers", registry=registry)
-    def sensor_providers(name: str, body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
+    def sensor_providers(self, name: str, body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
         return {name: snapshot(body)}
 
-    @kopf.on.event(*provider_kind, id="provider_event", registry=registry)
-    async def provider_event(event: kopf.RawEvent, name: str, body: kopf.Body, **_: Any) -> None:
+    async def provider_event(
+        self, event: kopf.RawEvent, name: str, body: kopf.Body, **_: Any
+    ) -> None:
         """Keep the providers for the checks; a new, changed or deleted one is checked at once
         and may satisfy (or fail) requests: they look again."""
         if event.get("type") == "DELETED":
-            state.providers.pop(name, None)
+            self.providers.pop(name, None)
             seen = None
         else:
-            state.providers[name] = snapshot(body)
+            self.providers[name] = snapshot(body)
             seen = (body.get("metadata", {}).get("generation"), snapshot(body.get("spec")))
-        if state.provider_specs.get(name, "unseen") != seen:
-            state.provider_specs[name] = seen
-            state.wake_all()
+        if self.provider_specs.get(name, "unseen") != seen:
+            self.provider_specs[name] = seen
+            self._wake_all()
             if seen is not None:
-                state.spawn(check_now(name))
+                self._spawn(self._check_logged(name))
 
-    async def check_now(name: str) -> None:
-        obj = state.providers.get(name)
-        if obj is not None:
-            try:
-                await check_provider(name, obj)
-            except Exception:  # reported like the periodic checks
-                log.exception("SensorProvider %s/%s: check failed", settings.namespace, name)
-
-    async def write_status(name: str, current: dict[str, Any], new: dict[str, Any]) -> dict:
-        if not st.changed(current, new):
-            return current
-        new = {**new, "updated": _now()}
-        await writer.request(name, new)
-        return {**current, **new}
-
-    # kopf passes indexes as extra keyword arguments, which its handler protocol cannot name.
-    @kopf.daemon(  # type: ignore[arg-type]
-        *request_kind, id="resolve", registry=registry, backoff=5.0, cancellation_backoff=10.0
-    )
     async def request_daemon(
+        self,
         body: kopf.Body,
         name: str,
         uid: str,
@@ -275,74 +302,102 @@ def build_registry(
     ) -> None:
         """Resolve the request until it is deleted; then find when its data started."""
         loop = asyncio.get_running_loop()
-        wake = state.wakeup(uid)
-        current: dict[str, Any] = snapshot(body.get("status") or {})
-        next_pass: float | None = loop.time()
-        next_probe = loop.time()
-        not_ready_passes = 0  # passes in a row that met a provider answering 503
+        wake = self._wakeup(uid)
+        progress = _Progress(snapshot(body.get("status") or {}), loop.time(), loop.time())
         while not stopped:
             now = loop.time()
-            generation = body.get("metadata", {}).get("generation")
             if wake.is_set():
                 wake.clear()
                 # A provider changed: worth a pass unless the request is fulfilled, or cannot
                 # be resolved until its spec changes (next_pass None).
-                if current.get("phase") != st.FULFILLED and next_pass is not None:
-                    next_pass = now
-            if current.get("observedGeneration") != generation:
-                next_pass = now
-            if next_pass is not None and now >= next_pass:
-                async with state.lock(uid):
+                if progress.status.get("phase") != st.FULFILLED and progress.next_pass is not None:
+                    progress.next_pass = now
+            generation = body.get("metadata", {}).get("generation")
+            if progress.status.get("observedGeneration") != generation:
+                progress.next_pass = now
+            if progress.next_pass is not None and now >= progress.next_pass:
+                async with self._lock(uid):
                     if stopped:
                         break
-
-                    async def report(phase: str, message: str) -> None:
-                        nonlocal current
-                        current = await write_status(
-                            name, current, {"phase": phase, "message": message}
-                        )
-
-                    request = snapshot(body)
-                    request["status"] = current
-                    try:
-                        result = await resolver.resolve(
-                            request,
-                            _providers(sensor_providers),
-                            report=report,
-                            stopping=lambda: bool(stopped),
-                            not_ready_passes=not_ready_passes,
-                        )
-                    except Exception:  # a bug or an API outage costs this pass, not the daemon
-                        log.exception("SensorRequest %s/%s: pass failed", settings.namespace, name)
-                        next_pass = loop.time() + settings.resync
+                    if not await self._resolve(body, name, progress, stopped, sensor_providers):
                         continue
-                    for event in result.events:
-                        _post(body, event)
-                    try:
-                        current = await write_status(name, current, result.status)
-                    except ApiException as exc:
-                        log.warning("SensorRequest %s: status not written: %s", name, exc.reason)
-                    not_ready_passes = not_ready_passes + 1 if result.not_ready else 0
-                    retry = result.retry_after
-                    next_pass = None if retry is None else loop.time() + retry
-            held = st.held_contracts(current)
-            if probe and held and not current.get("firstData") and loop.time() >= next_probe:
-                first = await _unless_stopped(probe.first_reading(held), stopped)
-                next_probe = loop.time() + settings.first_data_interval
-                if first is not None:
-                    current = await write_status(name, current, {"firstData": format_time(first)})
-                    _post(
-                        body,
-                        Event("Normal", "FirstData", f"first reading at {format_time(first)}"),
-                    )
+            await self._look_for_first_data(body, name, progress, stopped)
             timeout = _TICK
-            if next_pass is not None:
-                timeout = max(0.05, min(timeout, next_pass - loop.time()))
+            if progress.next_pass is not None:
+                timeout = max(0.05, min(timeout, progress.next_pass - loop.time()))
             await _nap(wake, stopped, timeout)
 
-    # kopf passes indexes as extra keyword arguments, which its handler protocol cannot name.
-    @kopf.on.delete(*request_kind, id="release", registry=registry)  # type: ignore[arg-type]
+    async def _resolve(
+        self,
+        body: kopf.Body,
+        name: str,
+        progress: _Progress,
+        stopped: kopf.DaemonStopped,
+        providers: kopf.Index[str, dict[str, Any]],
+    ) -> bool:
+        """One pass: status and Events written, the next pass planned; False if it failed."""
+        loop = asyncio.get_running_loop()
+
+        async def report(phase: str, message: str) -> None:
+            new = {"phase": phase, "message": message}
+            progress.status = await self._write_status(name, progress.status, new)
+
+        request = snapshot(body)
+        request["status"] = progress.status
+        try:
+            result = await self.resolver.resolve(
+                request,
+                _providers(providers),
+                report=report,
+                stopping=lambda: bool(stopped),
+                not_ready_passes=progress.not_ready_passes,
+            )
+        except Exception:  # a bug or an API outage costs this pass, not the daemon
+            log.exception("SensorRequest %s/%s: pass failed", self.settings.namespace, name)
+            progress.next_pass = loop.time() + self.settings.resync
+            return False
+        for event in result.events:
+            _post(body, event)
+        try:
+            progress.status = await self._write_status(name, progress.status, result.status)
+        except ApiException as exc:
+            log.warning("SensorRequest %s: status not written: %s", name, exc.reason)
+        progress.not_ready_passes = progress.not_ready_passes + 1 if result.not_ready else 0
+        retry = result.retry_after
+        progress.next_pass = None if retry is None else loop.time() + retry
+        return True
+
+    async def _look_for_first_data(
+        self, body: kopf.Body, name: str, progress: _Progress, stopped: kopf.DaemonStopped
+    ) -> None:
+        """With InfluxDB configured: when the first reading of the request's contracts came."""
+        held = st.held_contracts(progress.status)
+        loop = asyncio.get_running_loop()
+        if (
+            self.probe is None
+            or not held
+            or progress.status.get("firstData")
+            or loop.time() < progress.next_probe
+        ):
+            return
+        first = await _unless_stopped(self.probe.first_reading(held), stopped)
+        progress.next_probe = loop.time() + self.settings.first_data_interval
+        if first is not None:
+            when = format_time(first)
+            progress.status = await self._write_status(name, progress.status, {"firstData": when})
+            _post(body, Event("Normal", "FirstData", f"first reading at {when}"))
+
+    async def _write_status(
+        self, name: str, current: dict[str, Any], new: dict[str, Any]
+    ) -> dict[str, Any]:
+        if not st.changed(current, new):
+            return current
+        new = {**new, "updated": _now()}
+        await self.writer.request(name, new)
+        return {**current, **new}
+
     async def release_contracts(
+        self,
         body: kopf.Body,
         name: str,
         uid: str,
@@ -351,8 +406,8 @@ def build_registry(
         **_: Any,
     ) -> None:
         """Release every contract of the request before it goes."""
-        async with state.lock(uid):
-            events, problems = await resolver.release_all(
+        async with self._lock(uid):
+            events, problems = await self.resolver.release_all(
                 snapshot(body), _providers(sensor_providers)
             )
         for event in events:
@@ -362,43 +417,6 @@ def build_registry(
             message = f"retrying in {delay:.0f}s: {'; '.join(problems)}"
             _post(body, Event("Warning", "ReleaseRetrying", message))
             raise kopf.TemporaryError(message, delay=delay)
-        state.forget(uid)
-        log.info("SensorRequest %s/%s: contracts released", settings.namespace, name)
-
-    return registry
-
-
-def operator_settings() -> kopf.OperatorSettings:
-    """kopf settings: quiet Events, our finalizer, progress kept in annotations."""
-    settings = kopf.OperatorSettings()
-    settings.posting.level = logging.WARNING  # handler chatter is not an Event; we post our own
-    settings.persistence.finalizer = FINALIZER
-    # The status schema prunes what kopf would keep there; annotations keep it instead.
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=SENSORS_GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=SENSORS_GROUP)
-    # Namespaced and least-privileged: no CRD or Namespace watching (it cannot list them).
-    settings.scanning.disabled = True
-    # Our own status writes interleave with kopf's patches; don't wait long for kopf's version.
-    settings.persistence.consistency_timeout = 1.0
-    settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 330
-    settings.execution.max_workers = 4
-    return settings
-
-
-async def run(
-    settings: ConsumerSettings,
-    api: client.ApiClient,
-    ready_file: Path | None = None,
-    *,
-    liveness: str | None = None,
-) -> None:
-    """Run the consumer operator in its namespace until cancelled; `liveness` is the URL of
-    kopf's liveness endpoint (none by default)."""
-    await kopf.operator(
-        registry=build_registry(settings, api, ready_file),
-        settings=operator_settings(),
-        namespaces=[settings.namespace],
-        standalone=True,
-        liveness_endpoint=liveness,
-    )
+        self.locks.pop(uid, None)
+        self.wakeups.pop(uid, None)
+        log.info("SensorRequest %s/%s: contracts released", self.settings.namespace, name)

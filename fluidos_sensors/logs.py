@@ -28,3 +28,8 @@ def setup_logging(level: int | str) -> None:
         logging.getLogger(name).setLevel(max(level, logging.INFO))
     for name in CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING if level > logging.DEBUG else level)
+
+
+def setup_verbosity(verbose: bool) -> None:
+    """Logging of a command with `--verbose`: DEBUG when given, else INFO."""
+    setup_logging(logging.DEBUG if verbose else logging.INFO)

@@ -16,6 +16,7 @@ from fluidos_sensors.broker import (
     BrokerConfigError,
     broker_access,
 )
+from fluidos_sensors.cli import fail
 from fluidos_sensors.kube import api_client
 from fluidos_sensors.logs import setup_logging
 from mapper.ble import BleBackends
@@ -99,8 +100,7 @@ def run(
         setup_logging(log_level)
         access = broker_access(mqtt_credentials, mqtt_host, mqtt_port)
     except (ValueError, BrokerConfigError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        raise fail(str(exc)) from exc
     settings = MapperSettings(
         node=node,
         namespace=namespace,

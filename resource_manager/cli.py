@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from pathlib import Path
 from typing import Annotated, Any, cast
 
 import typer
-import yaml
 from kubernetes import client
 
 from fluidos_sensors.api import FLAVOR
+from fluidos_sensors.cli import (
+    Liveness,
+    Output,
+    OutputFormat,
+    ReadyFile,
+    Verbose,
+    echo_listing,
+    fail,
+)
 from fluidos_sensors.filter_cli import with_filter_options
 from fluidos_sensors.filters import NO_FILTERS, FilterError, FilterOptions, SensorFilter
 from fluidos_sensors.flavor import (
@@ -26,7 +33,7 @@ from fluidos_sensors.flavor import (
 )
 from fluidos_sensors.kube import api_client
 from fluidos_sensors.limits import allow_kubernetes_nesting
-from fluidos_sensors.logs import setup_logging
+from fluidos_sensors.logs import setup_verbosity
 from fluidos_sensors.units import format_number
 
 app = typer.Typer(
@@ -71,28 +78,16 @@ def run(
     country: Annotated[str | None, typer.Option()] = None,
     latitude: Annotated[str | None, typer.Option()] = None,
     longitude: Annotated[str | None, typer.Option()] = None,
-    ready_file: Annotated[
-        Path | None, typer.Option(help="Touched once the operator has started.")
-    ] = None,
-    liveness: Annotated[
-        str | None,
-        typer.Option(
-            help="Serve kopf's liveness endpoint at this URL, e.g. http://0.0.0.0:8080/healthz."
-        ),
-    ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    ready_file: ReadyFile = None,
+    liveness: Liveness = None,
+    verbose: Verbose = False,
 ) -> None:
     """Run the operator until interrupted."""
-    import kopf
+    from resource_manager.operator import FlavorOperator, Settings
 
-    from resource_manager import operator
-
-    setup_logging(logging.DEBUG if verbose else logging.INFO)
+    setup_verbosity(verbose)
     if not node_id or not ip:
-        typer.echo(
-            "error: --node-id and --ip are required (or FLUIDOS_NODE_ID, FLUIDOS_NODE_IP)", err=True
-        )
-        raise typer.Exit(2)
+        raise fail("--node-id and --ip are required (or FLUIDOS_NODE_ID, FLUIDOS_NODE_IP)")
     location = None
     if any((city, country, latitude, longitude)):
         location = Location(city=city, country=country, latitude=latitude, longitude=longitude)
@@ -107,22 +102,17 @@ def run(
             namespace=flavor_namespace,
         )
     except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        raise fail(str(exc)) from exc
     logging.getLogger("resource_manager").info(
         "serving Devices of %s",
         ", ".join(sorted(set(namespace))) if namespace else "every namespace",
     )
-    api = api_client(kubeconfig, context)
-    operator.configure(
-        operator.Settings(
-            provider=provider,
-            api=api,
-            device_namespaces=frozenset(namespace or ()),
-            ready_file=ready_file,
-        )
+    settings = Settings(
+        provider=provider,
+        api=api_client(kubeconfig, context),
+        device_namespaces=frozenset(namespace or ()),
     )
-    asyncio.run(kopf.operator(clusterwide=True, standalone=True, liveness_endpoint=liveness))
+    asyncio.run(FlavorOperator(settings).run(ready_file, liveness))
 
 
 def _row(flavor: SensorFlavor) -> dict[str, str]:
@@ -147,15 +137,6 @@ def _row(flavor: SensorFlavor) -> dict[str, str]:
     }
 
 
-def _table(rows: list[dict[str, str]]) -> str:
-    if not rows:
-        return "no sensor flavors match"
-    widths = {k: max(len(k), *(len(r[k]) for r in rows)) for k in rows[0]}
-    lines = ["  ".join(k.ljust(w) for k, w in widths.items())]
-    lines += ["  ".join(r[k].ljust(w) for k, w in widths.items()) for r in rows]
-    return "\n".join(line.rstrip() for line in lines)
-
-
 @flavors_app.command("list")
 @with_filter_options
 def list_flavors(
@@ -169,7 +150,7 @@ def list_flavors(
         typer.Option(help=r"REAR filter query, e.g. 'filter\[latency]\[range]\[max]=16'."),
     ] = None,
     available_only: Annotated[bool, typer.Option("--available-only")] = False,
-    output: Annotated[str, typer.Option("-o", "--output", help="table, json or yaml")] = "table",
+    output: OutputFormat = Output.TABLE,
 ) -> None:
     """List Sensor Flavors, filtered (all filters must hold)."""
     try:
@@ -178,11 +159,7 @@ def list_flavors(
             extra = SensorFilter.from_query_string(query)
             wanted = SensorFilter.from_query([*wanted.to_query(), *extra.to_query()])
     except FilterError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    if output not in ("table", "json", "yaml"):
-        typer.echo("error: -o must be table, json or yaml", err=True)
-        raise typer.Exit(2)
+        raise fail(str(exc)) from exc
     allow_kubernetes_nesting()  # Flavors copied from other providers may nest deep
     with api_client(kubeconfig, context) as api:
         items = cast(
@@ -203,12 +180,12 @@ def list_flavors(
         if (not available_only or view.availability) and wanted.matches(view):
             chosen.append((item, view))
     chosen.sort(key=lambda pair: pair[1].name)
-    if output == "table":
-        typer.echo(_table([_row(view) for _, view in chosen]))
-    elif output == "json":
-        typer.echo(json.dumps([item for item, _ in chosen], indent=2))
-    else:
-        typer.echo(yaml.safe_dump([item for item, _ in chosen], sort_keys=False), nl=False)
+    echo_listing(
+        output,
+        [item for item, _ in chosen],
+        [_row(view) for _, view in chosen],
+        empty="no sensor flavors match",
+    )
 
 
 # The REAR gateway lives in its own package; mounted here so it is

@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import astuple, dataclass, field
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -29,11 +29,12 @@ from fluidos_sensors.api import (
     ROLE_LABEL_VALUE,
 )
 from fluidos_sensors.flavor import DEVICE_ANNOTATION, ProviderConfig
-from fluidos_sensors.kube import kopf_login
-from fluidos_sensors.limits import allow_kubernetes_nesting
+from fluidos_sensors.operators import operator_settings, run_operator
 from fluidos_sensors.sensor import DeviceRef
 from resource_manager import discovery
 from resource_manager.reconcile import (
+    DeviceOutcome,
+    FlavorPlan,
     device_binding,
     device_outcome,
     keep_observed,
@@ -47,6 +48,12 @@ _EVENT_MESSAGE_MAX = 1000  # the API server caps Event messages at 1 KiB
 _MAX_WARNINGS_PER_DEVICE = 10
 _RETRY_FIRST_S = 1.0
 _RETRY_MAX_S = 60.0
+_MAX_WORKERS = 8
+_NODES = ("", "v1", "nodes")
+_DEVICES = (DEVICE.group, DEVICE.version, DEVICE.plural)
+_MODELS = (DEVICE_MODEL.group, DEVICE_MODEL.version, DEVICE_MODEL.plural)
+_FLAVORS = (FLAVOR.group, FLAVOR.version, FLAVOR.plural)
+_OURS = {MANAGED_BY_LABEL: MANAGED_BY_VALUE}
 
 
 @dataclass
@@ -58,7 +65,6 @@ class Settings:
     device_namespaces: frozenset[str] = frozenset()  # empty: all namespaces
     edge_label_key: str = EDGE_WORKER_LABEL
     edge_label_value: str = ROLE_LABEL_VALUE
-    ready_file: Path | None = None  # touched once the operator has started
 
 
 @dataclass(frozen=True)
@@ -69,40 +75,15 @@ class _Indexes:
     devices: kopf.Index[str, dict[str, Any]]
 
 
-@dataclass
-class _Runtime:
-    settings: Settings
-    custom: client.CustomObjectsApi
-    node_available: dict[str, tuple[bool, str | None]] = field(default_factory=dict)
-    reported: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    locks: dict[str, threading.Lock] = field(default_factory=dict)
-    guard: threading.Lock = field(default_factory=threading.Lock)
-    indexes: _Indexes | None = None
-    # Device key -> (failed attempts, monotonic time of the next try).
-    retry: dict[str, tuple[int, float]] = field(default_factory=dict)
-    stopping: threading.Event = field(default_factory=threading.Event)
-
-    def lock_for(self, key: str) -> threading.Lock:
-        with self.guard:
-            return self.locks.setdefault(key, threading.Lock())
-
-
-_runtime: _Runtime | None = None
-
-
-def configure(settings: Settings) -> None:
-    """Set what the handlers use; call once before the operator starts."""
-    global _runtime
-    _runtime = _Runtime(settings, client.CustomObjectsApi(settings.api))
-    # kopf decodes and deep-copies every Device; one nested as deep as the API server
-    # allows (its status preserves unknown fields) must not stop the Device watch.
-    allow_kubernetes_nesting()
-
-
-def _rt() -> _Runtime:
-    if _runtime is None:
-        raise RuntimeError("resource_manager.operator.configure() was not called")
-    return _runtime
+def _indexes(
+    nodes_index: kopf.Index,
+    models_index: kopf.Index,
+    flavors_index: kopf.Index,
+    devices_index: kopf.Index,
+    **_: Any,
+) -> _Indexes:
+    """The indexes among a handler's keyword arguments (kopf passes each by its id)."""
+    return _Indexes(nodes_index, models_index, flavors_index, devices_index)
 
 
 def _dict(value: object) -> dict[str, Any]:
@@ -131,53 +112,6 @@ def _snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _device_in_scope(namespace: str | None, **_: Any) -> bool:
-    scope = _rt().settings.device_namespaces
-    return not scope or namespace in scope
-
-
-# ------------------------------------------------------------------------------- indexes
-
-
-@kopf.index("", "v1", "nodes")
-def nodes_index(name: str, body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
-    return {name: _snapshot(body)}
-
-
-@kopf.index(DEVICE.group, DEVICE.version, DEVICE.plural, when=_device_in_scope)
-def devices_index(
-    namespace: str | None, name: str, body: kopf.Body, **_: Any
-) -> dict[str, dict[str, Any]]:
-    return {f"{namespace}/{name}": _snapshot(body)}
-
-
-@kopf.index(DEVICE.group, DEVICE.version, DEVICE.plural, when=_device_in_scope)
-def devices_by_node(
-    namespace: str | None, name: str, body: kopf.Body, **_: Any
-) -> dict[str, str] | None:
-    try:
-        node = device_binding(body)
-    except Exception:  # a bug must cost this Device its binding, not the index
-        log.exception("Device %s/%s: cannot tell its node", namespace, name)
-        return None
-    return {node: f"{namespace}/{name}"} if node else None
-
-
-@kopf.index(DEVICE_MODEL.group, DEVICE_MODEL.version, DEVICE_MODEL.plural)
-def models_index(
-    namespace: str | None, name: str, body: kopf.Body, **_: Any
-) -> dict[str, dict[str, Any]]:
-    return {f"{namespace}/{name}": _snapshot(body)}
-
-
-@kopf.index(
-    FLAVOR.group, FLAVOR.version, FLAVOR.plural, labels={MANAGED_BY_LABEL: MANAGED_BY_VALUE}
-)
-def flavors_index(body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]] | None:
-    device = (body.get("metadata", {}).get("annotations") or {}).get(DEVICE_ANNOTATION)
-    return {device: _snapshot(body)} if device else None
-
-
 class _FirstOf(Mapping[str, dict[str, Any]]):
     """An index as a plain mapping key -> object (each key indexes one object)."""
 
@@ -196,41 +130,9 @@ class _FirstOf(Mapping[str, dict[str, Any]]):
         return len(self._index)
 
 
-# ------------------------------------------------------------------------------- actions
-
-
 def _post(device: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
     # kopf.event takes any object mapping (its annotation names only kopf's own Body).
     kopf.event(dict(device), type=kind, reason=reason, message=message[:_EVENT_MESSAGE_MAX])  # type: ignore[arg-type]
-
-
-def _apply(
-    custom: client.CustomObjectsApi, current: Mapping[str, Any] | None, desired: dict[str, Any]
-) -> None:
-    namespace = desired["metadata"]["namespace"]
-    name = desired["metadata"]["name"]
-    args = (FLAVOR.group, FLAVOR.version, namespace, FLAVOR.plural)
-    if current is None:
-        try:
-            custom.create_namespaced_custom_object(*args, desired)
-            return
-        except ApiException as exc:
-            if exc.status != 409:  # exists already: our index had not seen it yet
-                raise
-            current = cast(dict[str, Any], custom.get_namespaced_custom_object(*args, name))
-    custom.patch_namespaced_custom_object(
-        *args, name, update_patch(current, desired), _content_type="application/json-patch+json"
-    )
-
-
-def _delete(custom: client.CustomObjectsApi, namespace: str, name: str) -> None:
-    try:
-        custom.delete_namespaced_custom_object(
-            FLAVOR.group, FLAVOR.version, namespace, FLAVOR.plural, name
-        )
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
 
 
 def _current_flavors(
@@ -240,39 +142,176 @@ def _current_flavors(
     return {f["metadata"]["name"]: f for f in found}
 
 
-def reconcile_device(device: Mapping[str, Any], indexes: _Indexes) -> None:
-    """Make the Flavors of one Device match what it declares; report what was wrong.
+class FlavorOperator:
+    """The handlers, and what they keep between events: per Device a lock, what was last
+    reported and its retries; per Node whether it was available."""
 
-    API failures that may pass (5xx, 429, connection errors) are retried with capped
-    exponential backoff; a 4xx answer to our own request is logged and not retried.
-    """
-    rt = _rt()
-    rt.indexes = indexes
-    ref = DeviceRef.of(device)
-    key = str(ref)
-    with rt.lock_for(key):
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.custom = client.CustomObjectsApi(settings.api)
+        self.node_available: dict[str, tuple[bool, str | None] | None] = {}
+        self.reported: dict[str, tuple[str, ...]] = {}
+        self.locks: dict[str, threading.Lock] = {}
+        self.guard = threading.Lock()
+        self.indexes: _Indexes | None = None  # the latest, for the retry thread
+        # Device key -> (failed attempts, monotonic time of the next try).
+        self.retry: dict[str, tuple[int, float]] = {}
+        self.stopping = threading.Event()
+
+    def registry(self) -> kopf.OperatorRegistry:
+        """Every handler, bound to this operator; indexes are passed to handlers by id."""
+        registry = kopf.OperatorRegistry()
+        in_scope = self.device_in_scope
+        kopf.on.startup(registry=registry)(self.start_retries)
+        kopf.on.cleanup(registry=registry)(self.stop_retries)
+        kopf.index(*_NODES, id="nodes_index", registry=registry)(self.nodes_index)
+        kopf.index(*_DEVICES, id="devices_index", when=in_scope, registry=registry)(
+            self.devices_index
+        )
+        kopf.index(*_DEVICES, id="devices_by_node", when=in_scope, registry=registry)(
+            self.devices_by_node
+        )
+        kopf.index(*_MODELS, id="models_index", registry=registry)(self.models_index)
+        kopf.index(*_FLAVORS, id="flavors_index", labels=_OURS, registry=registry)(
+            self.flavors_index
+        )
+        kopf.on.event(*_DEVICES, when=in_scope, registry=registry)(self.device_event)
+        # kopf passes indexes as extra keyword arguments, which its handler protocol cannot name.
+        kopf.on.event(*_NODES, registry=registry)(self.node_event)  # type: ignore[arg-type]
+        kopf.on.event(*_MODELS, registry=registry)(self.model_event)
+        kopf.on.event(*_FLAVORS, labels=_OURS, registry=registry)(self.flavor_event)  # type: ignore[arg-type]
+        return registry
+
+    async def run(self, ready_file: Path | None = None, liveness: str | None = None) -> None:
+        """Serve every namespace's Devices (or those of the settings) until cancelled."""
+        await run_operator(
+            self.registry(),
+            operator_settings(_MAX_WORKERS),
+            self.settings.api,
+            default_namespace=self.settings.provider.namespace,
+            ready_file=ready_file,
+            liveness=liveness,
+        )
+
+    def device_in_scope(self, namespace: str | None, **_: Any) -> bool:
+        scope = self.settings.device_namespaces
+        return not scope or namespace in scope
+
+    def lock_for(self, key: str) -> threading.Lock:
+        with self.guard:
+            return self.locks.setdefault(key, threading.Lock())
+
+    # --------------------------------------------------------------------------- indexes
+
+    def nodes_index(self, name: str, body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
+        return {name: _snapshot(body)}
+
+    def devices_index(
+        self, namespace: str | None, name: str, body: kopf.Body, **_: Any
+    ) -> dict[str, dict[str, Any]]:
+        return {f"{namespace}/{name}": _snapshot(body)}
+
+    def devices_by_node(
+        self, namespace: str | None, name: str, body: kopf.Body, **_: Any
+    ) -> dict[str, str] | None:
         try:
-            model_name = discovery.device_model_name(device)
-            model = (
-                _FirstOf(indexes.models).get(f"{ref.namespace}/{model_name}")
-                if model_name
-                else None
+            node = device_binding(body)
+        except Exception:  # a bug must cost this Device its binding, not the index
+            log.exception("Device %s/%s: cannot tell its node", namespace, name)
+            return None
+        return {node: f"{namespace}/{name}"} if node else None
+
+    def models_index(
+        self, namespace: str | None, name: str, body: kopf.Body, **_: Any
+    ) -> dict[str, dict[str, Any]]:
+        return {f"{namespace}/{name}": _snapshot(body)}
+
+    def flavors_index(self, body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]] | None:
+        device = (body.get("metadata", {}).get("annotations") or {}).get(DEVICE_ANNOTATION)
+        return {device: _snapshot(body)} if device else None
+
+    # --------------------------------------------------------------------------- actions
+
+    def _apply(self, current: Mapping[str, Any] | None, desired: dict[str, Any]) -> None:
+        namespace = desired["metadata"]["namespace"]
+        name = desired["metadata"]["name"]
+        args = (FLAVOR.group, FLAVOR.version, namespace, FLAVOR.plural)
+        if current is None:
+            try:
+                self.custom.create_namespaced_custom_object(*args, desired)
+                return
+            except ApiException as exc:
+                if exc.status != 409:  # exists already: our index had not seen it yet
+                    raise
+                current = cast(
+                    dict[str, Any], self.custom.get_namespaced_custom_object(*args, name)
+                )
+        self.custom.patch_namespaced_custom_object(
+            *args,
+            name,
+            update_patch(current, desired),
+            _content_type="application/json-patch+json",
+        )
+
+    def _delete(self, namespace: str, name: str) -> None:
+        try:
+            self.custom.delete_namespaced_custom_object(
+                FLAVOR.group, FLAVOR.version, namespace, FLAVOR.plural, name
             )
-            outcome = device_outcome(device, _FirstOf(indexes.nodes), model, rt.settings.provider)
-            current = _current_flavors(indexes.flavors, key)
-            keep_observed(current, outcome.desired)
-            changes = plan(current, outcome.desired)
-        except Exception:  # a bug must cost this Device, never the handler or other Devices
-            log.exception("Device %s: cannot work out its Flavors; left as they are", key)
-            return
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def reconcile_device(self, device: Mapping[str, Any], indexes: _Indexes) -> None:
+        """Make the Flavors of one Device match what it declares; report what was wrong.
+
+        API failures that may pass (5xx, 429, connection errors) are retried with capped
+        exponential backoff; a 4xx answer to our own request is logged and not retried.
+        """
+        self.indexes = indexes
+        ref = DeviceRef.of(device)
+        key = str(ref)
+        with self.lock_for(key):
+            try:
+                outcome, current, changes = self._plan(device, ref, indexes)
+            except Exception:  # a bug must cost this Device, never the handler or other Devices
+                log.exception("Device %s: cannot work out its Flavors; left as they are", key)
+                return
+            if not self._write(key, current, changes):
+                return
+            self.retry.pop(key, None)
+            self._report(device, key, outcome)
+            if changes.apply or changes.delete:
+                log.info(
+                    "Device %s: %s (%d written, %d deleted)",
+                    key,
+                    outcome.summary,
+                    len(changes.apply),
+                    len(changes.delete),
+                )
+
+    def _plan(
+        self, device: Mapping[str, Any], ref: DeviceRef, indexes: _Indexes
+    ) -> tuple[DeviceOutcome, dict[str, dict[str, Any]], FlavorPlan]:
+        """What the Device should publish, its Flavors now and the changes between them."""
+        model_name = discovery.device_model_name(device)
+        models = _FirstOf(indexes.models)
+        model = models.get(f"{ref.namespace}/{model_name}") if model_name else None
+        outcome = device_outcome(device, _FirstOf(indexes.nodes), model, self.settings.provider)
+        current = _current_flavors(indexes.flavors, str(ref))
+        keep_observed(current, outcome.desired)
+        return outcome, current, plan(current, outcome.desired)
+
+    def _write(self, key: str, current: dict[str, dict[str, Any]], changes: FlavorPlan) -> bool:
+        """Apply the changes; False when the API server failed them (retried if it may pass)."""
         try:
             for body in changes.apply:
-                _apply(rt.custom, current.get(body["metadata"]["name"]), body)
+                self._apply(current.get(body["metadata"]["name"]), body)
             for name in changes.delete:
-                _delete(rt.custom, current[name]["metadata"]["namespace"], name)
+                self._delete(current[name]["metadata"]["namespace"], name)
         except ApiException as exc:
             if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
-                rt.retry.pop(key, None)
+                self.retry.pop(key, None)
                 log.error(
                     "Device %s: the API server refused a Flavor (%s %s): %s",
                     key,
@@ -280,176 +319,137 @@ def reconcile_device(device: Mapping[str, Any], indexes: _Indexes) -> None:
                     exc.reason,
                     (exc.body or "")[:300],
                 )
-                return
-            _schedule_retry(rt, key, f"{exc.status} {exc.reason}")
-            return
+                return False
+            self._schedule_retry(key, f"{exc.status} {exc.reason}")
+            return False
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            _schedule_retry(rt, key, str(exc))
-            return
-        rt.retry.pop(key, None)
+            self._schedule_retry(key, str(exc))
+            return False
+        return True
+
+    def _report(self, device: Mapping[str, Any], key: str, outcome: DeviceOutcome) -> None:
+        """Events on the Device saying what it publishes and what is wrong, once per change
+        (not at every resync)."""
         unbound = outcome.unbound
         report = (outcome.summary, *outcome.problems, *(astuple(unbound) if unbound else ()))
-        if rt.reported.get(key) != report:  # say it once, not at every resync
-            rt.reported[key] = report
-            if unbound is not None:
-                _post(device, "Warning", unbound.reason, unbound.message)
-            for problem in outcome.problems[:_MAX_WARNINGS_PER_DEVICE]:
-                _post(device, "Warning", "InvalidSensor", problem)
-            _post(
-                device,
-                "Normal",
-                "FlavorsPublished",
-                f"{outcome.summary}"
-                + (f"; {len(outcome.problems)} problem(s) reported" if outcome.problems else ""),
-            )
-        if changes.apply or changes.delete:
-            log.info(
-                "Device %s: %s (%d written, %d deleted)",
-                key,
-                outcome.summary,
-                len(changes.apply),
-                len(changes.delete),
-            )
-
-
-def _schedule_retry(rt: _Runtime, key: str, why: str) -> None:
-    attempt = rt.retry.get(key, (0, 0.0))[0] + 1
-    delay = min(_RETRY_FIRST_S * 2 ** (attempt - 1), _RETRY_MAX_S)
-    rt.retry[key] = (attempt, time.monotonic() + delay)
-    log.warning("Device %s: API error (%s); retry %d in %.0fs", key, why, attempt, delay)
-
-
-def _retry_loop(rt: _Runtime, stop: threading.Event) -> None:
-    while not stop.wait(0.5):
-        if rt.indexes is None:
-            continue
-        now = time.monotonic()
-        for key, (_, due) in list(rt.retry.items()):
-            if due > now:
-                continue
-            device = _FirstOf(rt.indexes.devices).get(key)
-            if device is None:  # deleted meanwhile: its own event cleans up
-                rt.retry.pop(key, None)
-                continue
-            try:
-                reconcile_device(device, rt.indexes)
-            except Exception:  # never let the retry thread die
-                log.exception("Device %s: retry failed", key)
-
-
-def remove_device(device_key: str, flavors: kopf.Index[str, dict[str, Any]]) -> None:
-    rt = _rt()
-    with rt.lock_for(device_key):
-        for name, body in _current_flavors(flavors, device_key).items():
-            _delete(rt.custom, body["metadata"]["namespace"], name)
-        rt.reported.pop(device_key, None)
-
-
-# ------------------------------------------------------------------------------ handlers
-
-
-@kopf.on.login()
-def _login(**_: Any) -> kopf.ConnectionInfo:
-    """kopf talks to the cluster with the same credentials as our API client."""
-    return kopf_login(_rt().settings.api, _rt().settings.provider.namespace)
-
-
-@kopf.on.startup()
-def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-    settings.posting.level = logging.WARNING  # handler logs are not Events; we post our own
-    settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 330
-    settings.execution.max_workers = 8
-    rt = _rt()
-    threading.Thread(
-        target=_retry_loop, args=(rt, rt.stopping), daemon=True, name="flavor-retry"
-    ).start()
-    if rt.settings.ready_file is not None:
-        rt.settings.ready_file.touch()
-
-
-@kopf.on.cleanup()
-def _cleanup(**_: Any) -> None:
-    _rt().stopping.set()
-
-
-def _indexes(
-    nodes_index: kopf.Index,
-    models_index: kopf.Index,
-    flavors_index: kopf.Index,
-    devices_index: kopf.Index,
-    **_: Any,
-) -> _Indexes:
-    return _Indexes(nodes_index, models_index, flavors_index, devices_index)
-
-
-@kopf.on.event(DEVICE.group, DEVICE.version, DEVICE.plural, when=_device_in_scope)
-def device_event(
-    event: kopf.RawEvent, body: kopf.Body, namespace: str | None, name: str, **kwargs: Any
-) -> None:
-    if event.get("type") == "DELETED":
-        remove_device(f"{namespace}/{name}", kwargs["flavors_index"])
-        return
-    reconcile_device(_snapshot(body), _indexes(**kwargs))
-
-
-# kopf passes indexes as extra keyword arguments, which its handler protocol cannot name.
-@kopf.on.event("", "v1", "nodes")  # type: ignore[arg-type]
-def node_event(
-    event: kopf.RawEvent, name: str, body: kopf.Body, devices_by_node: kopf.Index, **kwargs: Any
-) -> None:
-    rt = _rt()
-    deleted = event.get("type") == "DELETED"
-    state = (
-        None
-        if deleted
-        else (
-            discovery.node_available(
-                body, rt.settings.edge_label_key, rt.settings.edge_label_value
-            )[0],
-            body.get("metadata", {}).get("uid"),
+        if self.reported.get(key) == report:
+            return
+        self.reported[key] = report
+        if unbound is not None:
+            _post(device, "Warning", unbound.reason, unbound.message)
+        for problem in outcome.problems[:_MAX_WARNINGS_PER_DEVICE]:
+            _post(device, "Warning", "InvalidSensor", problem)
+        _post(
+            device,
+            "Normal",
+            "FlavorsPublished",
+            f"{outcome.summary}"
+            + (f"; {len(outcome.problems)} problem(s) reported" if outcome.problems else ""),
         )
-    )
-    with rt.guard:
-        if rt.node_available.get(name) == state and not deleted:
-            return  # a heartbeat: nothing a Flavor shows has changed
-        rt.node_available[name] = state  # type: ignore[assignment]
-    indexes = _indexes(**kwargs)
-    devices = _FirstOf(indexes.devices)
-    for device_key in list(devices_by_node.get(name, [])):
-        device = devices.get(device_key)
-        if device is not None:
-            reconcile_device(device, indexes)
 
+    def _schedule_retry(self, key: str, why: str) -> None:
+        attempt = self.retry.get(key, (0, 0.0))[0] + 1
+        delay = min(_RETRY_FIRST_S * 2 ** (attempt - 1), _RETRY_MAX_S)
+        self.retry[key] = (attempt, time.monotonic() + delay)
+        log.warning("Device %s: API error (%s); retry %d in %.0fs", key, why, attempt, delay)
 
-@kopf.on.event(DEVICE_MODEL.group, DEVICE_MODEL.version, DEVICE_MODEL.plural)
-def model_event(namespace: str | None, name: str, **kwargs: Any) -> None:
-    indexes = _indexes(**kwargs)
-    for device in list(_FirstOf(indexes.devices).values()):
-        meta = device["metadata"]
-        if meta.get("namespace") == namespace and discovery.device_model_name(device) == name:
-            reconcile_device(device, indexes)
+    def _retry_loop(self) -> None:
+        while not self.stopping.wait(0.5):
+            if self.indexes is None:
+                continue
+            now = time.monotonic()
+            for key, (_, due) in list(self.retry.items()):
+                if due > now:
+                    continue
+                device = _FirstOf(self.indexes.devices).get(key)
+                if device is None:  # deleted meanwhile: its own event cleans up
+                    self.retry.pop(key, None)
+                    continue
+                try:
+                    self.reconcile_device(device, self.indexes)
+                except Exception:  # never let the retry thread die
+                    log.exception("Device %s: retry failed", key)
 
+    def remove_device(self, device_key: str, flavors: kopf.Index[str, dict[str, Any]]) -> None:
+        with self.lock_for(device_key):
+            for name, body in _current_flavors(flavors, device_key).items():
+                self._delete(body["metadata"]["namespace"], name)
+            self.reported.pop(device_key, None)
 
-# kopf passes indexes as extra keyword arguments, which its handler protocol cannot name.
-@kopf.on.event(  # type: ignore[arg-type]
-    FLAVOR.group, FLAVOR.version, FLAVOR.plural, labels={MANAGED_BY_LABEL: MANAGED_BY_VALUE}
-)
-def flavor_event(
-    event: kopf.RawEvent, body: kopf.Body, devices_index: kopf.Index, **_: Any
-) -> None:
-    """A Flavor whose Device is gone (deleted while the operator was down) is an orphan."""
-    if event.get("type") == "DELETED":
-        return
-    meta = body.get("metadata", {})
-    device_key = (meta.get("annotations") or {}).get(DEVICE_ANNOTATION)
-    if device_key and device_key not in devices_index:
-        namespace = device_key.split("/", 1)[0]
-        if _device_in_scope(namespace):
-            _delete(_rt().custom, meta["namespace"], meta["name"])
-            log.info(
-                "deleted orphan Flavor %s/%s of missing Device %s",
-                meta["namespace"],
-                meta["name"],
-                device_key,
+    # -------------------------------------------------------------------------- handlers
+
+    def start_retries(self, **_: Any) -> None:
+        threading.Thread(target=self._retry_loop, daemon=True, name="flavor-retry").start()
+
+    def stop_retries(self, **_: Any) -> None:
+        self.stopping.set()
+
+    def device_event(
+        self,
+        event: kopf.RawEvent,
+        body: kopf.Body,
+        namespace: str | None,
+        name: str,
+        **kwargs: Any,
+    ) -> None:
+        if event.get("type") == "DELETED":
+            self.remove_device(f"{namespace}/{name}", kwargs["flavors_index"])
+            return
+        self.reconcile_device(_snapshot(body), _indexes(**kwargs))
+
+    def node_event(
+        self,
+        event: kopf.RawEvent,
+        name: str,
+        body: kopf.Body,
+        devices_by_node: kopf.Index,
+        **kwargs: Any,
+    ) -> None:
+        """A Node's availability changed: its Devices' Flavors say so."""
+        deleted = event.get("type") == "DELETED"
+        state = (
+            None
+            if deleted
+            else (
+                discovery.node_available(
+                    body, self.settings.edge_label_key, self.settings.edge_label_value
+                )[0],
+                body.get("metadata", {}).get("uid"),
             )
+        )
+        with self.guard:
+            if self.node_available.get(name) == state and not deleted:
+                return  # a heartbeat: nothing a Flavor shows has changed
+            self.node_available[name] = state
+        indexes = _indexes(**kwargs)
+        devices = _FirstOf(indexes.devices)
+        for device_key in list(devices_by_node.get(name, [])):
+            device = devices.get(device_key)
+            if device is not None:
+                self.reconcile_device(device, indexes)
+
+    def model_event(self, namespace: str | None, name: str, **kwargs: Any) -> None:
+        indexes = _indexes(**kwargs)
+        for device in list(_FirstOf(indexes.devices).values()):
+            meta = device["metadata"]
+            if meta.get("namespace") == namespace and discovery.device_model_name(device) == name:
+                self.reconcile_device(device, indexes)
+
+    def flavor_event(
+        self, event: kopf.RawEvent, body: kopf.Body, devices_index: kopf.Index, **_: Any
+    ) -> None:
+        """A Flavor whose Device is gone (deleted while the operator was down) is an orphan."""
+        if event.get("type") == "DELETED":
+            return
+        meta = body.get("metadata", {})
+        device_key = (meta.get("annotations") or {}).get(DEVICE_ANNOTATION)
+        if device_key and device_key not in devices_index:
+            namespace = device_key.split("/", 1)[0]
+            if self.device_in_scope(namespace):
+                self._delete(meta["namespace"], meta["name"])
+                log.info(
+                    "deleted orphan Flavor %s/%s of missing Device %s",
+                    meta["namespace"],
+                    meta["name"],
+                    device_key,
+                )

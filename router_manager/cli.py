@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
-import logging
 import signal
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,6 +15,15 @@ from kubernetes.client.exceptions import ApiException
 
 from fluidos_sensors.api import FLAVOR, FLUIDOS_NAMESPACE, ROUTE_NAMESPACE
 from fluidos_sensors.broker import BrokerConfigError, broker_access
+from fluidos_sensors.cli import (
+    Liveness,
+    Output,
+    OutputFormat,
+    ReadyFile,
+    Verbose,
+    echo_listing,
+    fail,
+)
 from fluidos_sensors.endpoints import EndpointError, check_endpoint_url, redact_url
 from fluidos_sensors.flavor import (
     DEFAULT_FLAVOR_NAMESPACE,
@@ -25,7 +32,7 @@ from fluidos_sensors.flavor import (
     sensor_from_flavor,
 )
 from fluidos_sensors.kube import api_client, get_or_none
-from fluidos_sensors.logs import setup_logging
+from fluidos_sensors.logs import setup_logging, setup_verbosity
 from router_manager.route import (
     AUTH_TYPES,
     BATCH_DELAY_MS_MAX,
@@ -62,18 +69,13 @@ RouteNamespace = Annotated[
 ]
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
 # ------------------------------------------------------------------------------ agent
 
 
 def _listen(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise _fail(f"--metrics-listen must be HOST:PORT, got {value!r}")
+        raise fail(f"--metrics-listen must be HOST:PORT, got {value!r}")
     return host, int(port)
 
 
@@ -126,15 +128,15 @@ def agent(
         setup_logging(log_level)
         access = broker_access(mqtt_credentials, mqtt_host, mqtt_port)
     except (ValueError, BrokerConfigError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     metrics_address = _listen(metrics_listen) if metrics_listen else None
     token = ""
     if metrics_address is not None:
         if metrics_token_file is None:
-            raise _fail("--metrics-listen needs --metrics-token-file (metrics need a token)")
+            raise fail("--metrics-listen needs --metrics-token-file (metrics need a token)")
         token = metrics_token_file.read_text().strip()
         if len(token) < 16:
-            raise _fail(f"{metrics_token_file}: the token must have at least 16 characters")
+            raise fail(f"{metrics_token_file}: the token must have at least 16 characters")
     settings = AgentSettings(
         node=node,
         state_dir=state_dir,
@@ -173,10 +175,10 @@ def _static_routes(path: Path) -> dict[str, dict[str, Any]]:
     try:
         loaded = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
-        raise _fail(f"--routes-file {path}: {exc}") from exc
+        raise fail(f"--routes-file {path}: {exc}") from exc
     items = loaded.get("items") if isinstance(loaded, dict) else loaded
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        raise _fail(f"--routes-file {path}: expected a list of SensorRoute objects")
+        raise fail(f"--routes-file {path}: expected a list of SensorRoute objects")
     return {f"{i.get('metadata', {}).get('name')}": i for i in items}
 
 
@@ -195,34 +197,21 @@ def run(
             help="Also keep KubeEdge Rule/RuleEndpoint objects for every route.",
         ),
     ] = True,
-    ready_file: Annotated[
-        Path | None, typer.Option(help="Touched once the operator has started.")
-    ] = None,
-    liveness: Annotated[
-        str | None,
-        typer.Option(
-            help="Serve kopf's liveness endpoint at this URL, e.g. http://0.0.0.0:8080/healthz."
-        ),
-    ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    ready_file: ReadyFile = None,
+    liveness: Liveness = None,
+    verbose: Verbose = False,
 ) -> None:
     """Run the router manager (kopf operator) until interrupted."""
-    import kopf
+    from router_manager.operator import RouteOperator, Settings
 
-    from router_manager import operator
-
-    setup_logging(logging.DEBUG if verbose else logging.INFO)
-    api = api_client(kubeconfig, context)
-    operator.configure(
-        operator.Settings(
-            api=api,
-            route_namespace=route_namespace,
-            contract_namespace=contract_namespace,
-            kubeedge_rules=kubeedge_rules,
-            ready_file=ready_file,
-        )
+    setup_verbosity(verbose)
+    settings = Settings(
+        api=api_client(kubeconfig, context),
+        route_namespace=route_namespace,
+        contract_namespace=contract_namespace,
+        kubeedge_rules=kubeedge_rules,
     )
-    asyncio.run(kopf.operator(clusterwide=True, standalone=True, liveness_endpoint=liveness))
+    asyncio.run(RouteOperator(settings).run(ready_file, liveness))
 
 
 # ------------------------------------------------------------------------------ routes
@@ -239,14 +228,14 @@ def _flavor_source(api: client.ApiClient, namespace: str, name: str) -> tuple[st
         name,
     )
     if obj is None:
-        raise _fail(f"Flavor {namespace}/{name} not found", 1)
+        raise fail(f"Flavor {namespace}/{name} not found", 1)
     try:
         flavor = sensor_from_flavor(obj)
     except FlavorError as exc:
-        raise _fail(str(exc), 1) from exc
+        raise fail(str(exc), 1) from exc
     topic = flavor.broker_topic
     if topic is None or not flavor.node:
-        raise _fail(
+        raise fail(
             f"Flavor {namespace}/{name} names no Device and node of this provider "
             "(annotation sensors.fluidos.eu/device, characteristics.node)",
             1,
@@ -284,13 +273,13 @@ def add(
     try:
         url = check_endpoint_url(target)
     except EndpointError as exc:
-        raise _fail(f"--target {exc}") from exc
+        raise fail(f"--target {exc}") from exc
     if format_name not in FORMATS:
-        raise _fail(f"--format must be one of {', '.join(FORMATS)}")
+        raise fail(f"--format must be one of {', '.join(FORMATS)}")
     if (auth_type is None) != (auth_secret is None):
-        raise _fail("--auth-type and --auth-secret go together")
+        raise fail("--auth-type and --auth-secret go together")
     if auth_type is not None and auth_type not in AUTH_TYPES:
-        raise _fail(f"--auth-type must be one of {', '.join(AUTH_TYPES)}")
+        raise fail(f"--auth-type must be one of {', '.join(AUTH_TYPES)}")
     new = RouteTarget(
         id=target_id or manual_target_id(url),
         url=url,
@@ -305,9 +294,9 @@ def add(
         try:
             route = RouteApi(api, route_namespace).add_target(node, topic, reference, new)
         except RouteConflict as exc:
-            raise _fail(str(exc), 1) from exc
+            raise fail(str(exc), 1) from exc
         except ApiException as exc:
-            raise _fail(f"the API server refused the route: {exc.status} {exc.reason}", 1) from exc
+            raise fail(f"the API server refused the route: {exc.status} {exc.reason}", 1) from exc
     typer.echo(
         f"SensorRoute {route_namespace}/{route.name}: target {new.id} -> {redact_url(url)} "
         f"({len(route.targets)} target(s) on {topic} at {node})"
@@ -326,18 +315,18 @@ def remove(
 ) -> None:
     """Stop delivering a sensor to one target (the route goes when its last target does)."""
     if (target is None) == (target_id is None):
-        raise _fail("give either --target URL or --id ID")
+        raise fail("give either --target URL or --id ID")
     wanted = target_id or manual_target_id(target or "")
     with api_client(kubeconfig, context) as api:
         node, topic, _ = _flavor_source(api, flavor_namespace, flavor)
         routes = RouteApi(api, route_namespace)
         before, _ = parse_route(routes.get(route_name(node, topic)) or {"spec": None})
         if before is None or before.target(wanted) is None:
-            raise _fail(f"no target {wanted} delivers Flavor {flavor_namespace}/{flavor}", 1)
+            raise fail(f"no target {wanted} delivers Flavor {flavor_namespace}/{flavor}", 1)
         try:
             after = routes.remove_target(node, topic, wanted)
         except RouteConflict as exc:
-            raise _fail(str(exc), 1) from exc
+            raise fail(str(exc), 1) from exc
     left = len(after.targets) if after else 0
     typer.echo(f"target {wanted} removed ({left} target(s) left on {topic} at {node})")
 
@@ -373,25 +362,10 @@ def list_routes(
     context: Context = None,
     route_namespace: RouteNamespace = ROUTE_NAMESPACE,
     node: Annotated[str | None, typer.Option(help="Only this edge node's routes.")] = None,
-    output: Annotated[str, typer.Option("-o", "--output", help="table, json or yaml")] = "table",
+    output: OutputFormat = Output.TABLE,
 ) -> None:
     """Every route target with its delivery state."""
-    if output not in ("table", "json", "yaml"):
-        raise _fail("-o must be table, json or yaml")
     with api_client(kubeconfig, context) as api:
         items = RouteApi(api, route_namespace).list(f"{NODE_LABEL}={node}" if node else None)
     items.sort(key=lambda i: (i["spec"].get("node", ""), i["spec"].get("topic", "")))
-    if output == "json":
-        typer.echo(json.dumps(items, indent=2))
-        return
-    if output == "yaml":
-        typer.echo(yaml.safe_dump(items, sort_keys=False), nl=False)
-        return
-    rows = _rows(items)
-    if not rows:
-        typer.echo("no routes")
-        return
-    widths = {k: max(len(k), *(len(r[k]) for r in rows)) for k in rows[0]}
-    typer.echo("  ".join(k.ljust(w) for k, w in widths.items()).rstrip())
-    for row in rows:
-        typer.echo("  ".join(row[k].ljust(w) for k, w in widths.items()).rstrip())
+    echo_listing(output, items, _rows(items), empty="no routes")

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from fluidos_sensors.cli import fail
 from testbed import binaries, manager, paths, supervisor
 from testbed.kind import testbed as kind_testbed
 from testbed.kind.cli import app as kind_app
@@ -65,21 +66,18 @@ def up(
     """Start the testbed, or report the one already running."""
     problem = paths.missing_checkout()
     if problem:
-        typer.echo(f"error: {problem}", err=True)
-        raise typer.Exit(1)
+        raise fail(problem, 1)
     if kind is None:
         kind = machine_engine_usable()
         mode = "kind" if kind else "local"
         typer.echo(f"testbed mode: {mode} (--kind/--local to choose)", err=True)
     if kind:
         if edge_workers != 1:
-            typer.echo("error: the KIND testbed has one edge worker per provider", err=True)
-            raise typer.Exit(2)
+            raise fail("the KIND testbed has one edge worker per provider")
         try:
             state = kind_testbed.up(providers, consumers, state_dir, log=_log)
         except (StepFailed, binaries.MissingBinary, OSError) as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from exc
+            raise fail(str(exc), 1) from exc
         typer.echo(f"KIND testbed ready (state: {state.directory})")
         _echo_access(state)
         return
@@ -89,8 +87,7 @@ def up(
             topology, state_dir, timeout=timeout, log=lambda m: typer.echo(m, err=True)
         )
     except (manager.TestbedError, binaries.MissingBinary) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
+        raise fail(str(exc), 1) from exc
     typer.echo(f"testbed {'started' if started else 'already running'} (state: {state.directory})")
     _echo_access(state)
 
@@ -104,16 +101,14 @@ def down(state_dir: StateDir = None) -> None:
         try:
             kind_testbed.down(folder, log=_log)
         except (StepFailed, OSError) as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from exc
+            raise fail(str(exc), 1) from exc
         typer.echo(f"KIND testbed at {folder} removed")
         return
     try:
         if not manager.down(state_dir, log=typer.echo):
             typer.echo("no testbed running")
     except manager.TestbedError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
+        raise fail(str(exc), 1) from exc
 
 
 @app.command()
@@ -183,8 +178,7 @@ def install_binaries(
         for name, path in found.items():
             typer.echo(f"{name}: {path}")
     except binaries.MissingBinary as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
+        raise fail(str(exc), 1) from exc
 
 
 def _running_state(state_dir: Path | None) -> TestbedState:
@@ -203,8 +197,7 @@ def _process(state: TestbedState, name: str) -> str:
     found = [n for n in names if n.endswith(f"/{name}") or name in n]
     if len(found) != 1:
         choice = ", ".join(found or names)
-        typer.echo(f"error: {name!r} names {len(found)} processes; one of: {choice}", err=True)
-        raise typer.Exit(2)
+        raise fail(f"{name!r} names {len(found)} processes; one of: {choice}")
     return found[0]
 
 
@@ -232,8 +225,7 @@ def stop_process(
     held.parent.mkdir(parents=True, exist_ok=True)
     held.touch()
     if not _wait_alive(state.directory, name, False, timeout):
-        typer.echo(f"error: {name} still running after {timeout:.0f}s", err=True)
-        raise typer.Exit(1)
+        raise fail(f"{name} still running after {timeout:.0f}s", 1)
     typer.echo(f"{name} stopped (held until: fluidos-sensors testbed start {process})")
 
 
@@ -248,8 +240,7 @@ def start_process(
     name = _process(state, process)
     supervisor.hold_file(state.directory, name).unlink(missing_ok=True)
     if not _wait_alive(state.directory, name, True, timeout):
-        typer.echo(f"error: {name} not running after {timeout:.0f}s", err=True)
-        raise typer.Exit(1)
+        raise fail(f"{name} not running after {timeout:.0f}s", 1)
     typer.echo(f"{name} running")
 
 

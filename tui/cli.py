@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from fluidos_sensors.cli import fail
 from tui.data.clusters import ClusterConfig, ClusterConfigError, clusters_from_options
 
 TestbedClusters = Callable[[], list[ClusterConfig]]
@@ -68,8 +69,7 @@ def tui_command(testbed_clusters: TestbedClusters = _no_testbed) -> Callable[...
             for cluster in clusters:
                 cluster.api_client().close()  # a broken kubeconfig fails here, not in a thread
         except ClusterConfigError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from exc
+            raise fail(str(exc)) from exc
         # Nothing may write to the terminal the TUI draws on: logs go to a file or nowhere.
         root = logging.getLogger()
         if log_file is not None:

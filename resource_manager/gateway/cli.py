@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from fluidos_sensors.api import FLUIDOS_NAMESPACE, ROUTE_NAMESPACE
-from fluidos_sensors.logs import setup_logging
+from fluidos_sensors.cli import Verbose, fail
+from fluidos_sensors.logs import setup_verbosity
 
 if TYPE_CHECKING:
     import uvicorn
@@ -71,17 +71,17 @@ def gateway(
             "Off unless given; bind it only to a restricted network."
         ),
     ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Serve the REAR v2 gateway (list, reserve, purchase, release Sensor flavors)."""
     import uvicorn
-    from kubernetes import client, config
 
+    from fluidos_sensors.kube import api_client
     from resource_manager.gateway.market import MarketSettings
     from resource_manager.gateway.objects import Seller
     from resource_manager.gateway.service import build_gateway
 
-    setup_logging(logging.DEBUG if verbose else logging.INFO)
+    setup_verbosity(verbose)
     try:
         host, port = parse_listen(listen)
         compat = parse_listen(fluidos_compat_listen) if fluidos_compat_listen else None
@@ -99,16 +99,8 @@ def gateway(
             max_consumers_per_sensor=max_consumers_per_sensor,
         )
     except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-        config.load_incluster_config()
-        api = client.ApiClient()
-    else:
-        api = config.new_client_from_config(
-            config_file=str(kubeconfig) if kubeconfig else None, context=context
-        )
-    built = build_gateway(api, settings)
+        raise fail(str(exc)) from exc
+    built = build_gateway(api_client(kubeconfig, context), settings)
     scheme = "https" if tls_cert else "http"
     logging.getLogger("resource_manager.gateway").info(
         "REAR gateway of %s on %s://%s:%d (namespace %s)",

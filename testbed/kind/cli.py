@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from fluidos_sensors.cli import fail
 from testbed import binaries
 from testbed.kind import cluster as kind_cluster
 from testbed.kind import nodeimage
@@ -29,11 +30,6 @@ def _log(message: str) -> None:
     typer.echo(f"{time.strftime('%H:%M:%S')} {message}", err=True)
 
 
-def _fail(exc: Exception) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(1)
-
-
 @app.command("engine-up")
 def engine_up(state_dir: StateDir = None) -> None:
     """Start the testbed's own dockerd (installing Debian's docker.io if needed)."""
@@ -43,7 +39,7 @@ def engine_up(state_dir: StateDir = None) -> None:
     try:
         engine.start(_log)
     except (StepFailed, OSError) as exc:
-        raise _fail(exc) from exc
+        raise fail(str(exc), 1) from exc
     typer.echo(f"export DOCKER_HOST={engine.host}")
 
 
@@ -53,7 +49,7 @@ def engine_down(state_dir: StateDir = None) -> None:
     try:
         Engine.default(state_dir).stop(_log)
     except (StepFailed, OSError) as exc:
-        raise _fail(exc) from exc
+        raise fail(str(exc), 1) from exc
 
 
 @app.command("engine-status")
@@ -81,7 +77,7 @@ def image(
         engine.start(_log)
         tag = nodeimage.build(engine, _log, force=force)
     except (StepFailed, binaries.MissingBinary, OSError) as exc:
-        raise _fail(exc) from exc
+        raise fail(str(exc), 1) from exc
     typer.echo(tag)
 
 
@@ -110,7 +106,7 @@ def smoke(
         typer.echo(cluster.kubectl_run("get", "nodes,pods", "-A", "-o", "wide", what="kubectl get"))
         _log(f"[kind] smoke test passed in {time.monotonic() - started:.0f} s")
     except (StepFailed, binaries.MissingBinary, OSError) as exc:
-        raise _fail(exc) from exc
+        raise fail(str(exc), 1) from exc
     finally:
         if not keep:
             _teardown(engine, [cluster] if cluster else [], stop=not engine_was_running)
@@ -134,7 +130,7 @@ def create(
         cluster.create(path, tag, _log)
         typer.echo(cluster.kubectl_run("get", "nodes", "-o", "wide", what="kubectl get nodes"))
     except (StepFailed, binaries.MissingBinary, OSError) as exc:
-        raise _fail(exc) from exc
+        raise fail(str(exc), 1) from exc
     typer.echo(f"kubectl --kubeconfig {cluster.kubeconfig} get pods -A")
 
 
@@ -149,7 +145,7 @@ def check(
         for line in kind_cluster.check_network(kind_cluster.Cluster(engine, name, state_dir), _log):
             typer.echo(line)
     except (StepFailed, OSError) as exc:
-        raise _fail(exc) from exc
+        raise fail(str(exc), 1) from exc
 
 
 @app.command("delete")
@@ -162,7 +158,7 @@ def delete(
     try:
         kind_cluster.Cluster(engine, name, state_dir).delete(_log)
     except (StepFailed, OSError) as exc:
-        raise _fail(exc) from exc
+        raise fail(str(exc), 1) from exc
 
 
 def _teardown(engine: Engine, clusters: list[kind_cluster.Cluster], *, stop: bool = True) -> None:
@@ -193,4 +189,4 @@ def down(state_dir: StateDir = None) -> None:
     try:
         _teardown(engine, clusters)
     except (StepFailed, OSError) as exc:
-        raise _fail(exc) from exc
+        raise fail(str(exc), 1) from exc

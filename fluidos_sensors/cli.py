@@ -1,0 +1,60 @@
+"""What the commands of every part share: the options of the long-running ones, `fail`, and
+listings printed as a table, JSON or YAML (`-o`)."""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+ReadyFile = Annotated[
+    Path | None, typer.Option("--ready-file", help="Touched once the operator has started.")
+]
+Liveness = Annotated[
+    str | None,
+    typer.Option(
+        "--liveness",
+        help="Serve kopf's liveness endpoint at this URL, e.g. http://0.0.0.0:8080/healthz.",
+    ),
+]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log at DEBUG.")]
+
+
+class Output(enum.StrEnum):
+    TABLE = "table"
+    JSON = "json"
+    YAML = "yaml"
+
+
+OutputFormat = Annotated[Output, typer.Option("-o", "--output", help="table, json or yaml")]
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Say what is wrong on stderr; returns the exit to raise (2: bad usage, 1: failed)."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def table(rows: Sequence[Mapping[str, str]]) -> str:
+    """Rows in aligned columns under their keys (the first row's keys, in order)."""
+    widths = {key: max(len(key), *(len(row[key]) for row in rows)) for key in rows[0]}
+    lines = ["  ".join(key.ljust(width) for key, width in widths.items())]
+    lines += ["  ".join(row[key].ljust(width) for key, width in widths.items()) for row in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def echo_listing(
+    output: Output, objects: list[Any], rows: Sequence[Mapping[str, str]], *, empty: str
+) -> None:
+    """The listed objects as JSON or YAML, or their `rows` as a table (`empty` when none)."""
+    if output is Output.JSON:
+        typer.echo(json.dumps(objects, indent=2))
+    elif output is Output.YAML:
+        typer.echo(yaml.safe_dump(objects, sort_keys=False), nl=False)
+    else:
+        typer.echo(table(rows) if rows else empty)
