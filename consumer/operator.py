@@ -152,6 +152,10 @@ class _Progress:
     next_pass: float | None  # loop time of the next pass; None: not until the spec changes
     next_probe: float  # loop time of the next look for first data
     not_ready_passes: int = 0  # passes in a row that met a provider answering 503
+    # The spec generation a pass was last started for: a new one gets a pass at once, once.
+    # (Not the status's observedGeneration: a pass that fails before writing it would be
+    # started again at once, in a tight loop, instead of after `resync`.)
+    generation: object = None
 
 
 class ConsumerOperator:
@@ -313,7 +317,8 @@ class ConsumerOperator:
                 if progress.status.get("phase") != st.FULFILLED and progress.next_pass is not None:
                     progress.next_pass = now
             generation = body.get("metadata", {}).get("generation")
-            if progress.status.get("observedGeneration") != generation:
+            if progress.generation != generation:
+                progress.generation = generation
                 progress.next_pass = now
             if progress.next_pass is not None and now >= progress.next_pass:
                 async with self._lock(uid):

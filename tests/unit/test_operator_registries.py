@@ -3,12 +3,14 @@ reading an index names one the registry builds (kopf passes indexes by id)."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Iterator
 from typing import Any
 
 import kopf
 import pytest
+from kopf._cogs.aiokits.aioenums import FlagSetter
 from kubernetes import client
 
 from consumer.operator import ConsumerOperator
@@ -118,3 +120,47 @@ def test_the_consumer_registry_keeps_the_handler_ids_kopf_persisted(
         "release": ("sensorrequests", operator.release_contracts)
     }
     _check_index_names(registry)
+
+
+async def test_a_request_whose_passes_fail_waits_resync_between_them(
+    api: client.ApiClient,
+) -> None:
+    """A pass that fails before writing observedGeneration (an API outage, a bug) is tried
+    again after `resync`, not at once in a tight loop; a new spec generation still gets its
+    pass at once, and only one."""
+    settings = ConsumerSettings(
+        namespace="fluidos",
+        buyer=NodeIdentity(node_id="consumer-1", ip="127.0.0.1", domain="fluidos.eu"),
+        resync=3600.0,
+    )
+    operator = ConsumerOperator(settings, api)
+    passes: list[object] = []
+
+    class FailingResolver:
+        async def resolve(self, request: dict[str, Any], *_: Any, **__: Any) -> None:
+            passes.append(request["metadata"]["generation"])
+            await asyncio.sleep(0)  # as a call to the API would
+            raise RuntimeError("the API server is away")
+
+    operator.resolver = FailingResolver()  # type: ignore[assignment]
+    body: dict[str, Any] = {
+        "metadata": {"name": "r", "namespace": "fluidos", "uid": "u1", "generation": 1},
+        "spec": {},
+    }
+    stopping = FlagSetter[Any]()  # what kopf hands a daemon as `stopped`, and sets on deletion
+    stopped = stopping.async_waiter
+    daemon = asyncio.create_task(
+        operator.request_daemon(body, "r", "u1", stopped, {})  # type: ignore[arg-type]
+    )
+    try:
+        for _ in range(40):  # the daemon's ticks are 1 s; a tight loop would pass every turn
+            await asyncio.sleep(0.05)
+        assert passes == [1]
+        body["metadata"]["generation"] = 2  # a new spec: one pass at once
+        operator._wakeup("u1").set()
+        for _ in range(40):
+            await asyncio.sleep(0.05)
+        assert passes == [1, 2]
+    finally:
+        stopping.set()
+        await asyncio.wait_for(daemon, 5)
