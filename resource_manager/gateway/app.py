@@ -231,7 +231,7 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         404: "Unknown (or another consumer's) flavor, transaction or contract",
         409: "Not available, sold out, or already held by this consumer",
         410: "The reservation expired; reserve again",
-        413: "Request body too large",
+        413: f"Request body larger than {MAX_BODY_BYTES} bytes",
         503: "The provider's Kubernetes API server is unreachable, or the gateway is starting",
     }
     return {code: {"model": ErrorAnswer, "description": texts[code]} for code in codes}
