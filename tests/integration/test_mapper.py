@@ -622,7 +622,7 @@ async def test_publisher_speaks_tls_and_checks_the_brokers_certificate(
                 await mqtt.subscribe("tls/#")
                 subscribed.set()
                 async for message in mqtt.messages:
-                    received.append(bytes(message.payload))  # type: ignore[arg-type]
+                    received.append(bytes(message.payload))
 
         subscribed = asyncio.Event()
         reader = asyncio.create_task(subscribe())
