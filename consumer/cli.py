@@ -17,6 +17,8 @@ from kubernetes.client.exceptions import ApiException
 from consumer import status as st
 from fluidos_sensors.api import FLUIDOS_NAMESPACE, SENSOR_REQUEST
 from fluidos_sensors.cli import (
+    Context,
+    Kubeconfig,
     Liveness,
     Output,
     OutputFormat,
@@ -38,10 +40,6 @@ requests_app = typer.Typer(
 )
 consumer_app = typer.Typer(help="Consumer side of the marketplace.", no_args_is_help=True)
 
-Kubeconfig = Annotated[
-    Path | None, typer.Option("--kubeconfig", envvar="KUBECONFIG", help="Consumer cluster.")
-]
-Context = Annotated[str | None, typer.Option("--context", help="kubeconfig context.")]
 Namespace = Annotated[
     str, typer.Option("--namespace", "-n", help="Namespace of the requests and providers.")
 ]

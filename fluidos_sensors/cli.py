@@ -12,6 +12,15 @@ from typing import Annotated, Any
 import typer
 import yaml
 
+Kubeconfig = Annotated[
+    Path | None,
+    typer.Option(
+        "--kubeconfig",
+        envvar="KUBECONFIG",
+        help="The cluster's kubeconfig (default: in a Pod, its service account).",
+    ),
+]
+Context = Annotated[str | None, typer.Option("--context", help="kubeconfig context.")]
 ReadyFile = Annotated[
     Path | None, typer.Option("--ready-file", help="Touched once the operator has started.")
 ]
@@ -58,3 +67,20 @@ def echo_listing(
         typer.echo(yaml.safe_dump(objects, sort_keys=False), nl=False)
     else:
         typer.echo(table(rows) if rows else empty)
+
+
+def parse_listen(value: str, option: str = "--listen") -> tuple[str, int]:
+    """``host:port`` (``[::1]:port`` for IPv6) as (host, port); ValueError naming `option`
+    and saying why not."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{option} must be HOST:PORT, got {value!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"{option}: port must be a number, got {port_text!r}") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"{option}: port must be 1..65535, got {port}")
+    return host, port

@@ -16,7 +16,7 @@ from fluidos_sensors.broker import (
     BrokerConfigError,
     broker_access,
 )
-from fluidos_sensors.cli import fail
+from fluidos_sensors.cli import Verbose, fail
 from fluidos_sensors.kube import api_client
 from fluidos_sensors.logs import setup_logging
 from mapper.ble import BleBackends
@@ -94,10 +94,11 @@ def run(
         Path | None, typer.Option(help="Write counters and device states here (JSON).")
     ] = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING.")] = "INFO",
+    verbose: Verbose = False,
 ) -> None:
     """Run a mapper for one edge node until SIGTERM or Ctrl-C."""
     try:
-        setup_logging(log_level)
+        setup_logging("DEBUG" if verbose else log_level)
         access = broker_access(mqtt_credentials, mqtt_host, mqtt_port)
     except (ValueError, BrokerConfigError) as exc:
         raise fail(str(exc)) from exc

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 from typing import Annotated, Any, cast
 
 import typer
@@ -12,6 +11,8 @@ from kubernetes import client
 
 from fluidos_sensors.api import FLAVOR
 from fluidos_sensors.cli import (
+    Context,
+    Kubeconfig,
     Liveness,
     Output,
     OutputFormat,
@@ -40,11 +41,6 @@ app = typer.Typer(
     help="Provider side: Nodes + KubeEdge Devices -> Sensor Flavors.", no_args_is_help=True
 )
 flavors_app = typer.Typer(help="Sensor Flavors published in a cluster.", no_args_is_help=True)
-
-Kubeconfig = Annotated[
-    Path | None, typer.Option("--kubeconfig", envvar="KUBECONFIG", help="Cluster to use.")
-]
-Context = Annotated[str | None, typer.Option("--context", help="kubeconfig context.")]
 
 
 @app.command()

@@ -16,6 +16,8 @@ from kubernetes.client.exceptions import ApiException
 from fluidos_sensors.api import FLAVOR, FLUIDOS_NAMESPACE, ROUTE_NAMESPACE
 from fluidos_sensors.broker import BrokerConfigError, broker_access
 from fluidos_sensors.cli import (
+    Context,
+    Kubeconfig,
     Liveness,
     Output,
     OutputFormat,
@@ -23,6 +25,7 @@ from fluidos_sensors.cli import (
     Verbose,
     echo_listing,
     fail,
+    parse_listen,
 )
 from fluidos_sensors.endpoints import EndpointError, check_endpoint_url, redact_url
 from fluidos_sensors.flavor import (
@@ -60,23 +63,12 @@ routes_app = typer.Typer(
     no_args_is_help=True,
 )
 
-Kubeconfig = Annotated[
-    Path | None, typer.Option("--kubeconfig", envvar="KUBECONFIG", help="Provider cluster.")
-]
-Context = Annotated[str | None, typer.Option("--context", help="kubeconfig context.")]
 RouteNamespace = Annotated[
     str, typer.Option("--route-namespace", help="Namespace of the SensorRoutes.")
 ]
 
 
 # ------------------------------------------------------------------------------ agent
-
-
-def _listen(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise fail(f"--metrics-listen must be HOST:PORT, got {value!r}")
-    return host, int(port)
 
 
 @app.command()
@@ -118,6 +110,7 @@ def agent(
         ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING.")] = "INFO",
+    verbose: Verbose = False,
 ) -> None:
     """Run the edge agent of one node until SIGTERM or Ctrl-C."""
     import uvloop
@@ -125,11 +118,16 @@ def agent(
     from router_manager.agent.service import Agent, AgentSettings
 
     try:
-        setup_logging(log_level)
+        setup_logging("DEBUG" if verbose else log_level)
         access = broker_access(mqtt_credentials, mqtt_host, mqtt_port)
     except (ValueError, BrokerConfigError) as exc:
         raise fail(str(exc)) from exc
-    metrics_address = _listen(metrics_listen) if metrics_listen else None
+    try:
+        metrics_address = (
+            parse_listen(metrics_listen, "--metrics-listen") if metrics_listen else None
+        )
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
     token = ""
     if metrics_address is not None:
         if metrics_token_file is None:

@@ -10,34 +10,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from fluidos_sensors.api import FLUIDOS_NAMESPACE, ROUTE_NAMESPACE
-from fluidos_sensors.cli import Verbose, fail
+from fluidos_sensors.cli import Context, Kubeconfig, Verbose, fail, parse_listen
 from fluidos_sensors.logs import setup_verbosity
 
 if TYPE_CHECKING:
     import uvicorn
 
 
-def parse_listen(listen: str) -> tuple[str, int]:
-    """``host:port`` (``[::1]:port`` for IPv6) as (host, port); ValueError saying why not."""
-    host, sep, port_text = listen.rpartition(":")
-    if not sep or not host:
-        raise ValueError(f"--listen must be HOST:PORT, got {listen!r}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ValueError(f"--listen: port must be a number, got {port_text!r}") from None
-    if not 0 < port < 65536:
-        raise ValueError(f"--listen: port must be 1..65535, got {port}")
-    return host, port
-
-
 def gateway(
-    kubeconfig: Annotated[
-        Path | None, typer.Option("--kubeconfig", envvar="KUBECONFIG", help="Cluster to use.")
-    ] = None,
-    context: Annotated[str | None, typer.Option("--context", help="kubeconfig context.")] = None,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
     node_id: Annotated[
         str, typer.Option(envvar="FLUIDOS_NODE_ID", help="FLUIDOS node id of this provider.")
     ] = "",

@@ -8,7 +8,7 @@ import pytest
 import typer
 import yaml
 
-from fluidos_sensors.cli import Output, echo_listing, fail, table
+from fluidos_sensors.cli import Output, echo_listing, fail, parse_listen, table
 
 ROWS = [{"NAME": "humidity-1", "RATE": "1 Hz"}, {"NAME": "t", "RATE": "10 Hz"}]
 OBJECTS = [{"metadata": {"name": "humidity-1"}}, {"metadata": {"name": "t"}}]
@@ -61,3 +61,26 @@ def test_fail_says_why_on_stderr_and_gives_the_exit(capsys: pytest.CaptureFixtur
     captured = capsys.readouterr()
     assert captured.err == "error: --ip is required\nerror: gone\n"
     assert captured.out == ""
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("0.0.0.0:8443", ("0.0.0.0", 8443)), ("[::1]:9100", ("::1", 9100)), ("h:1", ("h", 1))],
+)
+def test_listen_addresses_parse(value: str, expected: tuple[str, int]) -> None:
+    assert parse_listen(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("8443", "must be HOST:PORT"),
+        (":8443", "must be HOST:PORT"),
+        ("host:http", "port must be a number"),
+        ("host:0", "port must be 1..65535"),
+        ("host:65536", "port must be 1..65535"),
+    ],
+)
+def test_a_bad_listen_address_names_the_option(value: str, why: str) -> None:
+    with pytest.raises(ValueError, match=f"^--metrics-listen.*{why}"):
+        parse_listen(value, "--metrics-listen")
