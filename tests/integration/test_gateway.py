@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from schemathesis.core import NotSet
 from schemathesis.core.result import Err, Ok
 
 from fluidos_sensors import api as fs_api
@@ -1174,7 +1175,7 @@ def documented_refusal(case: schemathesis.Case) -> bool:
         SensorFilter.from_query([(k, v) for k, v in query.items() if isinstance(v, str)])
     except ValueError:
         return True
-    if case.body is not None and len(json.dumps(case.body)) > MAX_BODY_BYTES:
+    if not isinstance(case.body, NotSet) and len(json.dumps(case.body)) > MAX_BODY_BYTES:
         return True  # 413, stated in the responses (the bytes JSON Schema cannot bound)
     body = case.body if isinstance(case.body, dict) else {}
     telemetry = body.get("ingressTelemetryEndpoint")
