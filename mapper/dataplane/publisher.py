@@ -2,11 +2,6 @@
 
 `submit` never blocks: messages wait in a bounded buffer while the broker is away (the oldest
 are dropped, and counted, once it is full) and go out in order when it is back.
-
-gmqtt, the asyncio-native client the edge agent reads with: a publish is built and written to
-the connection's transport in the call, with no task, future or lock per message. With the
-paho-based aiomqtt, publishing cost half of the mapper's CPU (`bench/bench_mapper.py`: a task,
-a timeout, a pending-call scan and paho's per-message lock for every reading).
 """
 
 from __future__ import annotations
@@ -14,13 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import gmqtt
-from gmqtt.mqtt.constants import MQTTv311
+import aiomqtt
 
 from fluidos_sensors.backoff import Backoff
 from fluidos_sensors.broker import BrokerAccess
@@ -29,11 +22,20 @@ from mapper.dataplane.buffer import BoundedBuffer
 log = logging.getLogger(__name__)
 
 _BATCH = 200
-"""Messages written before the event loop gets a turn."""
-CONNECT_TIMEOUT_SECONDS = 10.0
-# gmqtt reconnects by itself after a lost connection (QoS 1 messages not yet acknowledged are
-# sent again on the same client); past this, a fresh client is made.
-RECONNECT_GRACE_SECONDS = 30.0
+"""Messages handed to the MQTT client at once."""
+INFLIGHT_MAX = 1000
+"""QoS 1 messages awaiting the broker's acknowledgement at once."""
+
+
+def settle_disconnect(client: aiomqtt.Client) -> None:
+    """Take note of an unexpected disconnect's error.
+
+    aiomqtt keeps it in a future that nobody reads when the connection's context exits on
+    our own error; asyncio would then log "Future exception was never retrieved".
+    """
+    future = getattr(client, "_disconnected", None)
+    if isinstance(future, asyncio.Future) and future.done() and not future.cancelled():
+        future.exception()
 
 
 @dataclass
@@ -43,7 +45,7 @@ class PublisherStats:
     dropped: int = 0
     connects: int = 0
     connect_failures: int = 0
-    connections_lost: int = 0
+    publish_failures: int = 0
     connected: bool = False
 
 
@@ -69,7 +71,6 @@ class MqttPublisher:
         self._stats = PublisherStats()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._wakeup = asyncio.Event()  # a message, a connect or a loss
 
     @property
     def stats(self) -> PublisherStats:
@@ -85,7 +86,6 @@ class MqttPublisher:
         self._stats.submitted += 1
         self._idle.clear()
         self._buffer.put((topic, payload))
-        self._wakeup.set()
 
     async def flush(self, timeout: float) -> bool:
         """Wait until everything submitted so far went out (True) or `timeout` passes."""
@@ -100,104 +100,80 @@ class MqttPublisher:
         backoff = self._backoff()
         outage_since: float | None = None
         while True:
-            client = self._client()
+            client = aiomqtt.Client(
+                self.access.host,
+                self.access.port,
+                username=self.access.username,
+                password=self.access.password,
+                identifier=self.client_id,
+                keepalive=self.keepalive,
+                timeout=10,
+                # QoS 1 waits for acknowledgements; paho's default window of 20 in flight
+                # would cap readings at 20 per round trip to the broker.
+                max_inflight_messages=INFLIGHT_MAX,
+                tls_params=aiomqtt.TLSParameters(ca_certs=self.access.ca)
+                if self.access.ca
+                else None,
+            )
             try:
-                await asyncio.wait_for(
-                    client.connect(
-                        self.access.host,
-                        self.access.port,
-                        ssl=self._tls(),
-                        keepalive=self.keepalive,
-                        version=MQTTv311,  # no per-packet properties to build
-                    ),
-                    CONNECT_TIMEOUT_SECONDS,
-                )
-            except (OSError, TimeoutError, gmqtt.MQTTConnectError) as exc:
-                await _close(client)
-                self._stats.connect_failures += 1
+                async with client:
+                    # A batch in flight is expected, not worth aiomqtt's warning.
+                    client.pending_calls_threshold = _BATCH + 1
+                    self._stats.connected = True
+                    self._stats.connects += 1
+                    backoff.reset()
+                    if outage_since is not None:
+                        log.info(
+                            "broker %s back after %.1f s; %d message(s) waiting, %d dropped",
+                            self.access,
+                            time.monotonic() - outage_since,
+                            len(self._buffer),
+                            self._buffer.dropped,
+                        )
+                        outage_since = None
+                    else:
+                        log.info("connected to broker %s", self.access)
+                    await self._publish_forever(client)
+            except aiomqtt.MqttError as exc:
+                settle_disconnect(client)
+                if self._stats.connected:
+                    self._stats.publish_failures += 1
+                else:
+                    self._stats.connect_failures += 1
+                self._stats.connected = False
                 if outage_since is None:
                     outage_since = time.monotonic()
-                    # gmqtt's errors name the host and reason, never the password.
+                    # aiomqtt's messages name the host and reason, never the password.
                     log.warning("broker %s unavailable: %s; buffering", self.access, exc)
                 await asyncio.sleep(backoff.next())
-                continue
-            backoff.reset()
-            if outage_since is not None:
-                log.info(
-                    "broker %s back after %.1f s; %d message(s) waiting, %d dropped",
-                    self.access,
-                    time.monotonic() - outage_since,
-                    len(self._buffer),
-                    self._buffer.dropped,
-                )
-                outage_since = None
-            try:
-                await self._publish_while_connected(client)
-            finally:
-                self._stats.connected = False
-                await _close(client)
-            self._stats.connections_lost += 1
-            outage_since = time.monotonic()
 
-    def _tls(self) -> ssl.SSLContext | bool:
-        """TLS checking the broker's certificate against the access's CA, if it names one."""
-        return ssl.create_default_context(cafile=self.access.ca) if self.access.ca else False
-
-    def _client(self) -> gmqtt.Client:
-        client = gmqtt.Client(self.client_id or "", logger=log)
-        client.set_config({"reconnect_delay": 1})
-        if self.access.username:
-            client.set_auth_credentials(self.access.username, self.access.password)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        return client
-
-    def _on_connect(self, client: gmqtt.Client, flags: int, rc: int, properties: dict) -> None:
-        if not self._stats.connected:
-            log.info("connected to broker %s", self.access)
-        self._stats.connected = True
-        self._stats.connects += 1
-        self._wakeup.set()
-
-    def _on_disconnect(self, client: gmqtt.Client, packet: object, exc: object = None) -> None:
-        if self._stats.connected:
-            log.warning("lost broker %s; buffering and reconnecting", self.access)
-        self._stats.connected = False
-        self._wakeup.set()
-
-    async def _publish_while_connected(self, client: gmqtt.Client) -> None:
-        """Write what the buffer holds while connected; return when gmqtt has been unable to
-        reconnect for RECONNECT_GRACE_SECONDS (a fresh client then starts over)."""
-        lost_since: float | None = None
+    async def _publish_forever(self, client: aiomqtt.Client) -> None:
         while True:
-            if not client.is_connected:
-                lost_since = lost_since or time.monotonic()
-                if time.monotonic() - lost_since > RECONNECT_GRACE_SECONDS:
-                    return
-                await self._nap(1.0)
-                continue
-            lost_since = None
-            if not self._buffer:
+            batch = self._take_batch()
+            if not batch:
                 self._idle.set()
-                await self._nap(1.0)
-                continue
-            count = min(_BATCH, len(self._buffer))
-            for _ in range(count):
-                topic, payload = self._buffer.get_nowait()  # type: ignore[misc]
-                client.publish(topic, payload, qos=self.qos)
-            self._stats.published += count
-            await asyncio.sleep(0)  # the event loop's turn: BLE notifications, the socket
+                batch = [await self._buffer.get()]
+            # Handed to the client together, the batch goes out in a few socket writes
+            # instead of one event-loop round trip per message.
+            results = await asyncio.gather(
+                *(client.publish(topic, payload, qos=self.qos) for topic, payload in batch),
+                return_exceptions=True,
+            )
+            failed = [item for item, result in zip(batch, results, strict=True) if result]
+            self._stats.published += len(batch) - len(failed)
+            if failed:
+                for item in reversed(failed):
+                    self._buffer.put_back(item)
+                error = next(r for r in results if r)
+                if isinstance(error, aiomqtt.MqttError):
+                    raise error
+                raise aiomqtt.MqttError(f"publish failed: {error!r}")
 
-    async def _nap(self, seconds: float) -> None:
-        self._wakeup.clear()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._wakeup.wait()
-
-
-async def _close(client: gmqtt.Client) -> None:
-    """Disconnect (which also stops gmqtt's reconnecting), whatever state the client is in."""
-    try:
-        await asyncio.wait_for(client.disconnect(), 5)
-    except Exception as exc:  # a dead connection: nothing left to close
-        log.debug("closing the MQTT client: %s", exc)
+    def _take_batch(self) -> list[tuple[str, bytes]]:
+        batch: list[tuple[str, bytes]] = []
+        while len(batch) < _BATCH:
+            item = self._buffer.get_nowait()
+            if item is None:
+                break
+            batch.append(item)
+        return batch

@@ -7,7 +7,7 @@ reading only after its durable queue committed it. So neither an agent crash nor
 loses a reading (it may see one twice; line-protocol consumers store it once, same series
 and timestamp).
 
-gmqtt (the mapper publishes with it too), not paho: it parses packets from the
+gmqtt, not the paho-based aiomqtt the mapper publishes with: it parses packets from the
 socket's buffer on the event loop, where paho makes several `recv` calls per packet. gmqtt
 still runs a task per QoS 1 message and writes its PUBACK alone; the agent takes over just
 that step (`_on_qos1`): a message is queued with its packet id, and once its batch is

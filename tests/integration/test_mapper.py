@@ -32,7 +32,7 @@ from fluidos_sensors.sensor import parse_sensors_annotation
 from fluidos_sensors.topics import broker_topic
 from fluidos_sensors.twins import EXTENSIONS_KEY, reported_twin
 from mapper.ble import BleBackends, LinkSettings
-from mapper.dataplane.publisher import MqttPublisher
+from mapper.dataplane.publisher import MqttPublisher, settle_disconnect
 from mapper.dataplane.twins import DeviceKey, TwinReporter
 from mapper.kube import DeviceApi, DeviceStatusStore
 from mapper.service import Mapper, MapperSettings, unbound_device_name
@@ -60,15 +60,6 @@ def edge_access(
     return BrokerAccess.load(
         edge.broker_credentials(testbed.directory / provider.name / "nodes" / EDGE, user)
     )
-
-
-def settle_disconnect(client: aiomqtt.Client) -> None:
-    """Take note of an unexpected disconnect's error: aiomqtt keeps it in a future that
-    nobody reads when the connection's context exits on our own error, and asyncio would
-    log "Future exception was never retrieved"."""
-    future = getattr(client, "_disconnected", None)
-    if isinstance(future, asyncio.Future) and future.done() and not future.cancelled():
-        future.exception()
 
 
 class Subscriber:
