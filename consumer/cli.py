@@ -17,15 +17,19 @@ from kubernetes.client.exceptions import ApiException
 from consumer import status as st
 from fluidos_sensors.api import FLUIDOS_NAMESPACE, SENSOR_REQUEST
 from fluidos_sensors.cli import (
+    AggregateOption,
     Context,
+    EveryOption,
     Kubeconfig,
     Liveness,
     Output,
     OutputFormat,
     ReadyFile,
     Verbose,
+    WindowOption,
     echo_listing,
     fail,
+    shape_option,
 )
 from fluidos_sensors.endpoints import AuthType, DeliveryFormat, EndpointError, check_endpoint_url
 from fluidos_sensors.filter_cli import with_filter_options
@@ -104,6 +108,9 @@ def request(
         str | None,
         typer.Option(help="Secret (same namespace): token, or username and password."),
     ] = None,
+    aggregate: AggregateOption = None,
+    window: WindowOption = None,
+    every: EveryOption = None,
     count: Annotated[int, typer.Option(min=1, max=100, help="How many sensors.")] = 1,
     provider: Annotated[
         Texts, typer.Option("--provider", help="SensorProvider to ask (repeat, in order).")
@@ -131,6 +138,9 @@ def request(
     target: dict[str, Any] = {"url": url, "format": format_name.value}
     if auth_type is not None:
         target["auth"] = {"type": auth_type.value, "secretName": auth_secret}
+    shape = shape_option(aggregate, window, every)
+    if shape is not None:
+        target["shape"] = shape.body()
     spec: dict[str, Any] = {"filter": spec_filter, "count": count, "endpoint": target}
     if provider:
         spec["providers"] = list(provider)

@@ -32,6 +32,7 @@ from fluidos_sensors.rear.client import AsyncRearClient, RearError
 from fluidos_sensors.rear.wire import (
     ContractAnswer,
     DeliveryAuthorization,
+    DeliveryShape,
     NodeIdentity,
     TelemetryEndpoint,
 )
@@ -151,6 +152,7 @@ def telemetry(
         endpoint=spec.endpoint,
         intents=[intent],
         format=spec.format,
+        shape=DeliveryShape.of(spec.shape),
         authorization=authorization,
     )
 

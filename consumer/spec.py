@@ -15,6 +15,7 @@ from fluidos_sensors.api import SENSOR_PROVIDER, SENSOR_REQUEST
 from fluidos_sensors.endpoints import AuthType, DeliveryFormat, EndpointError, check_endpoint_url
 from fluidos_sensors.filters import FilterError, SensorFilter
 from fluidos_sensors.limits import clip
+from fluidos_sensors.shaping import Shaping, ShapingError, parse_shaping
 from fluidos_sensors.units import show
 
 COUNT_MAX = 100  # as the CRD's schema says
@@ -54,6 +55,7 @@ class RequestSpec:
     endpoint: str
     format: DeliveryFormat
     auth: EndpointAuth | None
+    shape: Shaping | None = None  # window aggregates or downsampling at the edge
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,6 +152,11 @@ def parse_request(obj: Mapping[str, Any]) -> RequestSpec:
             ) from None
         secret = _text(where, "spec.endpoint.auth.secretName", raw_auth.get("secretName"))
         auth = EndpointAuth(type=auth_type, secret_name=secret)
+    try:
+        shape = parse_shaping(endpoint.get("shape"), "spec.endpoint.shape")
+    except ShapingError as exc:
+        field, _, message = str(exc).partition(": ")
+        raise SpecError(where, field, message) from None
     return RequestSpec(
         filter=sensor_filter,
         count=count,
@@ -157,6 +164,7 @@ def parse_request(obj: Mapping[str, Any]) -> RequestSpec:
         endpoint=url,
         format=delivery_format,
         auth=auth,
+        shape=shape,
     )
 
 

@@ -12,6 +12,15 @@ from typing import Annotated, Any
 import typer
 import yaml
 
+from fluidos_sensors.shaping import (
+    AGGREGATES,
+    Shaping,
+    ShapingError,
+    parse_aggregates,
+    parse_shaping,
+    parse_window,
+)
+
 Kubeconfig = Annotated[
     Path | None,
     typer.Option(
@@ -84,3 +93,41 @@ def parse_listen(value: str, option: str = "--listen") -> tuple[str, int]:
     if not 0 < port < 65536:
         raise ValueError(f"{option}: port must be 1..65535, got {port}")
     return host, port
+
+
+AggregateOption = Annotated[
+    str | None,
+    typer.Option(
+        "--aggregate", help=f"Window aggregates instead of readings ({','.join(AGGREGATES)})."
+    ),
+]
+WindowOption = Annotated[
+    str | None, typer.Option("--window", help="The aggregates' window: 500ms, 1s, 5m...")
+]
+EveryOption = Annotated[
+    int | None,
+    typer.Option("--every", help="Downsample: only readings whose seq is a multiple of N."),
+]
+
+
+def shape_option(aggregate: str | None, window: str | None, every: int | None) -> Shaping | None:
+    """--aggregate/--window or --every as a delivery shape; a usage error names the option."""
+    if every is not None:
+        if aggregate is not None or window is not None:
+            raise fail("--every goes without --aggregate and --window")
+        try:
+            return parse_shaping({"every": every})
+        except ShapingError as exc:
+            raise fail(f"--every {str(exc).partition(': ')[2]}") from exc
+    if (aggregate is None) != (window is None):
+        raise fail("--aggregate and --window go together")
+    if aggregate is None or window is None:
+        return None
+    try:
+        names = parse_aggregates(aggregate)
+    except ShapingError as exc:
+        raise fail(f"--aggregate {exc}") from exc
+    try:
+        return parse_shaping({"aggregate": names, "windowMs": parse_window(window)})
+    except ShapingError as exc:
+        raise fail(f"--window {str(exc).partition(': ')[2] or exc}") from exc

@@ -10,6 +10,7 @@ fields); the credentials themselves never do: they live in a Secret in
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,11 +24,16 @@ from fluidos_sensors.endpoints import (
     check_endpoint_url,
 )
 from fluidos_sensors.flavor import SENSORS_PREFIX, label_safe
+from fluidos_sensors.limits import JSONInputError, load_json
+from fluidos_sensors.shaping import Shaping, ShapingError, parse_shaping
 
 # Annotations on a Contract (values are free text).
 DELIVERY_FORMAT_ANNOTATION = f"{SENSORS_PREFIX}/delivery-format"
 DELIVERY_AUTH_ANNOTATION = f"{SENSORS_PREFIX}/delivery-auth"
 DELIVERY_SECRET_ANNOTATION = f"{SENSORS_PREFIX}/delivery-secret"
+# Window aggregates or downsampling the buyer asked for (`fluidos_sensors.shaping`, as JSON);
+# absent: every reading.
+DELIVERY_SHAPE_ANNOTATION = f"{SENSORS_PREFIX}/delivery-shape"
 CONSUMER_ANNOTATION = f"{SENSORS_PREFIX}/consumer"
 BROKER_TOPIC_ANNOTATION = f"{SENSORS_PREFIX}/broker-topic"
 EDGE_NODE_ANNOTATION = f"{SENSORS_PREFIX}/edge-node"
@@ -72,6 +78,7 @@ class ContractDelivery:
     consumer: str
     policy: DeliveryPolicy  # what the provider allowed this consumer at purchase
     secret_namespace: str = ROUTE_NAMESPACE
+    shape: Shaping | None = None  # None: every reading
 
 
 def contract_annotations(
@@ -83,6 +90,7 @@ def contract_annotations(
     secret_name: str | None,
     consumer: str,
     policy: DeliveryPolicy,
+    shape: Shaping | None = None,
 ) -> dict[str, str]:
     """The delivery annotations the gateway puts on a Contract (read by delivery_target)."""
     annotations = {
@@ -95,6 +103,8 @@ def contract_annotations(
     }
     if secret_name:
         annotations[DELIVERY_SECRET_ANNOTATION] = secret_name
+    if shape is not None:
+        annotations[DELIVERY_SHAPE_ANNOTATION] = json.dumps(shape.body(), separators=(",", ":"))
     return annotations
 
 
@@ -175,6 +185,14 @@ def delivery_target(contract: Mapping[str, Any]) -> ContractDelivery:
     secret_name = None
     if auth_type is not None:
         secret_name = annotation(DELIVERY_SECRET_ANNOTATION)
+    shape = None
+    if DELIVERY_SHAPE_ANNOTATION in annotations:
+        try:
+            shape = parse_shaping(load_json(str(annotations[DELIVERY_SHAPE_ANNOTATION])))
+        except (JSONInputError, ShapingError) as exc:
+            raise ContractError(
+                f'{where}: annotation "{DELIVERY_SHAPE_ANNOTATION}": {exc}'
+            ) from None
     return ContractDelivery(
         contract=name,
         namespace=namespace,
@@ -187,4 +205,5 @@ def delivery_target(contract: Mapping[str, Any]) -> ContractDelivery:
         secret_name=secret_name,
         consumer=annotation(CONSUMER_ANNOTATION),
         policy=policy,
+        shape=shape,
     )

@@ -26,6 +26,11 @@ class DeliveryFormat(StrEnum):
 
     INFLUX = "influx"  # InfluxDB line protocol: Telegraf http_listener_v2, InfluxDB write APIs
     JSON = "json"  # an array of readings as the mapper publishes them
+    # CloudEvents 1.0 over HTTP. Structured mode, one event per request: what every
+    # CloudEvents receiver takes (Knative brokers take no batches).
+    CLOUDEVENTS = "cloudevents"
+    # Batch mode: a JSON array of events per request (application/cloudevents-batch+json).
+    CLOUDEVENTS_BATCH = "cloudevents-batch"
 
 
 class AuthType(StrEnum):

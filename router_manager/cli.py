@@ -16,16 +16,20 @@ from kubernetes.client.exceptions import ApiException
 from fluidos_sensors.api import FLAVOR, FLUIDOS_NAMESPACE, ROUTE_NAMESPACE
 from fluidos_sensors.broker import BrokerConfigError, broker_access
 from fluidos_sensors.cli import (
+    AggregateOption,
     Context,
+    EveryOption,
     Kubeconfig,
     Liveness,
     Output,
     OutputFormat,
     ReadyFile,
     Verbose,
+    WindowOption,
     echo_listing,
     fail,
     parse_listen,
+    shape_option,
 )
 from fluidos_sensors.endpoints import EndpointError, check_endpoint_url, redact_url
 from fluidos_sensors.flavor import (
@@ -36,6 +40,7 @@ from fluidos_sensors.flavor import (
 )
 from fluidos_sensors.kube import api_client, get_or_none
 from fluidos_sensors.logs import setup_logging, setup_verbosity
+from fluidos_sensors.shaping import ShapingError, parse_shaping
 from router_manager.route import (
     AUTH_TYPES,
     BATCH_DELAY_MS_MAX,
@@ -255,7 +260,7 @@ def add(
         str | None, typer.Option("--id", help="Target id (default: derived from the URL).")
     ] = None,
     format_name: Annotated[
-        str, typer.Option("--format", help=f"{' or '.join(FORMATS)}.")
+        str, typer.Option("--format", help=f"One of {', '.join(FORMATS)}.")
     ] = DEFAULT_FORMAT,
     auth_type: Annotated[str | None, typer.Option(help=f"{', '.join(AUTH_TYPES)}.")] = None,
     auth_secret: Annotated[
@@ -266,6 +271,9 @@ def add(
         int, typer.Option(min=0, max=BATCH_DELAY_MS_MAX)
     ] = DEFAULT_BATCH_DELAY_MS,
     queue_bytes: Annotated[int, typer.Option(min=QUEUE_BYTES_MIN)] = DEFAULT_QUEUE_BYTES,
+    aggregate: AggregateOption = None,
+    window: WindowOption = None,
+    every: EveryOption = None,
 ) -> None:
     """Deliver a sensor's readings to one more target (the same Route: one subscription)."""
     try:
@@ -278,6 +286,7 @@ def add(
         raise fail("--auth-type and --auth-secret go together")
     if auth_type is not None and auth_type not in AUTH_TYPES:
         raise fail(f"--auth-type must be one of {', '.join(AUTH_TYPES)}")
+    shape = shape_option(aggregate, window, every)
     new = RouteTarget(
         id=target_id or manual_target_id(url),
         url=url,
@@ -286,6 +295,7 @@ def add(
         batch_delay_ms=batch_delay_ms,
         queue_bytes=queue_bytes,
         auth=TargetAuth(auth_type, auth_secret) if auth_type and auth_secret else None,
+        shape=shape,
     )
     with api_client(kubeconfig, context) as api:
         node, topic, reference = _flavor_source(api, flavor_namespace, flavor)
@@ -329,6 +339,14 @@ def remove(
     typer.echo(f"target {wanted} removed ({left} target(s) left on {topic} at {node})")
 
 
+def _shape_text(raw: object) -> str:
+    try:
+        shaping = parse_shaping(raw)
+    except ShapingError:
+        return "?"
+    return shaping.key if shaping else "raw"
+
+
 def _rows(items: list[dict[str, Any]]) -> list[dict[str, str]]:
     rows = []
     for item in items:
@@ -343,6 +361,7 @@ def _rows(items: list[dict[str, Any]]) -> list[dict[str, str]]:
                     "TARGET": str(target.get("id", "")),
                     "URL": redact_url(str(target.get("url", ""))) if target.get("url") else "-",
                     "FORMAT": str(target.get("format", DEFAULT_FORMAT)),
+                    "SHAPE": _shape_text(target.get("shape")),
                     "STATE": str(seen.get("state", "-")),
                     "DELIVERED": str(seen.get("delivered", 0)),
                     "QUEUED": str(seen.get("queued", 0)),

@@ -26,6 +26,7 @@ from fluidos_sensors.endpoints import (
     check_endpoint_url,
 )
 from fluidos_sensors.flavor import NODE_LABEL, label_safe, stable_name
+from fluidos_sensors.shaping import Shaping, ShapingError, parse_shaping
 
 FORMATS = tuple(DeliveryFormat)
 DEFAULT_FORMAT = DeliveryFormat.INFLUX.value
@@ -74,6 +75,8 @@ class RouteTarget:
     origin_namespace: str = ""
     # The buyer's delivery policy (endpoints.DeliveryPolicy entries) recorded on its Contract.
     allowed_hosts: tuple[str, ...] = ()
+    # Window aggregates or downsampling instead of raw readings (router_manager.shaping).
+    shape: Shaping | None = None
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,7 @@ def target_for_contract(delivery: ContractDelivery) -> RouteTarget:
         origin_name=delivery.contract,
         origin_namespace=delivery.namespace,
         allowed_hosts=delivery.policy.entries,
+        shape=delivery.shape,
     )
 
 
@@ -168,6 +172,8 @@ def target_body(target: RouteTarget) -> dict[str, Any]:
         body["auth"] = {"type": target.auth.type, "secretName": target.auth.secret_name}
     if target.allowed_hosts:
         body["allowedHosts"] = list(target.allowed_hosts)
+    if target.shape is not None:
+        body["shape"] = target.shape.body()
     return body
 
 
@@ -306,6 +312,12 @@ def _target(
             )
             return None
         auth = TargetAuth(raw_auth["type"], raw_auth["secretName"])
+    try:
+        shape = parse_shaping(item.get("shape"), f"{path}.shape")
+    except ShapingError as err:
+        field_path, _, message = str(err).partition(": ")
+        read.fail(field_path, message, target_id)
+        return None
     assert size is not None and delay is not None and queue is not None
     return RouteTarget(
         id=target_id,
@@ -319,6 +331,7 @@ def _target(
         origin_name=str(origin.get("name") or ""),
         origin_namespace=str(origin.get("namespace") or ""),
         allowed_hosts=policy.entries,
+        shape=shape,
     )
 
 

@@ -10,8 +10,10 @@ items whose ``type.data`` is the Flavor's ``spec.flavorType.typeData`` (so
 ``fluidos_sensors.flavor.sensor_from_flavor`` reads an item back).
 
 Our extensions (FLUIDOS ignores unknown keys): ``ingressTelemetryEndpoint.format`` ("influx",
-the default, or "json") and ``ingressTelemetryEndpoint.authorization`` (the credentials the
-provider uses to deliver to the consumer's endpoint; never echoed back in an answer); and
+the default, "json", "cloudevents" or "cloudevents-batch"), ``ingressTelemetryEndpoint.shape``
+(window aggregates or downsampling at the edge, `fluidos_sensors.shaping`) and
+``ingressTelemetryEndpoint.authorization`` (the credentials the provider uses to deliver to the
+consumer's endpoint; never echoed back in an answer); and
 ``GET/DELETE /api/v2/contracts[/{id}]`` to list and release a consumer's contracts.
 """
 
@@ -33,6 +35,14 @@ from pydantic import (
 
 from fluidos_sensors.endpoints import URL_MAX_LENGTH, AuthType, DeliveryFormat, check_endpoint_url
 from fluidos_sensors.flavor import SENSORS_PREFIX
+from fluidos_sensors.shaping import (
+    EVERY_MAX,
+    WINDOW_MS_MAX,
+    WINDOW_MS_MIN,
+    Aggregate,
+    Shaping,
+    parse_shaping,
+)
 
 API_PREFIX = "/api/v2"
 FLAVORS_PATH = f"{API_PREFIX}/flavors"
@@ -244,12 +254,36 @@ class TelemetryEndpoint(_Wire):
         default_factory=list, max_length=_INTENTS_MAX
     )
     format: DeliveryFormat = DeliveryFormat.INFLUX
+    shape: DeliveryShape | None = None
     authorization: DeliveryAuthorization | None = None
 
     @field_validator("endpoint")
     @classmethod
     def _deliverable(cls, value: str) -> str:
         return check_endpoint_url(value)
+
+
+class DeliveryShape(_Wire):
+    """Window aggregates (``aggregate`` + ``windowMs``) or downsampling (``every``) at the
+    edge instead of every reading (`fluidos_sensors.shaping`)."""
+
+    aggregate: list[Aggregate] | None = Field(default=None, min_length=1, max_length=6)
+    window_ms: int | None = Field(
+        default=None, alias="windowMs", ge=WINDOW_MS_MIN, le=WINDOW_MS_MAX
+    )
+    every: int | None = Field(default=None, ge=2, le=EVERY_MAX)
+
+    @model_validator(mode="after")
+    def _usable(self) -> DeliveryShape:
+        self.shaping()  # ShapingError (a ValueError) says which combination is wrong
+        return self
+
+    def shaping(self) -> Shaping | None:
+        return parse_shaping(self.wire(), "ingressTelemetryEndpoint.shape")
+
+    @classmethod
+    def of(cls, shaping: Shaping | None) -> DeliveryShape | None:
+        return None if shaping is None else cls.model_validate(shaping.body())
 
 
 class PurchaseRequest(_Wire):
@@ -268,6 +302,7 @@ class TelemetryEndpointAnswer(_Wire):
     endpoint: str
     intents: list[str] = Field(default_factory=list)
     format: DeliveryFormat = DeliveryFormat.INFLUX
+    shape: DeliveryShape | None = None
     authorization: AuthorizationSummary | None = None
 
     @classmethod
@@ -278,6 +313,7 @@ class TelemetryEndpointAnswer(_Wire):
             endpoint=sent.endpoint,
             intents=list(sent.intents),
             format=sent.format,
+            shape=sent.shape,
             authorization=AuthorizationSummary(type=auth.type) if auth else None,
         )
 

@@ -428,7 +428,8 @@ def create_app(
         summary="Purchase a reserved Sensor flavor",
         description=(
             "`ingressTelemetryEndpoint.endpoint` is where the readings go (http/https). "
-            'Extensions: `format` ("influx", default, or "json") and `authorization` '
+            'Extensions: `format` ("influx", default, "json", "cloudevents" or '
+            '"cloudevents-batch") and `authorization` '
             "(credentials for that endpoint; stored in a Secret, never echoed)."
         ),
         operation_id="purchaseFlavor",

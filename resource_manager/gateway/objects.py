@@ -32,6 +32,7 @@ from fluidos_sensors.contract import (
     CONSUMER_LABEL,
     DELIVERY_AUTH_ANNOTATION,
     DELIVERY_FORMAT_ANNOTATION,
+    DELIVERY_SHAPE_ANNOTATION,
     SECRET_PASSWORD_KEY,
     SECRET_TOKEN_KEY,
     SECRET_USERNAME_KEY,
@@ -40,12 +41,14 @@ from fluidos_sensors.contract import (
 )
 from fluidos_sensors.endpoints import AuthType, DeliveryFormat, DeliveryPolicy
 from fluidos_sensors.flavor import DEVICE_ANNOTATION, SENSOR_KEY_ANNOTATION
+from fluidos_sensors.limits import JSONInputError, load_json
 from fluidos_sensors.rear.wire import (
     UNKNOWN_TIMESTAMP,
     AuthorizationSummary,
     Configuration,
     ContractAnswer,
     DeliveryAuthorization,
+    DeliveryShape,
     FlavorItem,
     PeeringCredentials,
     ReservationRequest,
@@ -56,6 +59,7 @@ from fluidos_sensors.rear.wire import (
     node_identity,
     rfc3339_timestamp,
 )
+from fluidos_sensors.shaping import parse_shaping
 from fluidos_sensors.topics import broker_topic
 
 _OBJECT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
@@ -300,6 +304,7 @@ def contract_body(
                 secret_name=secret_name,
                 consumer=consumer,
                 policy=policy,
+                shape=telemetry.shape.shaping() if telemetry.shape else None,
             ),
         },
         "spec": spec,
@@ -386,11 +391,20 @@ def contract_answer(contract: Mapping[str, Any]) -> ContractAnswer:
             endpoint=str(endpoint.get("endpoint", "")),
             intents=list(endpoint.get("intents") or []),
             format=_format(annotations.get(DELIVERY_FORMAT_ANNOTATION)),
+            shape=_shape(annotations.get(DELIVERY_SHAPE_ANNOTATION)),
             authorization=(
                 AuthorizationSummary(type=AuthType(auth)) if auth in set(AuthType) else None
             ),
         ),
     )
+
+
+def _shape(value: object) -> DeliveryShape | None:
+    """The shape a Contract's annotation holds (None when absent or not one)."""
+    try:
+        return DeliveryShape.of(parse_shaping(load_json(str(value)))) if value else None
+    except (JSONInputError, ValueError):
+        return None
 
 
 def _format(value: object) -> DeliveryFormat:

@@ -37,7 +37,7 @@ from fluidos_sensors.endpoints import redact_url
 from fluidos_sensors.reading import Reading, ReadingError
 from router_manager.agent.store import DurableLog, Queued
 from router_manager.agent.window import LatencyWindow
-from router_manager.encoding import batch_body
+from router_manager.encoding import CloudEventEncoder, batch_body, readings_per_request
 from router_manager.route import RouteTarget
 
 log = logging.getLogger(__name__)
@@ -190,6 +190,10 @@ class TargetWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._events = CloudEventEncoder()
+
+    def _per_request(self) -> int:
+        return readings_per_request(self.target.format, self.target.batch_size)
 
     def start(self) -> None:
         # A client (connection pool) per target. pyreqwest runs the HTTP exchange in Rust
@@ -254,7 +258,7 @@ class TargetWorker:
             self._wake.clear()
             state = self.store.target(self.key)
             if state is not None and state.queued > 0:
-                batch = self.store.peek(self.key, self.target.batch_size)
+                batch = self.store.peek(self.key, self._per_request())
                 if batch:
                     return batch
                 log.error("target %s: queue counters out of step; recounting", self.key)
@@ -278,7 +282,13 @@ class TargetWorker:
                     await asyncio.sleep(self._backoff.next())
                     isolation = self._resume(isolation)
                     continue
-            body, content_type = batch_body(self.target.format, (item.payload for item in part))
+            try:
+                body, content_type = batch_body(
+                    self.target.format, [item.payload for item in part], self._events
+                )
+            except ReadingError as exc:  # only a store changed behind the agent's back
+                self._reject(isolation.refused(splittable=False), f"stored reading: {exc}")
+                continue
             wait: float | None = None
             status = 0
             assert self.http is not None
@@ -327,7 +337,7 @@ class TargetWorker:
         An unsplit batch is read again (it may have grown to its full size); a split one
         goes on with what is left of its current part."""
         if not isolation.split:
-            return Isolation(self.store.peek(self.key, self.target.batch_size))
+            return Isolation(self.store.peek(self.key, self._per_request()))
         state, part = self.store.target(self.key), isolation.part
         if state is not None and part:
             isolation.replace_part([item for item in part if item.id > state.acked])

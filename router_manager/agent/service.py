@@ -14,7 +14,7 @@ import datetime as dt
 import functools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from fluidos_sensors.topics import split_broker_topic
 from fluidos_sensors.watch import ListWatch, Snapshot, Snapshots
 from router_manager.agent.delivery import TargetWorker, authorization
 from router_manager.agent.metrics import metrics_app
+from router_manager.agent.shapers import Shapers, raw_topic, shaped_topic
 from router_manager.agent.store import DurableLog, Entry
 from router_manager.agent.subscriber import Inbound, Subscriber
 from router_manager.agent.window import LatencyWindow
@@ -44,6 +45,8 @@ from router_manager.route import Route, RouteProblem, RouteTarget, parse_route
 log = logging.getLogger(__name__)
 
 STATUS_HEARTBEAT_S = 30.0
+SHAPER_TICK_S = 0.25  # how often windows past their end + grace are closed
+SHAPER_SETTLE_S = 2.0  # after (re)connecting, the broker's kept readings come first
 CREDENTIALS_REFRESH_S = 60.0
 _MESSAGE_MAX = 1000
 
@@ -80,6 +83,11 @@ class TopicStats:
 def target_key(route: Route, target: RouteTarget) -> str:
     """A target's identity in the store and metrics: route name + target id."""
     return f"{route.name}/{target.id}"
+
+
+def store_topic(route: Route, target: RouteTarget) -> str:
+    """The log topic a target reads: its route's readings, or what its shaper makes."""
+    return route.topic if target.shape is None else shaped_topic(route.topic, target.shape)
 
 
 def _now_rfc3339(seconds: float | None = None) -> str:
@@ -157,6 +165,7 @@ class Agent:
         self._static_routes = static_routes
         self.store = DurableLog(settings.state_dir / "queue.sqlite")
         self.encoder = LineProtocolEncoder()
+        self.shapers = Shapers(self.store, self.encoder)
         self.subscriber = Subscriber(
             broker, f"fluidos-sensors-agent-{settings.node}"[:128], self._ingest
         )
@@ -164,7 +173,8 @@ class Agent:
         self.routes: dict[str, Route] = {}
         self.problems: dict[str, list[RouteProblem]] = {}
         self.workers: dict[str, TargetWorker] = {}
-        self.by_topic: dict[str, list[TargetWorker]] = {}
+        self.by_topic: dict[str, list[TargetWorker]] = {}  # by log topic (raw or shaped)
+        self.subscribed: set[str] = set()
         self.topics: dict[str, TopicStats] = {}
         self._changed = asyncio.Event()
         self._snapshot: Snapshot | None = None
@@ -216,7 +226,7 @@ class Agent:
                 self.store.remove(key)
                 log.info("target %s removed", key)
         for key, (route, target) in wanted.items():
-            self.store.register(key, route.topic, target.format, target.queue_bytes)
+            self.store.register(key, store_topic(route, target), target.format, target.queue_bytes)
             worker = self.workers.get(key)
             if worker is None:
                 worker = TargetWorker(
@@ -232,13 +242,23 @@ class Agent:
             else:
                 worker.update(target)
         self.by_topic = {}
-        for key, (route, _) in wanted.items():
-            self.by_topic.setdefault(route.topic, []).append(self.workers[key])
+        for key, (route, target) in wanted.items():
+            self.by_topic.setdefault(store_topic(route, target), []).append(self.workers[key])
+        # After the targets: what a shaper makes on resuming is stored for them.
+        shaped = self.shapers.apply(
+            (r.topic, t.shape) for r, t in wanted.values() if t.shape is not None
+        )
+        self._notify(shaped)
         # Cursors of targets removed while the agent was down, and their topics' subscriptions.
-        leftovers = {k: t for k, t in self.store.known_targets() if k not in wanted}
+        leftovers = {
+            k: raw_topic(t)
+            for k, t in self.store.known_targets()
+            if k not in wanted and k not in self.shapers.keys
+        }
         for key in leftovers:
             self.store.remove(key)
-        self.subscriber.set_topics(set(self.by_topic), set(leftovers.values()))
+        self.subscribed = {route.topic for route, _ in wanted.values()}
+        self.subscriber.set_topics(set(self.subscribed), set(leftovers.values()))
         self.routes, self.problems = routes, problems
         for name in set(self._written) - set(routes) - set(problems):
             del self._written[name]
@@ -253,6 +273,7 @@ class Agent:
     def _ingest(self, messages: list[Inbound]) -> None:
         """Decode and encode each reading once, store it once, wake the targets."""
         entries: list[Entry] = []
+        decoded: dict[int, Reading] = {}  # by id() of its entry, for the shapers
         latencies: dict[str, list[float]] = {}
         now = time.time()
         for message in messages:
@@ -287,10 +308,18 @@ class Agent:
                     )
                 continue
             latencies.setdefault(topic, []).append(now - reading.received_at)
-            entries.append(Entry(topic, reading.received_at, self.encoder.encode(reading), payload))
-        self.store.append(entries)
+            entry = Entry(topic, reading.received_at, self.encoder.encode(reading), payload)
+            entries.append(entry)
+            decoded[id(entry)] = reading
+        stored = self.store.append(entries)
+        shaped = self.shapers.feed(stored, [decoded[id(entry)] for _, entry in stored], now)
         for topic, values in latencies.items():
             self.topics[topic].window.add(values)
+        self._notify(latencies.keys() | shaped)
+
+    def _notify(self, topics: Iterable[str]) -> None:
+        """Wake the workers of these log topics: they have new readings."""
+        for topic in topics:
             for worker in self.by_topic.get(topic, ()):
                 worker.notify()
 
@@ -309,7 +338,8 @@ class Agent:
                 continue
             health = worker.health
             summary = health.window.summary()
-            latencies.extend(health.window.latencies())
+            if target.shape is None:  # a window's latency is its length: not the route's
+                latencies.extend(health.window.latencies())
             entry: dict[str, Any] = {
                 "id": target.id,
                 "state": health.state.value,
@@ -321,6 +351,9 @@ class Agent:
                 "queuedBytes": state.queued_bytes,
                 "rateHz": round(summary.rate_hz, 3),
             }
+            if target.shape is not None:
+                entry["shape"] = target.shape.key
+                entry["late"] = self.shapers.late(route.topic, target.shape)  # type: ignore[union-attr]
             if summary.p50_ms is not None:
                 entry["latencyP50Ms"] = round(summary.p50_ms, 3)
                 entry["latencyP99Ms"] = round(summary.p99_ms or 0.0, 3)
@@ -358,7 +391,7 @@ class Agent:
             topic = self.topics.get(route.topic)
             ingest = topic.window.summary() if topic else None
             status["observedGeneration"] = route.generation
-            status["subscribed"] = self.subscriber.connected and route.topic in self.by_topic
+            status["subscribed"] = self.subscriber.connected and route.topic in self.subscribed
             status["rateHz"] = round(ingest.rate_hz, 3) if ingest else 0.0
             # Readings of the topic that no target got: unreadable, or refused at ingest.
             status["invalid"] = topic.invalid if topic else 0
@@ -411,7 +444,7 @@ class Agent:
             "connected": self.subscriber.connected,
             "connects": self.subscriber.connects,
             "received": self.subscriber.received,
-            "topics": sorted(self.by_topic),
+            "topics": sorted(self.subscribed),
             "routesSynced": self._snapshot is not None,
             "invalid": {t: s.invalid for t, s in self.topics.items() if s.invalid},
             "refused": {t: s.refused for t, s in self.topics.items() if s.refused},
@@ -463,6 +496,7 @@ class Agent:
             asyncio.create_task(self._subscribe_once_routed(), name="subscriber"),
             asyncio.create_task(self._apply_loop(), name="routes"),
             asyncio.create_task(self._housekeeping(), name="housekeeping"),
+            asyncio.create_task(self._shape_clock(), name="shapers"),
         ]
         if self.settings.metrics_address is not None:
             tasks.append(asyncio.create_task(self._serve_metrics(), name="metrics"))
@@ -528,6 +562,26 @@ class Agent:
                 log.exception("applying routes failed")
             await self.write_status()
             self._write_status_file()
+
+    async def _shape_clock(self) -> None:
+        """Close the windows of quiet topics. Not while the broker connection is down, nor
+        in the first seconds after it is up: the readings the broker kept meanwhile are
+        still to come, and belong in those windows."""
+        connected_at: float | None = None
+        while True:
+            await asyncio.sleep(SHAPER_TICK_S)
+            now = time.time()
+            if not self.subscriber.connected:
+                connected_at = None
+                continue
+            if connected_at is None:
+                connected_at = now
+            if now - connected_at < SHAPER_SETTLE_S:
+                continue
+            try:
+                self._notify(self.shapers.tick(now))
+            except Exception:  # a bug must not stop windows for good
+                log.exception("closing windows failed")
 
     async def _housekeeping(self) -> None:
         while True:

@@ -2,9 +2,11 @@
 
 Each reading is written once, whatever the number of targets of its topic (fan-out costs a
 cursor, not a copy). A target's queue is every reading of its topic after its cursor; its
-bound is in bytes of its own format. Beyond the bound the oldest readings are skipped for
-that target only, and counted as dropped. A cursor moves only when a batch was answered 2xx
-(delivered) or refused for good (rejected), so delivery is at-least-once and in order.
+bound is in bytes of the stored encoding its format is made from (line protocol, or the
+reading's JSON for JSON and CloudEvents, whose envelope is not counted). Beyond the bound the
+oldest readings are skipped for that target only, and counted as dropped. A cursor moves only
+when a batch was answered 2xx (delivered) or refused for good (rejected), so delivery is
+at-least-once and in order.
 
 SQLite in WAL mode with synchronous=NORMAL: a committed append survives the agent being
 killed (not a power cut, which the edge broker would not survive either). Cursor moves are
@@ -24,6 +26,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from router_manager.encoding import stored_encoding
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
     -- AUTOINCREMENT: ids never come back after deletes, or cursors would skip new readings.
@@ -42,9 +46,13 @@ CREATE TABLE IF NOT EXISTS cursors (
     delivered INTEGER NOT NULL DEFAULT 0,
     rejected INTEGER NOT NULL DEFAULT 0,
     dropped INTEGER NOT NULL DEFAULT 0,
-    failed INTEGER NOT NULL DEFAULT 0
+    failed INTEGER NOT NULL DEFAULT 0,
+    -- A shaper's (router_manager.aggregation) start of the last window it closed.
+    mark REAL NOT NULL DEFAULT 0
 );
 """
+# Stores written before `mark` existed get it (their cursors keep their positions).
+_MIGRATIONS = ("ALTER TABLE cursors ADD COLUMN mark REAL NOT NULL DEFAULT 0",)
 # Separator overhead per reading in a batch body ("\n" or ",").
 _SEPARATOR = 1
 TAIL_SIZE = 4096  # newest readings per topic kept in memory as well
@@ -83,6 +91,7 @@ class TargetState:
     rejected: int = 0
     dropped: int = 0
     failed: int = 0
+    mark: float = 0.0
     queued: int = 0
     queued_bytes: int = 0
 
@@ -147,6 +156,10 @@ class DurableLog:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(cursors)")}
+        if columns and "mark" not in columns:
+            for statement in _MIGRATIONS:
+                self._db.execute(statement)
         self._db.executescript(SCHEMA)
         self._targets: dict[str, TargetState] = {}
         self._by_topic: dict[str, list[TargetState]] = {}
@@ -174,8 +187,11 @@ class DurableLog:
             moved = [self._targets[t] for t in self._moved if t in self._targets]
             self._db.executemany(
                 "UPDATE cursors SET acked = ?, delivered = ?, rejected = ?, dropped = ?, "
-                "failed = ? WHERE target = ?",
-                [(s.acked, s.delivered, s.rejected, s.dropped, s.failed, s.target) for s in moved],
+                "failed = ?, mark = ? WHERE target = ?",
+                [
+                    (s.acked, s.delivered, s.rejected, s.dropped, s.failed, s.mark, s.target)
+                    for s in moved
+                ],
             )
             self._db.execute("COMMIT")
         except BaseException:
@@ -184,9 +200,6 @@ class DurableLog:
         self._moved.clear()
 
     # ------------------------------------------------------------------ targets
-
-    def _size_column(self, format_name: str) -> str:
-        return "json" if format_name == "json" else "line"
 
     def register(self, target: str, topic: str, format_name: str, bound: int) -> TargetState:
         """Start (or resume) a target. A new target starts after the newest stored reading;
@@ -198,20 +211,20 @@ class DurableLog:
             return existing
         self.flush()  # the row read below must carry the latest counters
         row = self._db.execute(
-            "SELECT topic, format, acked, delivered, rejected, dropped, failed "
+            "SELECT topic, format, acked, delivered, rejected, dropped, failed, mark "
             "FROM cursors WHERE target = ?",
             (target,),
         ).fetchone()
         if row is None or (row[0], row[1]) != (topic, format_name):
             newest = self._newest_id()
-            counters = row[3:] if row else (0, 0, 0, 0)
+            counters = row[3:7] if row else (0, 0, 0, 0)
             self._db.execute(
                 "INSERT OR REPLACE INTO cursors "
-                "(target, topic, format, acked, delivered, rejected, dropped, failed) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "(target, topic, format, acked, delivered, rejected, dropped, failed, mark) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
                 (target, topic, format_name, newest, *counters),
             )
-            row = (topic, format_name, newest, *counters)
+            row = (topic, format_name, newest, *counters, 0.0)
         if existing:
             self._forget(existing)
         state = TargetState(target, topic, format_name, row[2], bound, *row[3:])
@@ -261,12 +274,12 @@ class DurableLog:
 
     # ------------------------------------------------------------------ data
 
-    def append(self, entries: Sequence[Entry]) -> None:
+    def append(self, entries: Sequence[Entry]) -> list[tuple[int, Entry]]:
         """Store readings (one transaction) for every target of their topics; readings of a
-        topic without targets are not stored."""
+        topic without targets are not stored. Returns the stored ones with their row ids."""
         kept = [e for e in entries if e.topic in self._by_topic]
         if not kept:
-            return
+            return []
         with self._transaction():
             self._db.executemany(
                 "INSERT INTO readings (topic, received, line, json) VALUES (?, ?, ?, ?)",
@@ -278,7 +291,8 @@ class DurableLog:
             for entry in kept:
                 for state in self._by_topic[entry.topic]:
                     state.queued += 1
-                    payload = entry.json if state.format == "json" else entry.line
+                    column = stored_encoding(state.format)
+                    payload = entry.json if column == "json" else entry.line
                     state.queued_bytes += len(payload) + _SEPARATOR
                     if state.queued_bytes > state.bound and state not in over:
                         over.append(state)
@@ -295,12 +309,13 @@ class DurableLog:
                 run = self._disk.get((topic, column))
                 if run is not None:
                     run.complete = False  # more was stored after it
+        return list(enumerate(kept, start=first))
 
     def _enforce_bound(self, state: TargetState) -> None:
         """Skip the oldest readings of a target over its bound, counting them as dropped."""
         if state.queued_bytes <= state.bound:
             return
-        column = self._size_column(state.format)
+        column = stored_encoding(state.format)
         excess = state.queued_bytes - state.bound
         freed = skipped = 0
         last = state.acked
@@ -318,7 +333,7 @@ class DurableLog:
     def recount(self, target: str) -> TargetState:
         """Recompute a target's backlog from the disk (after an inconsistency was noticed)."""
         state = self._targets[target]
-        column = self._size_column(state.format)
+        column = stored_encoding(state.format)
         count, size = self._db.execute(
             f"SELECT COUNT(*), COALESCE(SUM(LENGTH({column})), 0) FROM readings "
             "WHERE topic = ? AND id > ?",
@@ -332,10 +347,10 @@ class DurableLog:
         state = self._targets[target]
         tail = self._tail.get(state.topic)
         if tail is not None:
-            found = tail.after(state.acked, limit, json=state.format == "json")
+            found = tail.after(state.acked, limit, json=stored_encoding(state.format) == "json")
             if found is not None:
                 return found
-        column = self._size_column(state.format)
+        column = stored_encoding(state.format)
         run = self._disk.get((state.topic, column))
         found = run.after_id(state.acked, limit) if run is not None else None
         if found is not None:
@@ -353,6 +368,17 @@ class DurableLog:
         self._disk[(state.topic, column)] = _DiskRun(state.acked, ids, queued, len(ids) < wanted)
         return queued[:limit]
 
+    def readings_after(self, topic: str, after: int, limit: int) -> list[Queued]:
+        """Stored readings of a topic after row `after`, as published (JSON), from disk."""
+        return [
+            Queued(*row)
+            for row in self._db.execute(
+                "SELECT id, received, json FROM readings WHERE topic = ? AND id > ? "
+                "ORDER BY id LIMIT ?",
+                (topic, after, limit),
+            )
+        ]
+
     def reading_json(self, row_id: int) -> bytes | None:
         """A stored reading as published (JSON), while some target's cursor is before it."""
         row = self._db.execute("SELECT json FROM readings WHERE id = ?", (row_id,)).fetchone()
@@ -365,6 +391,29 @@ class DurableLog:
     def reject(self, target: str, batch: Sequence[Queued]) -> None:
         """The target refused `batch` for good (4xx): not retried, counted."""
         self._settle(target, batch, "rejected")
+
+    def settle_through(self, target: str, last_id: int, *, mark: float | None = None) -> None:
+        """Every reading of the target's topic up to row `last_id` is done with (delivered);
+        `mark` is kept with the cursor. Written with the next append, or by flush()."""
+        state = self._targets.get(target)
+        if state is None:
+            return
+        if mark is not None and mark != state.mark:
+            state.mark = mark
+            self._moved.add(target)
+        if last_id <= state.acked:
+            return
+        column = stored_encoding(state.format)
+        count, size = self._db.execute(
+            f"SELECT COUNT(*), COALESCE(SUM(LENGTH({column})), 0) FROM readings "
+            "WHERE topic = ? AND id > ? AND id <= ?",
+            (state.topic, state.acked, last_id),
+        ).fetchone()
+        if count == 0:  # nothing stored in between: only the cursor moves
+            state.acked = last_id
+            self._moved.add(target)
+            return
+        self._advance(state, last_id, count, size + count * _SEPARATOR, "delivered")
 
     def count_failure(self, target: str) -> None:
         """An attempt failed and will be retried (written like a cursor move)."""

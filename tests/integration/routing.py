@@ -15,6 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, cast
 
+from cloudevents.core.bindings.http import HTTPMessage, from_http
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
 from kubernetes import client
 from support import eventually
 
@@ -105,6 +108,35 @@ class Endpoint:
         return found
 
 
+def line_records(endpoint: Endpoint, device: str, sensor: str) -> list[tuple[int, dict[str, str]]]:
+    """(timestamp ns, fields) of every accepted line of that device and sensor, in order."""
+    found = []
+    for line in endpoint.lines():
+        tags, fields, timestamp = line.rsplit(" ", 2)
+        if f"device={device}," in tags + "," and f"sensor={sensor}," in tags + ",":
+            pairs = (pair.split("=", 1) for pair in fields.split(","))
+            found.append((int(timestamp), dict(pairs)))
+    return found
+
+
+def cloudevents_of(request: Received) -> list[CloudEvent]:
+    """The events of one request as a CloudEvents consumer reads them: the SDK's HTTP parser
+    for structured mode; batch mode (which the SDK does not parse) is a JSON array of events
+    in the structured format, each read by the SDK's parser."""
+    content_type = request.headers.get("Content-Type", "")
+    if content_type == "application/cloudevents-batch+json":
+        bodies = [json.dumps(item).encode() for item in json.loads(request.body)]
+        content_type = "application/cloudevents+json"
+    else:
+        bodies = [request.body]
+    events = []
+    for body in bodies:
+        event = from_http(HTTPMessage({"content-type": content_type}, body), JSONFormat())
+        assert isinstance(event, CloudEvent)
+        events.append(event)
+    return events
+
+
 def basic_auth(request: Received) -> tuple[str, str] | None:
     value = request.headers.get("Authorization", "")
     if not value.startswith("Basic "):
@@ -186,6 +218,13 @@ def agent_status(testbed: TestbedState, provider: ClusterAccess) -> dict[str, An
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+
+
+def running_pid(testbed: TestbedState, process: str) -> int | None:
+    """The pid of a testbed process while it runs (`<cluster>/<node>/agent`, ...)."""
+    current = TestbedState.read(testbed.directory)
+    proc = (current.status.get("processes", {}) if current else {}).get(process) or {}
+    return proc.get("pid") if proc.get("alive") else None
 
 
 def agent_log(testbed: TestbedState, provider: ClusterAccess) -> str:

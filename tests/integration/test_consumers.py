@@ -39,6 +39,7 @@ from routing import (
     eventually,
     flavor_topic,
     route_of,
+    running_pid,
     target_status,
     wait_for_flavor,
 )
@@ -456,12 +457,6 @@ def test_outage_agent_crash_and_broker_restart_lose_nothing(
                 fs_api.SENSOR_ROUTE.plural,
                 name,
             )
-
-
-def running_pid(testbed: TestbedState, process: str) -> int | None:
-    current = TestbedState.read(testbed.directory)
-    proc = (current.status.get("processes", {}) if current else {}).get(process) or {}
-    return proc.get("pid") if proc.get("alive") else None
 
 
 def test_a_purchase_delivers_until_released(

@@ -7,6 +7,10 @@ HTTP endpoints on loopback (see test_consumers.py for Telegraf and InfluxDB).
 
 from __future__ import annotations
 
+import os
+import signal
+import statistics
+import time
 from typing import Any, cast
 
 import httpx
@@ -18,9 +22,12 @@ from routing import (
     agent_log,
     agent_status,
     cli,
+    cloudevents_of,
     eventually,
     flavor_topic,
+    line_records,
     route_of,
+    running_pid,
     target_status,
     wait_for_flavor,
 )
@@ -150,6 +157,165 @@ def test_one_subscription_many_targets_in_order(
             custom = client.CustomObjectsApi(provider_api)
             if route_of(provider_api, route) is not None:
                 custom.delete_namespaced_custom_object(
+                    fs_api.SENSOR_ROUTE.group,
+                    fs_api.SENSOR_ROUTE.version,
+                    fs_api.ROUTE_NAMESPACE,
+                    fs_api.SENSOR_ROUTE.plural,
+                    route,
+                )
+
+
+def test_cloudevents_reach_a_consumer_that_reads_them_with_the_sdk(
+    provider: ClusterAccess, provider_api: client.ApiClient, testbed: TestbedState
+) -> None:
+    """Structured mode (one event per request) and batch mode, read with the CloudEvents
+    SDK's parser; a refused event comes again with the same id, so the consumer can
+    deduplicate at-least-once delivery."""
+    flavor = wait_for_flavor(provider_api, "stwin-box", "acceleration")
+    name = flavor["metadata"]["name"]
+    route = route_name(EDGE, flavor_topic(flavor))
+    namespace, device = sensor_from_flavor(flavor).device.split("/", 1)  # type: ignore[union-attr]
+    source = f"/providers/{provider.name}/nodes/{EDGE}/namespaces/{namespace}/devices/{device}"
+    with Endpoint(status=503) as single, Endpoint() as batch:
+        try:
+            for endpoint, fmt in ((single, "cloudevents"), (batch, "cloudevents-batch")):
+                cli(
+                    "routes", "add", "--flavor", name, "--target", endpoint.url,
+                    "--format", fmt, kubeconfig=provider.kubeconfig,
+                )  # fmt: skip
+            eventually(lambda: len(single.requests) >= 3, "the structured target refusing")
+            single.status = 204
+
+            def accepted(endpoint: Endpoint) -> list[Any]:
+                return [r for r in list(endpoint.requests) if r.status < 300]
+
+            def events(endpoint: Endpoint) -> list[Any]:
+                return [event for r in accepted(endpoint) for event in cloudevents_of(r)]
+
+            eventually(
+                lambda: len(events(single)) >= 30 and len(events(batch)) >= 30,
+                "30 events at each target",
+                timeout=60,
+            )
+            refused = [r for r in list(single.requests) if r.status >= 300]
+            assert {len(cloudevents_of(r)) for r in single.requests} == {1}
+            assert {cloudevents_of(r)[0].get_id() for r in refused} == {
+                events(single)[0].get_id()  # the refused event, retried: the same id
+            }
+            for endpoint, content_type in (
+                (single, "application/cloudevents+json"),
+                (batch, "application/cloudevents-batch+json"),
+            ):
+                assert {r.headers["Content-Type"] for r in accepted(endpoint)} == {content_type}
+                got = events(endpoint)
+                seqs = [event.get_data()["seq"] for event in got]
+                assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs[:20]
+                assert len({event.get_id() for event in got}) == len(got)
+                for event in got:
+                    data = event.get_data()
+                    assert event.get_specversion() == "1.0"
+                    assert event.get_id().startswith(f"acceleration:{data['seq']}:")
+                    assert event.get_source() == source
+                    assert event.get_type() == "eu.fluidos.sensors.acceleration"
+                    assert event.get_subject() == "acceleration"
+                    assert event.get_datacontenttype() == "application/json"
+                    assert abs(event.get_time().timestamp() - time.time()) < 300
+                    assert set(data["values"]) == {"x", "y", "z"} and data["unit"] == "mg"
+        finally:
+            if route_of(provider_api, route) is not None:
+                client.CustomObjectsApi(provider_api).delete_namespaced_custom_object(
+                    fs_api.SENSOR_ROUTE.group,
+                    fs_api.SENSOR_ROUTE.version,
+                    fs_api.ROUTE_NAMESPACE,
+                    fs_api.SENSOR_ROUTE.plural,
+                    route,
+                )
+
+
+def test_window_aggregates_are_shared_exact_and_survive_an_outage_and_a_kill(
+    provider: ClusterAccess, provider_api: client.ApiClient, testbed: TestbedState
+) -> None:
+    """Raw readings to one target, 1 s windows (mean, max, count) to two (one of them down
+    for a while), every 5th reading to a fourth; the agent is SIGKILLed in the middle. Every
+    window comes, once or again identical (at least once, same series and timestamp), equal
+    at both window targets (computed once) and to what the raw target got in that second."""
+    flavor = wait_for_flavor(provider_api, "stwin-box", "acceleration")
+    name = flavor["metadata"]["name"]
+    route = route_name(EDGE, flavor_topic(flavor))
+    device = sensor_from_flavor(flavor).device.split("/", 1)[1]  # type: ignore[union-attr]
+    window = ("--aggregate", "mean,max,count", "--window", "1s")
+    second = 1_000_000_000
+
+    def add(endpoint: Endpoint, *options: str) -> None:
+        cli(
+            "routes", "add", "--flavor", name, "--target", endpoint.url, *options,
+            kubeconfig=provider.kubeconfig,
+        )  # fmt: skip
+
+    def windows(endpoint: Endpoint) -> dict[int, dict[str, str]]:
+        """Each window once; one sent again (after the kill) must be the same record."""
+        found: dict[int, dict[str, str]] = {}
+        for timestamp, fields in line_records(endpoint, device, "acceleration"):
+            assert timestamp % second == 0, timestamp
+            assert found.setdefault(timestamp, fields) == fields, timestamp
+        return found
+
+    with Endpoint() as raw, Endpoint() as means, Endpoint(status=503) as down, Endpoint() as few:
+        try:
+            add(raw)
+            add(means, *window)
+            add(down, *window, "--id", "means-down")
+            add(few, "--every", "5")
+            eventually(lambda: len(windows(means)) >= 4, "4 windows", timeout=60)
+            agent = f"{provider.name}/{EDGE}/agent"
+            pid = running_pid(testbed, agent)
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            eventually(
+                lambda: running_pid(testbed, agent) not in (None, pid), "the agent restarted", 60
+            )
+            killed_at = max(windows(means))
+            eventually(lambda: max(windows(means)) >= killed_at + 4 * second, "4 more windows", 60)
+            down.status = 204
+            eventually(
+                lambda: windows(down) and max(windows(down)) >= killed_at + 4 * second,
+                "the windows kept for the target that was down",
+                timeout=60,
+            )
+            got, kept = windows(means), windows(down)
+            # No window lost: one per second from the first to the last, at both targets.
+            for found in (got, kept):
+                starts = sorted(found)
+                assert starts == list(range(starts[0], starts[-1] + second, second))
+            # Computed once: where both have a window, it is the same record.
+            common = set(got) & set(kept)
+            assert len(common) >= 6 and all(got[t] == kept[t] for t in common)
+            # Exact: each whole second the raw target saw (dropping readings sent twice).
+            readings: dict[int, list[float]] = {}
+            for timestamp, fields in {
+                (t, f["seq"]): (t, f) for t, f in line_records(raw, device, "acceleration")
+            }.values():
+                readings.setdefault(timestamp // second * second, []).append(float(fields["x"]))
+            checked = 0
+            for start in sorted(set(got) & set(readings))[1:-1]:
+                xs, fields = readings[start], got[start]
+                assert float(fields["x_count"]) == len(xs), start
+                assert float(fields["x_max"]) == max(xs), start
+                assert abs(float(fields["x_mean"]) - statistics.fmean(xs)) <= 1e-6 * max(
+                    1.0, abs(statistics.fmean(xs))
+                ), start
+                checked += 1
+            assert checked >= 6
+            sampled = line_records(few, device, "acceleration")
+            seqs = sorted({int(fields["seq"][:-1]) for _, fields in sampled})
+            assert seqs and all(seq % 5 == 0 for seq in seqs)
+            assert seqs == list(range(seqs[0], seqs[-1] + 5, 5))
+            status = target_status(provider_api, route, manual_target_id(means.url))
+            assert status.get("shape") == "mean,max,count@1000ms"
+            assert status.get("late") == 0
+        finally:
+            if route_of(provider_api, route) is not None:
+                client.CustomObjectsApi(provider_api).delete_namespaced_custom_object(
                     fs_api.SENSOR_ROUTE.group,
                     fs_api.SENSOR_ROUTE.version,
                     fs_api.ROUTE_NAMESPACE,

@@ -8,7 +8,8 @@ import pytest
 import typer
 import yaml
 
-from fluidos_sensors.cli import Output, echo_listing, fail, parse_listen, table
+from fluidos_sensors.cli import Output, echo_listing, fail, parse_listen, shape_option, table
+from fluidos_sensors.shaping import Shaping
 
 ROWS = [{"NAME": "humidity-1", "RATE": "1 Hz"}, {"NAME": "t", "RATE": "10 Hz"}]
 OBJECTS = [{"metadata": {"name": "humidity-1"}}, {"metadata": {"name": "t"}}]
@@ -84,3 +85,33 @@ def test_listen_addresses_parse(value: str, expected: tuple[str, int]) -> None:
 def test_a_bad_listen_address_names_the_option(value: str, why: str) -> None:
     with pytest.raises(ValueError, match=f"^--metrics-listen.*{why}"):
         parse_listen(value, "--metrics-listen")
+
+
+def test_shape_options() -> None:
+    assert shape_option(None, None, None) is None
+    assert shape_option("max,mean", "1s", None) == Shaping(("mean", "max"), 1000)
+    assert shape_option(None, None, 5) == Shaping(every=5)
+
+
+@pytest.mark.parametrize(
+    ("aggregate", "window", "every", "why"),
+    [
+        ("mean", None, None, "--aggregate and --window go together"),
+        (None, "1s", None, "--aggregate and --window go together"),
+        ("mean", "1s", 5, "--every goes without"),
+        ("median", "1s", None, "--aggregate must be"),
+        ("mean", "soon", None, "--window must be"),
+        ("mean", "5ms", None, "--window must be an integer 10"),
+        (None, None, 1, "--every must be an integer 2"),
+    ],
+)
+def test_bad_shape_options_name_the_option(
+    aggregate: str | None,
+    window: str | None,
+    every: int | None,
+    why: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(typer.Exit):
+        shape_option(aggregate, window, every)
+    assert why in capsys.readouterr().err

@@ -16,6 +16,7 @@ from consumer.spec import (
 )
 from fluidos_sensors.endpoints import AuthType, DeliveryFormat
 from fluidos_sensors.filters import FilterError, SensorFilter
+from fluidos_sensors.shaping import Shaping
 
 
 def request(spec: dict[str, Any]) -> dict[str, Any]:
@@ -111,6 +112,17 @@ def test_a_full_request_is_read() -> None:
     assert spec.format is DeliveryFormat.JSON
     assert spec.auth is not None and spec.auth.type is AuthType.BASIC
     assert spec.auth.secret_name == "telegraf"
+
+
+def test_a_shape_is_read_and_a_bad_one_names_its_field() -> None:
+    spec = parse_request(request({"endpoint": {**ENDPOINT, "shape": {"every": 10}}}))
+    assert spec.shape == Shaping(every=10)
+    assert parse_request(request({"endpoint": ENDPOINT})).shape is None
+    with pytest.raises(SpecError) as refused:
+        parse_request(
+            request({"endpoint": {**ENDPOINT, "shape": {"aggregate": ["mean"], "windowMs": 1}}})
+        )
+    assert refused.value.field == "spec.endpoint.shape.windowMs"
 
 
 def test_defaults() -> None:

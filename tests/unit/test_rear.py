@@ -14,6 +14,7 @@ from fluidos_sensors.contract import (
     DELIVERY_AUTH_ANNOTATION,
     DELIVERY_POLICY_ANNOTATION,
     DELIVERY_SECRET_ANNOTATION,
+    DELIVERY_SHAPE_ANNOTATION,
     ContractError,
     delivery_target,
 )
@@ -35,9 +36,11 @@ from fluidos_sensors.rear.wire import (
     flavor_item,
 )
 from fluidos_sensors.sensor import DeviceRef, SensorSpec
+from fluidos_sensors.shaping import Shaping
 from resource_manager.gateway import objects
 from resource_manager.gateway.app import sensor_filter
 from resource_manager.gateway.errors import GatewayError
+from router_manager.route import target_for_contract
 
 PROVIDER = ProviderConfig(
     node_id="provider-1",
@@ -398,3 +401,46 @@ async def test_async_client_speaks_the_same_protocol() -> None:
         }
     }
     assert seen[3][:2] == ("DELETE", "/api/v2/contracts/contract-x%2Fy")
+
+
+def test_a_purchase_shape_travels_through_the_contract_to_the_route_target() -> None:
+    shape = {"aggregate": ["max", "mean"], "windowMs": 1000}
+    contract = _contract(format="cloudevents", shape=shape)
+    assert contract["metadata"]["annotations"][DELIVERY_SHAPE_ANNOTATION] == (
+        '{"aggregate":["mean","max"],"windowMs":1000}'
+    )
+    delivery = delivery_target(contract)
+    assert delivery.shape == Shaping(aggregates=("mean", "max"), window_ms=1000)
+    assert delivery.format is DeliveryFormat.CLOUDEVENTS
+    target = target_for_contract(delivery)
+    assert target.shape == delivery.shape and target.format == "cloudevents"
+    answer = objects.contract_answer(contract).ingress_telemetry_endpoint
+    assert answer is not None and answer.shape is not None
+    assert answer.shape.wire() == {
+        "aggregate": ["mean", "max"],
+        "windowMs": 1000,
+    }
+    assert delivery_target(_contract()).shape is None
+    assert delivery_target(_contract(shape={"every": 10})).shape == Shaping(every=10)
+
+
+@pytest.mark.parametrize(
+    ("shape", "problem"),
+    [
+        ({"aggregate": ["median"], "windowMs": 1000}, "aggregate"),
+        ({"aggregate": ["mean"]}, "windowMs"),
+        ({"aggregate": ["mean"], "windowMs": 1}, "windowMs"),
+        ({"every": 1}, "every"),
+        ({"every": 10, "windowMs": 1000}, "every"),
+    ],
+)
+def test_a_purchase_with_an_unusable_shape_is_refused(shape: Any, problem: str) -> None:
+    with pytest.raises(ValidationError, match=problem):
+        TelemetryEndpoint.model_validate({"endpoint": "http://telegraf:8186/x", "shape": shape})
+
+
+def test_a_damaged_shape_annotation_names_the_contract_and_annotation() -> None:
+    contract = _contract()
+    contract["metadata"]["annotations"][DELIVERY_SHAPE_ANNOTATION] = '{"every": "often"}'
+    with pytest.raises(ContractError, match=r"delivery-shape.*every"):
+        delivery_target(contract)

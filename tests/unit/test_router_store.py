@@ -265,3 +265,43 @@ def test_cursor_moves_are_written_with_the_next_append_or_a_flush(tmp_path: Path
     assert acked() == start + 3
     on_disk.close()
     store.close()
+
+
+def test_a_shaper_settles_through_a_row_and_keeps_its_mark_across_restarts(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "queue.sqlite"
+    store = DurableLog(path)
+    store.register("shaper", TOPIC, "json", 10**6)
+    store.register("windows", TOPIC + "#mean@1000ms", "influx", 10**6)
+    stored = store.append([entry(n) for n in range(1, 6)])
+    ids = [row_id for row_id, _ in stored]
+    assert [e.received for _, e in stored] == [1001.0, 1002.0, 1003.0, 1004.0, 1005.0]
+    store.settle_through("shaper", ids[2], mark=1002.0)
+    state = _target(store, "shaper")
+    assert (state.acked, state.queued, state.delivered, state.mark) == (ids[2], 2, 3, 1002.0)
+    store.append([Entry(TOPIC + "#mean@1000ms", 1002.0, b"w", b"{}")])  # commits the move
+    reopened = DurableLog(path)
+    state = reopened.register("shaper", TOPIC, "json", 10**6)
+    assert (state.acked, state.queued, state.mark) == (ids[2], 2, 1002.0)
+    assert [item.id for item in reopened.readings_after(TOPIC, state.acked, 10)] == ids[3:]
+    reopened.close()
+    store._db.close()  # not close(): no flush, as if killed
+
+
+def test_a_store_from_before_marks_keeps_its_cursors(tmp_path: Path) -> None:
+    path = tmp_path / "queue.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE cursors (target TEXT PRIMARY KEY, topic TEXT NOT NULL, format TEXT NOT "
+        "NULL, acked INTEGER NOT NULL, delivered INTEGER NOT NULL DEFAULT 0, rejected INTEGER "
+        "NOT NULL DEFAULT 0, dropped INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL "
+        "DEFAULT 0);"
+        f"INSERT INTO cursors VALUES ('a', '{TOPIC}', 'influx', 7, 3, 0, 0, 1);"
+    )
+    db.commit()
+    db.close()
+    store = DurableLog(path)
+    state = store.register("a", TOPIC, "influx", 10**6)
+    assert (state.acked, state.delivered, state.failed, state.mark) == (7, 3, 1, 0.0)
+    store.close()
