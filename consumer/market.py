@@ -32,9 +32,9 @@ from fluidos_sensors.rear.client import AsyncRearClient, RearError
 from fluidos_sensors.rear.wire import (
     ContractAnswer,
     DeliveryAuthorization,
-    DeliveryShape,
     NodeIdentity,
     TelemetryEndpoint,
+    delivery_shape,
 )
 
 # Answers that say "this sensor, not this provider": try the next candidate.
@@ -152,7 +152,7 @@ def telemetry(
         endpoint=spec.endpoint,
         intents=[intent],
         format=spec.format,
-        shape=DeliveryShape.of(spec.shape),
+        shape=delivery_shape(spec.shape),
         authorization=authorization,
     )
 

@@ -36,12 +36,12 @@ from pydantic import (
 from fluidos_sensors.endpoints import URL_MAX_LENGTH, AuthType, DeliveryFormat, check_endpoint_url
 from fluidos_sensors.flavor import SENSORS_PREFIX
 from fluidos_sensors.shaping import (
+    AGGREGATES,
     EVERY_MAX,
     WINDOW_MS_MAX,
     WINDOW_MS_MIN,
     Aggregate,
     Shaping,
-    parse_shaping,
 )
 
 API_PREFIX = "/api/v2"
@@ -263,27 +263,41 @@ class TelemetryEndpoint(_Wire):
         return check_endpoint_url(value)
 
 
-class DeliveryShape(_Wire):
-    """Window aggregates (``aggregate`` + ``windowMs``) or downsampling (``every``) at the
-    edge instead of every reading (`fluidos_sensors.shaping`)."""
+class _Shape(_Wire):
+    # Strict: the two kinds of shape exclude each other, in the OpenAPI as in validation.
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
 
-    aggregate: list[Aggregate] | None = Field(default=None, min_length=1, max_length=6)
-    window_ms: int | None = Field(
-        default=None, alias="windowMs", ge=WINDOW_MS_MIN, le=WINDOW_MS_MAX
-    )
-    every: int | None = Field(default=None, ge=2, le=EVERY_MAX)
 
-    @model_validator(mode="after")
-    def _usable(self) -> DeliveryShape:
-        self.shaping()  # ShapingError (a ValueError) says which combination is wrong
-        return self
+class WindowShape(_Shape):
+    """Aggregates over tumbling windows at the edge (`fluidos_sensors.shaping`)."""
 
-    def shaping(self) -> Shaping | None:
-        return parse_shaping(self.wire(), "ingressTelemetryEndpoint.shape")
+    aggregate: list[Aggregate] = Field(min_length=1, max_length=len(AGGREGATES))
+    window_ms: int = Field(alias="windowMs", ge=WINDOW_MS_MIN, le=WINDOW_MS_MAX)
 
-    @classmethod
-    def of(cls, shaping: Shaping | None) -> DeliveryShape | None:
-        return None if shaping is None else cls.model_validate(shaping.body())
+    def shaping(self) -> Shaping:
+        return Shaping(tuple(a for a in AGGREGATES if a in self.aggregate), self.window_ms)
+
+
+class EveryShape(_Shape):
+    """Every reading whose seq is a multiple of `every` (`fluidos_sensors.shaping`)."""
+
+    every: int = Field(ge=2, le=EVERY_MAX)
+
+    def shaping(self) -> Shaping:
+        return Shaping(every=self.every)
+
+
+# Window aggregates or downsampling at the edge instead of every reading.
+DeliveryShape = WindowShape | EveryShape
+
+
+def delivery_shape(shaping: Shaping | None) -> DeliveryShape | None:
+    """A shape as the wire says it."""
+    if shaping is None:
+        return None
+    if shaping.every:
+        return EveryShape(every=shaping.every)
+    return WindowShape(aggregate=list(shaping.aggregates), window_ms=shaping.window_ms)
 
 
 class PurchaseRequest(_Wire):

@@ -55,6 +55,7 @@ from fluidos_sensors.rear.wire import (
     TelemetryEndpoint,
     TelemetryEndpointAnswer,
     TransactionAnswer,
+    delivery_shape,
     flavor_item,
     node_identity,
     rfc3339_timestamp,
@@ -402,7 +403,7 @@ def contract_answer(contract: Mapping[str, Any]) -> ContractAnswer:
 def _shape(value: object) -> DeliveryShape | None:
     """The shape a Contract's annotation holds (None when absent or not one)."""
     try:
-        return DeliveryShape.of(parse_shaping(load_json(str(value)))) if value else None
+        return delivery_shape(parse_shaping(load_json(str(value)))) if value else None
     except (JSONInputError, ValueError):
         return None
 
