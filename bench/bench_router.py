@@ -53,6 +53,7 @@ import httpx
 from bench_mapper import start_mosquitto  # this folder: run as bench/bench_router.py
 
 from fluidos_sensors.broker import BrokerAccess
+from fluidos_sensors.shaping import Shaping
 from router_manager.route import RouteTarget, route_body
 from testbed import binaries
 from testbed.processes import die_with_parent, free_port, port_open
@@ -89,6 +90,8 @@ def figures(mine):
         # Where readings are missing, to tell a start-up race from a loss in the middle.
         holes = np.flatnonzero(np.diff(unique) > 1)[:3]
         out[path] = {"lines": stats["lines"], "unique": int(unique.size),
+                     "requests": len(stats["posts"]),
+                     "bytes": sum(len(body) for _, body in stats["posts"]),
                      "first": stats["first"], "last": stats["last"],
                      "seq_min": int(unique[0]) if unique.size else None,
                      "seq_max": int(unique[-1]) if unique.size else None,
@@ -303,7 +306,9 @@ class Router:
         batch_size: int,
         delay_ms: int,
         run: str,
+        shape: Shaping | None = None,
     ) -> None:
+        """`shape`: what every target of the agent asks for instead of raw readings."""
         self.kind = kind
         node = f"bench-{run}"
         self.client_id = router_client_id(kind, run)
@@ -317,7 +322,9 @@ class Router:
             credentials = folder / "broker.json"
             access.save(credentials)
             targets = [
-                RouteTarget(id=f"t{i}", url=url, batch_size=batch_size, batch_delay_ms=delay_ms)
+                RouteTarget(
+                    id=f"t{i}", url=url, batch_size=batch_size, batch_delay_ms=delay_ms, shape=shape
+                )
                 for i, url in enumerate(urls)
             ]
             routes = folder / "routes.json"

@@ -90,6 +90,15 @@ def parse_shaping(raw: object, path: str = "shape") -> Shaping | None:
     return Shaping(aggregates=tuple(a for a in AGGREGATES if a in aggregate), window_ms=window)
 
 
+def describe_shape(raw: object) -> str:
+    """A ``shape`` object as listings show it: "raw", its key, or "invalid"."""
+    try:
+        shaping = parse_shaping(raw)
+    except ShapingError:
+        return "invalid"
+    return shaping.key if shaping else "raw"
+
+
 def parse_aggregates(text: str) -> list[str]:
     """``mean,max`` (the CLI's form) -> the list a shape holds; ShapingError says why not."""
     names = [part.strip() for part in text.split(",") if part.strip()]

@@ -40,7 +40,7 @@ from fluidos_sensors.flavor import (
 )
 from fluidos_sensors.kube import api_client, get_or_none
 from fluidos_sensors.logs import setup_logging, setup_verbosity
-from fluidos_sensors.shaping import ShapingError, parse_shaping
+from fluidos_sensors.shaping import describe_shape
 from router_manager.route import (
     AUTH_TYPES,
     BATCH_DELAY_MS_MAX,
@@ -339,14 +339,6 @@ def remove(
     typer.echo(f"target {wanted} removed ({left} target(s) left on {topic} at {node})")
 
 
-def _shape_text(raw: object) -> str:
-    try:
-        shaping = parse_shaping(raw)
-    except ShapingError:
-        return "?"
-    return shaping.key if shaping else "raw"
-
-
 def _rows(items: list[dict[str, Any]]) -> list[dict[str, str]]:
     rows = []
     for item in items:
@@ -361,7 +353,7 @@ def _rows(items: list[dict[str, Any]]) -> list[dict[str, str]]:
                     "TARGET": str(target.get("id", "")),
                     "URL": redact_url(str(target.get("url", ""))) if target.get("url") else "-",
                     "FORMAT": str(target.get("format", DEFAULT_FORMAT)),
-                    "SHAPE": _shape_text(target.get("shape")),
+                    "SHAPE": describe_shape(target.get("shape")),
                     "STATE": str(seen.get("state", "-")),
                     "DELIVERED": str(seen.get("delivered", 0)),
                     "QUEUED": str(seen.get("queued", 0)),

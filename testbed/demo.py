@@ -6,7 +6,10 @@
 2. filtering: "an STM32 humidity sensor with latency < 16 ms" (consumer 1, one sensor) and
    "< 25 ms" (consumer 2, every match, up to two): the simulated boards declare 10, 15, 20,
    22 ms and only the SensorTiles (boards 2 and 4) carry humidity (HTS221), so the first
-   gets board 2's and the second boards 2's and 4's.
+   gets board 2's and the second boards 2's and 4's;
+3. shaping: consumer 1 buys S3 as 1 s windows (mean, min, max per axis) while consumer 2 buys
+   its raw readings: the edge still reads the magnetometer once, and computes the windows
+   there.
 
 Requests are plain `SensorRequest`s in each consumer cluster (namespace fluidos), resolved by
 that cluster's consumer operator through the providers' REAR gateways; readings go to each
@@ -49,6 +52,7 @@ class DemoRequest:
     says: str
     filter: dict[str, Any]
     count: int = 1
+    shape: dict[str, Any] | None = None  # window aggregates or downsampling at the edge
 
 
 REQUESTS = (
@@ -71,6 +75,11 @@ REQUESTS = (
     DemoRequest(
         2, "s3-magnetometer", "sharing", "S3: board 1's magnetometer",
         {"sensorType": ["magnetic_field"], "sensorModel": ["IIS2MDC"], "latency": {"max": "10ms"}},
+    ),
+    DemoRequest(
+        1, "s3-magnetometer-1s", "shaping", "S3 as 1 s windows: mean, min, max per axis",
+        {"sensorType": ["magnetic_field"], "sensorModel": ["IIS2MDC"], "latency": {"max": "10ms"}},
+        shape={"aggregate": ["mean", "min", "max"], "windowMs": 1000},
     ),
     DemoRequest(
         1, "humidity-under-16ms", "filtering", "an STM32 humidity sensor, latency < 16 ms",
@@ -119,6 +128,13 @@ def _delivery_secret(core: client.CoreV1Api, stack: ConsumerStack) -> None:
 
 
 def _request_body(request: DemoRequest, stack: ConsumerStack) -> dict[str, Any]:
+    endpoint: dict[str, Any] = {
+        "url": stack.telegraf_url,
+        "format": "influx",
+        "auth": {"type": "basic", "secretName": ENDPOINT_SECRET},
+    }
+    if request.shape:
+        endpoint["shape"] = request.shape
     return {
         "apiVersion": REQUEST.api_version,
         "kind": REQUEST.kind,
@@ -130,11 +146,7 @@ def _request_body(request: DemoRequest, stack: ConsumerStack) -> dict[str, Any]:
         "spec": {
             "filter": request.filter,
             "count": request.count,
-            "endpoint": {
-                "url": stack.telegraf_url,
-                "format": "influx",
-                "auth": {"type": "basic", "secretName": ENDPOINT_SECRET},
-            },
+            "endpoint": endpoint,
         },
     }
 

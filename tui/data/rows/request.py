@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fluidos_sensors.filters import FilterError, describe, from_request_filter
+from fluidos_sensors.shaping import describe_shape
 from tui.data.rows.cells import (
     BAD,
     DIM,
@@ -86,6 +87,7 @@ class RequestRow:
             ("Count", str(spec.get("count", 1))),
             ("Providers", join_present(spec.get("providers") or []) or "all known"),
             ("Endpoint", f"{endpoint.get('url', '-')} ({endpoint.get('format', 'influx')})"),
+            ("Shape", describe_shape(endpoint.get("shape"))),
             ("Phase", str(status.get("phase") or "(not handled yet)")),
             ("Message", str(status.get("message") or "-")),
             ("Matched", str(status.get("matched", "-"))),

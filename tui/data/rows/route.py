@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fluidos_sensors.delivery import FAILING_STATES
+from fluidos_sensors.shaping import describe_shape
 from tui.data.rows.cells import (
     BAD,
     DIM,
@@ -122,6 +123,7 @@ class RouteTargetRow:
             ("Target", str(target.get("id"))),
             ("URL", str(target.get("url") or "-")),
             ("Format", str(target.get("format") or "influx")),
+            ("Shape", describe_shape(target.get("shape"))),
             (
                 "Origin",
                 f"{origin.get('kind', '?')} {origin.get('namespace', '')}/{origin.get('name', '')}"
