@@ -11,7 +11,7 @@ import httpx
 import yaml
 
 from testbed.pki import ClusterPKI
-from testbed.processes import ProcessSpec, free_port, port_open
+from testbed.processes import PortPool, ProcessSpec, port_open
 
 SERVICE_CIDR = "10.0.0.0/24"
 
@@ -25,12 +25,8 @@ class ClusterEndpoints:
     apiserver: int
 
     @classmethod
-    def allocate(cls) -> ClusterEndpoints:
-        ports: set[int] = set()
-        while len(ports) < 3:
-            ports.add(free_port())
-        a, b, c = sorted(ports)
-        return cls(a, b, c)
+    def allocate(cls, ports: PortPool) -> ClusterEndpoints:
+        return cls(ports.take(), ports.take(), ports.take())
 
     @property
     def server(self) -> str:

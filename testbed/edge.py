@@ -24,7 +24,7 @@ from fluidos_sensors.broker import (
     write_password_file,
 )
 from testbed import bootstrap, credentials, paths
-from testbed.processes import ProcessSpec, free_port, port_open
+from testbed.processes import PortPool, ProcessSpec, port_open
 from testbed.topology import ClusterSpec, NodeSpec, Topology
 
 MQTT_PORT = "mqtt"
@@ -86,10 +86,10 @@ def broker_credentials(node_directory: Path, user: str) -> Path:
     return node_directory / "mqtt" / f"{user}.json"
 
 
-def allocate_ports(topology: Topology) -> dict[str, dict[str, int]]:
+def allocate_ports(topology: Topology, ports: PortPool) -> dict[str, dict[str, int]]:
     """Free loopback ports for every edge node, by node name, then port name."""
     return {
-        node.name: {name: free_port() for name in EDGE_PORTS}
+        node.name: {name: ports.take() for name in EDGE_PORTS}
         for cluster in topology.clusters
         for node in cluster.nodes
         if node.is_edge

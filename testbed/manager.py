@@ -14,7 +14,7 @@ from pathlib import Path
 
 from testbed import binaries, edge, paths, services
 from testbed.controlplane import ClusterEndpoints
-from testbed.processes import port_open
+from testbed.processes import PortPool, port_open
 from testbed.state import CONFIG_FILE, TestbedState, pid_alive, process_identity
 from testbed.topology import Topology
 
@@ -63,13 +63,14 @@ def up(
     resolved = binaries.resolve_all(required_binaries(), log=log)
     state_dir.mkdir(parents=True, exist_ok=True)
     state_dir.chmod(0o700)
+    ports = PortPool()  # every port of the testbed from one pool: none given twice
     config = {
         "topology": topology.to_json(),
-        "endpoints": {c.name: ClusterEndpoints.allocate().__dict__ for c in topology.clusters},
+        "endpoints": {c.name: ClusterEndpoints.allocate(ports).__dict__ for c in topology.clusters},
         "binaries": {name: str(path) for name, path in resolved.items()},
         # Edge processes' ports, chosen once so a restarted broker listens where it did.
-        "edge": edge.allocate_ports(topology),
-        "services": services.allocate_ports(topology),
+        "edge": edge.allocate_ports(topology, ports),
+        "services": services.allocate_ports(topology, ports),
     }
     if owner_pid is not None:
         config["owner"] = process_identity(owner_pid)

@@ -34,6 +34,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class PortPool:
+    """Free loopback ports for one testbed, each handed out once.
+
+    `free_port` only says what is free now: until a process listens on it, the next call may
+    give the same port again (it did: a provider's kube-apiserver and its edge broker were
+    given one port, and the broker could never start)."""
+
+    def __init__(self, probe: Callable[[], int] = free_port) -> None:
+        self._probe = probe
+        self._given: set[int] = set()
+
+    def take(self) -> int:
+        for _ in range(1000):
+            port = self._probe()
+            if port not in self._given:
+                self._given.add(port)
+                return port
+        raise RuntimeError("no free loopback port that was not handed out already")
+
+
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)

@@ -21,7 +21,7 @@ from influxdb_client import InfluxDBClient
 from fluidos_sensors.api import DEVICE_NAMESPACES
 from testbed import bootstrap, credentials, paths
 from testbed.pki import ClusterPKI
-from testbed.processes import ProcessSpec, free_port, port_open
+from testbed.processes import PortPool, ProcessSpec, port_open
 from testbed.topology import CONSUMER, PROVIDER, ClusterSpec, Topology
 
 _REPO = Path(__file__).resolve().parent.parent
@@ -81,10 +81,10 @@ class ClusterContext:
 ServiceFactory = Callable[[ClusterContext], ProcessSpec]
 
 
-def allocate_ports(topology: Topology) -> dict[str, dict[str, int]]:
+def allocate_ports(topology: Topology, ports: PortPool) -> dict[str, dict[str, int]]:
     """Free loopback ports for every cluster's services, by cluster name, then port name."""
     return {
-        cluster.name: {name: free_port() for name in CLUSTER_PORTS[cluster.role]}
+        cluster.name: {name: ports.take() for name in CLUSTER_PORTS[cluster.role]}
         for cluster in topology.clusters
     }
 
