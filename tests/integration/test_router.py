@@ -60,6 +60,18 @@ def rules_of(api: client.ApiClient, route: str) -> list[dict[str, Any]]:
     )["items"]
 
 
+def delete_route(api: client.ApiClient, route: str) -> None:
+    """Remove a route a test made, if it is still there."""
+    if route_of(api, route) is not None:
+        client.CustomObjectsApi(api).delete_namespaced_custom_object(
+            fs_api.SENSOR_ROUTE.group,
+            fs_api.SENSOR_ROUTE.version,
+            fs_api.ROUTE_NAMESPACE,
+            fs_api.SENSOR_ROUTE.plural,
+            route,
+        )
+
+
 def test_one_subscription_many_targets_in_order(
     provider: ClusterAccess, provider_api: client.ApiClient, testbed: TestbedState
 ) -> None:
@@ -222,14 +234,7 @@ def test_cloudevents_reach_a_consumer_that_reads_them_with_the_sdk(
                     assert abs(event.get_time().timestamp() - time.time()) < 300
                     assert set(data["values"]) == {"x", "y", "z"} and data["unit"] == "mg"
         finally:
-            if route_of(provider_api, route) is not None:
-                client.CustomObjectsApi(provider_api).delete_namespaced_custom_object(
-                    fs_api.SENSOR_ROUTE.group,
-                    fs_api.SENSOR_ROUTE.version,
-                    fs_api.ROUTE_NAMESPACE,
-                    fs_api.SENSOR_ROUTE.plural,
-                    route,
-                )
+            delete_route(provider_api, route)
 
 
 def test_window_aggregates_are_shared_exact_and_survive_an_outage_and_a_kill(
@@ -314,14 +319,7 @@ def test_window_aggregates_are_shared_exact_and_survive_an_outage_and_a_kill(
             assert status.get("shape") == "mean,max,count@1000ms"
             assert status.get("late") == 0
         finally:
-            if route_of(provider_api, route) is not None:
-                client.CustomObjectsApi(provider_api).delete_namespaced_custom_object(
-                    fs_api.SENSOR_ROUTE.group,
-                    fs_api.SENSOR_ROUTE.version,
-                    fs_api.ROUTE_NAMESPACE,
-                    fs_api.SENSOR_ROUTE.plural,
-                    route,
-                )
+            delete_route(provider_api, route)
 
 
 def test_bad_targets_cost_only_themselves(

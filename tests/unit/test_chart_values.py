@@ -17,47 +17,37 @@ def test_the_charts_broker_queues_as_much_as_the_testbeds() -> None:
     assert config["config"]["maxInflightMessages"] == broker.INFLIGHT_MESSAGES_MAX
 
 
-def _format_enums(node: object) -> list[list[str]]:
-    """Every `format` property's enum in a CRD schema."""
-    found: list[list[str]] = []
+def _properties(node: object, name: str) -> list[dict[str, Any]]:
+    """Every schema of a property `name` in a CRD schema, outermost first."""
+    found: list[dict[str, Any]] = []
     if isinstance(node, dict):
-        fmt = node.get("properties", {}).get("format")
-        if isinstance(fmt, dict) and "enum" in fmt:
-            found.append(fmt["enum"])
+        schema = node.get("properties", {}).get(name)
+        if isinstance(schema, dict):
+            found.append(schema)
         for value in node.values():
-            found += _format_enums(value)
+            found += _properties(value, name)
     elif isinstance(node, list):
         for value in node:
-            found += _format_enums(value)
+            found += _properties(value, name)
     return found
+
+
+def _crd(name: str) -> object:
+    return yaml.safe_load((paths.CHART_DIR / "files/crds" / name).read_text())
 
 
 def test_the_crds_take_every_delivery_format_and_no_other() -> None:
     for crd in ("sensorrequests.yaml", "sensorroutes.yaml"):
-        enums = _format_enums(yaml.safe_load((paths.CHART_DIR / "files/crds" / crd).read_text()))
+        enums = [p["enum"] for p in _properties(_crd(crd), "format") if "enum" in p]
         assert enums == [list(DeliveryFormat)], crd
-
-
-def _shape_schemas(node: object) -> list[dict[str, Any]]:
-    """Every `shape` property's schema in a CRD schema."""
-    found: list[dict[str, Any]] = []
-    if isinstance(node, dict):
-        shape = node.get("properties", {}).get("shape")
-        if isinstance(shape, dict) and shape.get("type") == "object":  # (status: a string)
-            found.append(shape["properties"])
-        for value in node.values():
-            found += _shape_schemas(value)
-    elif isinstance(node, list):
-        for value in node:
-            found += _shape_schemas(value)
-    return found
 
 
 def test_the_crds_take_the_shapes_the_agent_takes() -> None:
     for crd in ("sensorrequests.yaml", "sensorroutes.yaml"):
-        found = _shape_schemas(yaml.safe_load((paths.CHART_DIR / "files/crds" / crd).read_text()))
+        # (the route status's `shape` is a string)
+        found = [p for p in _properties(_crd(crd), "shape") if p.get("type") == "object"]
         assert len(found) == 1, crd
-        shape = found[0]
+        shape = found[0]["properties"]
         assert shape["aggregate"]["items"]["enum"] == list(shaping.AGGREGATES)
         assert (shape["windowMs"]["minimum"], shape["windowMs"]["maximum"]) == (
             shaping.WINDOW_MS_MIN,
