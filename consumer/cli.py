@@ -37,6 +37,7 @@ from fluidos_sensors.filters import NO_FILTERS, FilterError, FilterOptions
 from fluidos_sensors.kube import api_client, get_or_none
 from fluidos_sensors.limits import clip
 from fluidos_sensors.logs import setup_verbosity
+from fluidos_sensors.units import QuantityError, parse_rate_hz
 
 requests_app = typer.Typer(
     help="SensorRequests: sensors a consumer wants, bought from the providers.",
@@ -111,6 +112,13 @@ def request(
     aggregate: AggregateOption = None,
     window: WindowOption = None,
     every: EveryOption = None,
+    rate: Annotated[
+        str | None,
+        typer.Option(
+            help="Sampling rate to set on each sensor bought ('10Hz', '10'); only sensors "
+            "that offer it are bought (--min-rate/--max-rate filter on the rate they run)."
+        ),
+    ] = None,
     count: Annotated[int, typer.Option(min=1, max=100, help="How many sensors.")] = 1,
     provider: Annotated[
         Texts, typer.Option("--provider", help="SensorProvider to ask (repeat, in order).")
@@ -142,6 +150,12 @@ def request(
     if shape is not None:
         target["shape"] = shape.body()
     spec: dict[str, Any] = {"filter": spec_filter, "count": count, "endpoint": target}
+    if rate is not None:
+        try:
+            parse_rate_hz(rate)
+        except QuantityError as exc:
+            raise fail(f"--rate {exc}") from exc
+        spec["rate"] = rate.strip()
     if provider:
         spec["providers"] = list(provider)
     metadata: dict[str, Any] = {"namespace": namespace}

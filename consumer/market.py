@@ -28,8 +28,10 @@ from fluidos_sensors.filters import SensorFilter
 from fluidos_sensors.flavor import FlavorError
 from fluidos_sensors.kube import REQUEST_TIMEOUT, get_or_none
 from fluidos_sensors.limits import clip
+from fluidos_sensors.rates import rate_configuration
 from fluidos_sensors.rear.client import AsyncRearClient, RearError
 from fluidos_sensors.rear.wire import (
+    Configuration,
     ContractAnswer,
     DeliveryAuthorization,
     NodeIdentity,
@@ -265,11 +267,19 @@ class Refused(Exception):
 
 
 async def buy(
-    rear: AsyncRearClient, flavor_id: str, buyer: NodeIdentity, endpoint: TelemetryEndpoint
+    rear: AsyncRearClient,
+    flavor_id: str,
+    buyer: NodeIdentity,
+    endpoint: TelemetryEndpoint,
+    rate_hz: float | None = None,
 ) -> ContractAnswer:
-    """Reserve then purchase one flavor. Refused for this sensor; RearError for the provider."""
+    """Reserve (at `rate_hz`, when given) then purchase one flavor. Refused for this sensor;
+    RearError for the provider."""
+    configuration = (
+        Configuration.model_validate(rate_configuration(rate_hz)) if rate_hz is not None else None
+    )
     try:
-        transaction = await rear.reserve(flavor_id, buyer)
+        transaction = await rear.reserve(flavor_id, buyer, configuration)
         return await rear.purchase(transaction.transaction_id, endpoint)
     except RearError as exc:
         if exc.status in _TAKEN:

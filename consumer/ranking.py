@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fluidos_sensors.flavor import FlavorError, SensorFlavor, sensor_from_flavor
+from fluidos_sensors.rates import same_rate
 from fluidos_sensors.topics import split_source_topic
 
 
@@ -34,6 +35,10 @@ class Candidate:
     accuracy: float | None  # ± of the wanted quantity, in its unit
     device: str | None = None  # topic segments: the device/sensor tags of its readings
     sensor: str | None = None
+    sampling_rates_hz: tuple[float, ...] = ()  # rates a buyer may set; empty: fixed
+
+    def offers_rate(self, rate_hz: float) -> bool:
+        return any(same_rate(rate_hz, offered) for offered in self.sampling_rates_hz)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -68,6 +73,7 @@ def candidate(
         accuracy=wanted_accuracy(flavor, wanted_types),
         device=topic[0] if topic else None,
         sensor=topic[1] if topic else None,
+        sampling_rates_hz=flavor.sensor.sampling_rates_hz,
     )
 
 

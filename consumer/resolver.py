@@ -41,6 +41,7 @@ from consumer.spec import (
 )
 from fluidos_sensors.backoff import Backoff
 from fluidos_sensors.filters import describe
+from fluidos_sensors.rates import describe_rate
 from fluidos_sensors.rear.client import AsyncRearClient, RearError
 from fluidos_sensors.rear.wire import NodeIdentity
 
@@ -195,7 +196,10 @@ class Resolver:
             if found.retry_hint is not None:
                 retry_in = not_ready_delay(not_ready_passes, self.settings.resync, found.retry_hint)
             held = self._confirm(held, found, events)
-            ranked = rank(found.candidates)
+            offered = found.candidates
+            if spec.rate_hz is not None:  # only sensors that can run the rate asked
+                offered = [c for c in offered if c.offers_rate(spec.rate_hz)]
+            ranked = rank(offered)
             decision = plan(
                 ranked=ranked,
                 held=held,
@@ -227,7 +231,11 @@ class Resolver:
                     bought_at = format_time(datetime.now(UTC))
                     try:
                         answer = await buy(
-                            clients[item.provider], item.flavor_id, self.settings.buyer, endpoint
+                            clients[item.provider],
+                            item.flavor_id,
+                            self.settings.buyer,
+                            endpoint,
+                            spec.rate_hz,
                         )
                     except Refused as exc:
                         problems.append(f"{item.provider}/{item.flavor_id}: {exc}")
@@ -266,7 +274,8 @@ class Resolver:
             count=spec.count,
             held=len(kept),
             matched=len(ranked),
-            wanted=describe(spec.filter),
+            wanted=describe(spec.filter)
+            + (f" at {describe_rate(spec.rate_hz)}" if spec.rate_hz is not None else ""),
             asked=asked,
             problems=problems,
             not_ready=sorted(not_ready),

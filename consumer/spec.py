@@ -16,7 +16,7 @@ from fluidos_sensors.endpoints import AuthType, DeliveryFormat, EndpointError, c
 from fluidos_sensors.filters import FilterError, SensorFilter
 from fluidos_sensors.limits import clip
 from fluidos_sensors.shaping import Shaping, ShapingError, parse_shaping
-from fluidos_sensors.units import show
+from fluidos_sensors.units import QuantityError, parse_rate_hz, show
 
 COUNT_MAX = 100  # as the CRD's schema says
 PROVIDERS_MAX = 64
@@ -56,6 +56,7 @@ class RequestSpec:
     format: DeliveryFormat
     auth: EndpointAuth | None
     shape: Shaping | None = None  # window aggregates or downsampling at the edge
+    rate_hz: float | None = None  # the sampling rate to set on each sensor bought
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -157,6 +158,12 @@ def parse_request(obj: Mapping[str, Any]) -> RequestSpec:
     except ShapingError as exc:
         field, _, message = str(exc).partition(": ")
         raise SpecError(where, field, message) from None
+    rate = None
+    if spec.get("rate") is not None:
+        try:
+            rate = parse_rate_hz(spec["rate"])
+        except QuantityError as exc:
+            raise SpecError(where, "spec.rate", str(exc)) from None
     return RequestSpec(
         filter=sensor_filter,
         count=count,
@@ -165,6 +172,7 @@ def parse_request(obj: Mapping[str, Any]) -> RequestSpec:
         format=delivery_format,
         auth=auth,
         shape=shape,
+        rate_hz=rate,
     )
 
 

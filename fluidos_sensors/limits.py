@@ -42,6 +42,8 @@ SENSORS_PER_DEVICE_MAX = 128
 # Quantities one sensor measures (sensorType[], accuracy[], measurement[]): an inertial unit
 # has 3 to 9; each one becomes a Flavor label.
 QUANTITIES_PER_SENSOR_MAX = 16
+# Sampling rates a sensor offers (``samplingRates``): firmware offers a handful per sensor.
+RATES_PER_SENSOR_MAX = 32
 # Free text that names something (name, uid, model, manufacturer, market, node, access.*):
 # the longest Kubernetes name (a DNS-1123 subdomain), which a node name must fit anyway.
 TEXT_MAX_LENGTH = 253

@@ -23,6 +23,7 @@ from fluidos_sensors.api import SENSORS_ANNOTATION
 from fluidos_sensors.limits import (
     ANNOTATION_MAX_BYTES,
     QUANTITIES_PER_SENSOR_MAX,
+    RATES_PER_SENSOR_MAX,
     SENSORS_PER_DEVICE_MAX,
     TERM_MAX_LENGTH,
     TEXT_MAX_LENGTH,
@@ -133,6 +134,11 @@ class SensorSpec:
     types: tuple[str, ...]
     market: str = ""
     sampling_rate_hz: float | None = None
+    sampling_rates_hz: tuple[float, ...] = ()
+    """Rates a buyer may set (``samplingRates``); empty: the rate cannot be set."""
+    rate_group: str = ""
+    """Sensors of the device sampled together, so sharing one rate (``samplingRateGroup``);
+    empty: the sensor alone (see `fluidos_sensors.rates`)."""
     accuracy: tuple[Accuracy, ...] = ()
     consumption: float | None = None
     latency_ms: float | None = None
@@ -376,6 +382,10 @@ def parse_sensor_entry(entry: object) -> tuple[SensorSpec | None, list[EntryErro
     )
 
     rate = read.quantity("samplingRate", parse_rate_hz, rate_unit)
+    rates = _read_rates(read, rate_unit)
+    rate_group = read.text(entry, "samplingRateGroup", "samplingRateGroup", limit=TERM_MAX_LENGTH)
+    if rate_group and not sensor_key(rate_group, ""):
+        read.fail("samplingRateGroup", "needs at least one ASCII letter or digit")
     latency = read.quantity("latency", parse_latency_ms, latency_unit)
     consumption = read.quantity("consumption", parse_consumption, consumption_unit)
     accuracy = _read_accuracy(read, types, measurement)
@@ -410,6 +420,8 @@ def parse_sensor_entry(entry: object) -> tuple[SensorSpec | None, list[EntryErro
         category=category,
         types=types,
         sampling_rate_hz=rate,
+        sampling_rates_hz=rates,
+        rate_group=sensor_key(rate_group, "") if rate_group else "",
         accuracy=accuracy,
         consumption=consumption[0] if consumption else None,
         latency_ms=latency,
@@ -419,6 +431,31 @@ def parse_sensor_entry(entry: object) -> tuple[SensorSpec | None, list[EntryErro
         ),
         access=spec_access,
     ), []
+
+
+def _read_rates(read: _Entry, unit: str) -> tuple[float, ...]:
+    """``samplingRates``: the rates a buyer may ask for, ascending, each once."""
+    value = read.entry.get("samplingRates")
+    if value is None or value == []:
+        return ()
+    if not isinstance(value, list):
+        read.fail("samplingRates", f"must be a list of rates, got {show(value)}")
+        return ()
+    if len(value) > RATES_PER_SENSOR_MAX:
+        read.fail("samplingRates", f"has {len(value)} rates; at most {RATES_PER_SENSOR_MAX}")
+        return ()
+    rates = set()
+    for index, item in enumerate(value):
+        try:
+            rate = parse_rate_hz(item, unit)
+        except QuantityError as err:
+            read.fail(f"samplingRates[{index}]", str(err))
+            continue
+        if rate <= 0:
+            read.fail(f"samplingRates[{index}]", f"must be above 0 Hz, got {show(item)}")
+            continue
+        rates.add(rate)
+    return tuple(sorted(rates))
 
 
 def _read_accuracy(
@@ -469,6 +506,10 @@ def sensor_entry(spec: SensorSpec, *, node: str = "", topic: str | None = None) 
     }
     if spec.sampling_rate_hz is not None:
         entry["samplingRate"] = format_number(spec.sampling_rate_hz)
+    if spec.sampling_rates_hz:
+        entry["samplingRates"] = [format_number(rate) for rate in spec.sampling_rates_hz]
+    if spec.rate_group:
+        entry["samplingRateGroup"] = spec.rate_group
     if spec.accuracy:
         entry["accuracy"] = [
             format_number(item.value)

@@ -13,7 +13,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from fluidos_sensors.rates import rate_property
 from fluidos_sensors.reading import Reading
+from fluidos_sensors.units import format_number
 
 ONLINE = "online"
 OFFLINE = "offline"
@@ -52,20 +54,36 @@ def reported_twin(reading: Reading) -> dict[str, Any]:
     return {"propertyName": reading.sensor, "reported": {"value": value, "metadata": metadata}}
 
 
+def rate_twin(group: str, rate_hz: float, at: float) -> dict[str, Any]:
+    """The twin of the rate a rate group runs (`fluidos_sensors.rates`)."""
+    return {
+        "propertyName": rate_property(group),
+        "reported": {
+            "value": format_number(rate_hz),
+            "metadata": {"timestamp": str(int(at * 1000)), "type": "float", "unit": "Hz"},
+        },
+    }
+
+
 def device_status(
     state: str,
     last_online: float | None,
     latest: Mapping[str, Reading],
     extensions: Mapping[str, Any],
     now: float,
+    rates: Mapping[str, tuple[float, float]] | None = None,
 ) -> dict[str, Any]:
     """The DeviceStatus `status` of a device in `state` at Unix time `now`, with the latest
-    reading of each sensor as its twin."""
+    reading of each sensor as its twin, and the rate each rate group runs (rate group ->
+    (Hz, Unix time the board said so)) as twin ``samplingRate.<group>``."""
     status: dict[str, Any] = {"state": state}
     last_online = now if state == ONLINE else last_online
     if last_online is not None:
         status["lastOnlineTime"] = rfc3339(last_online)
-    status["twins"] = [reported_twin(latest[name]) for name in sorted(latest)]
+    rates = rates or {}
+    status["twins"] = [reported_twin(latest[name]) for name in sorted(latest)] + [
+        rate_twin(group, *rates[group]) for group in sorted(rates)
+    ]
     if extensions:
         status["extensions"] = {EXTENSIONS_KEY: dict(extensions)}
     return status

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fluidos_sensors.api import DEVICE, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SENSORS_ANNOTATION
-from fluidos_sensors.sensor import SensorSpec, encode_sensors_annotation
+from fluidos_sensors.rates import desired_rates, rate_group
+from fluidos_sensors.sensor import SensorSpec, encode_sensors_annotation, parse_sensors_annotation
 from mapper.dataplane.twins import DeviceKey
 
 PROTOCOL = "bluetooth"
@@ -31,6 +32,10 @@ class BoundDevice:
     mac: str
     report_cycle: float | None
     """Seconds, or None when the Device does not say."""
+    rate_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Rate group -> keys of the sensors in it whose rate can be set (`fluidos_sensors.rates`)."""
+    rates: Mapping[str, float] = field(default_factory=dict)
+    """Rate group -> the rate it should run: desired (set by a Contract), else declared."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +96,33 @@ def bind(device: Mapping[str, Any], node: str) -> BoundDevice | DeviceProblem | 
         return DeviceProblem(
             key, uid, MAC_FIELD, f"must be a MAC address like AA:BB:CC:DD:EE:FF, got {raw!r}"
         )
-    return BoundDevice(key, uid, mac, report_cycle(spec))
+    groups, rates = settable_rates(device, key)
+    return BoundDevice(key, uid, mac, report_cycle(spec), groups, rates)
+
+
+def settable_rates(
+    device: Mapping[str, Any], key: DeviceKey
+) -> tuple[dict[str, tuple[str, ...]], dict[str, float]]:
+    """The rate groups of a Device's settable sensors and the rate each should run: the
+    desired property when a Contract holds one, else the declared ``samplingRate`` (so a
+    board goes back to what its Flavor states when the last holder goes)."""
+    raw = ((device.get("metadata") or {}).get("annotations") or {}).get(SENSORS_ANNOTATION)
+    if not raw:
+        return {}, {}
+    sensors, _ = parse_sensors_annotation(raw, device=str(key))  # problems: the RM reports them
+    members: dict[str, list[str]] = {}
+    declared: dict[str, float] = {}
+    for sensor in sensors:
+        if not sensor.sampling_rates_hz:
+            continue
+        group = rate_group(sensor)
+        members.setdefault(group, []).append(sensor.key)
+        if sensor.sampling_rate_hz is not None:
+            declared.setdefault(group, sensor.sampling_rate_hz)
+    groups = {group: tuple(keys) for group, keys in members.items()}
+    rates = {group: rate for group, rate in declared.items()}
+    rates |= {group: rate for group, rate in desired_rates(device).items() if group in groups}
+    return groups, rates
 
 
 def bind_all(

@@ -23,7 +23,7 @@ from fluidos_sensors.limits import reading_time_problem
 from fluidos_sensors.reading import Reading
 from fluidos_sensors.twins import OFFLINE, ONLINE
 from mapper.ble import BleBackends, BoardInfo, BoardLink, BoardScanner, LinkSettings, Sighting
-from mapper.bluest import Sample
+from mapper.bluest import FEATURES, Sample
 from mapper.dataplane.publisher import MqttPublisher
 from mapper.dataplane.twins import DeviceKey, TwinReporter
 from mapper.devices import DeviceProblem, bind_all
@@ -57,6 +57,24 @@ class Binding:
     report_cycle: float | None
     from_device: bool
     """True when a Device object names the board (so it has a twin)."""
+    rate_bits: Mapping[str, int] = field(default_factory=dict)
+    """Rate group -> the BlueST feature bits of its sensors."""
+    rates: Mapping[int, float] = field(default_factory=dict)
+    """Feature bit -> the rate (Hz) its characteristic should run."""
+
+
+def board_rates(
+    groups: Mapping[str, tuple[str, ...]], rates: Mapping[str, float]
+) -> tuple[dict[str, int], dict[int, float]]:
+    """A Device's rate groups in BlueST terms: group -> feature bits, feature bit -> Hz."""
+    rate_bits: dict[str, int] = {}
+    wanted: dict[int, float] = {}
+    for group, keys in groups.items():
+        bits = [f.mask for f in FEATURES if sensor_segment(f.sensor) in keys]
+        rate_bits[group] = sum(bits)
+        if group in rates:
+            wanted |= dict.fromkeys(bits, rates[group])
+    return rate_bits, wanted
 
 
 def unbound_device_name(mac: str) -> str:
@@ -147,6 +165,14 @@ class Mapper:
             log.info("device=%s mac=%s offline: %s", binding.key, mac, reason)
         if twin is not None and self.twins is not None:
             self.twins.set_state(binding.key, OFFLINE, reason=reason)
+
+    def board_rate(self, mac: str, mask: int, rate_hz: float, applied: bool) -> None:
+        binding = self._bindings.get(mac)
+        if binding is None or self.twins is None or not binding.from_device:
+            return
+        for group, bits in binding.rate_bits.items():
+            if bits & mask:
+                self.twins.set_rate(binding.key, group, rate_hz)
 
     def board_samples(
         self, mac: str, samples: list[Sample], device_time: float, received_at: float
@@ -259,7 +285,10 @@ class Mapper:
             for problem in problems:
                 await self._warn(problem)
             for mac, device in bound.items():
-                desired[mac] = Binding(device.key, device.uid, device.report_cycle, True)
+                rate_bits, rates = board_rates(device.rate_groups, device.rates)
+                desired[mac] = Binding(
+                    device.key, device.uid, device.report_cycle, True, rate_bits, rates
+                )
         if self.settings.all_boards:
             for mac in sorted(self._discovered):
                 if mac not in desired:
@@ -281,6 +310,7 @@ class Mapper:
                 self.twins.track(binding.key, binding.uid, binding.report_cycle)
             if previous is None:
                 self._start_link(mac, binding)
+            self.links[mac].want_rates(dict(binding.rates))
 
     def _start_link(self, mac: str, binding: Binding) -> None:
         link = BoardLink(

@@ -17,7 +17,7 @@ from mapper.bluest import FEATURES_BY_MASK
 from mapper.dataplane.twins import DeviceKey
 from mapper.devices import device_body
 from mapper.naming import quantity_of, sensor_segment
-from mapper.simulator import SimulatedBoard, sensortile, stwin_box
+from mapper.simulator import SimulatedBoard, offered_rates, sensortile, stwin_box
 
 SIMULATED_LABEL = f"{SENSORS_PREFIX}/simulated"
 MANUFACTURER = "STMicroelectronics"
@@ -80,10 +80,12 @@ def board_sensors(
 ) -> list[SensorSpec]:
     """The board's sensors in the FLUIDOS model (battery is not sold: not listed)."""
     rates = {}
+    characteristic_of = {}
     for mask, rate in board.characteristics.items():
         for feature in FEATURES_BY_MASK.values():
             if mask & feature.mask:
                 rates[feature.mask] = rate
+                characteristic_of[feature.mask] = mask
     specs = []
     for sensor in board.sensors:
         feature = FEATURES_BY_MASK[sensor.feature_mask]
@@ -91,6 +93,10 @@ def board_sensors(
             continue
         key = sensor_segment(feature.sensor)
         quantity = quantity_of(feature.sensor)
+        category = "Inertial" if feature.sensor in _INERTIAL else "Environmental"
+        # The sensors one characteristic carries share its rate: one rate group, named by
+        # their category (a board has one characteristic of each).
+        offered = offered_rates(characteristic_of[sensor.feature_mask]) or ()
         specs.append(
             SensorSpec(
                 key=key,
@@ -99,9 +105,11 @@ def board_sensors(
                 model=sensor.part,
                 manufacturer=MANUFACTURER,
                 market=MARKET,
-                category="Inertial" if feature.sensor in _INERTIAL else "Environmental",
+                category=category,
                 types=(quantity,),
                 sampling_rate_hz=rates[sensor.feature_mask],
+                sampling_rates_hz=offered,
+                rate_group=category.lower() if offered else "",
                 accuracy=(Accuracy(quantity=quantity, value=sensor.accuracy, unit=feature.unit),),
                 latency_ms=latency_ms,
                 units=SensorUnits(measurement=(feature.unit,)),

@@ -5,6 +5,7 @@
 - SensorRoute status -> the Flavor's ``typeData.observed`` (latency, rate), at a bounded rate.
 - Contracts (written by the REAR gateway at purchase) -> targets of the route of the sold
   sensor; a deleted Contract's target leaves (also when it went while we were down).
+- The sampling rate a Contract holds -> its Device's desired rate property (`device_rates`).
 
 Decisions live in `kubeedge` and `observed`; this module only does the I/O.
 """
@@ -38,7 +39,9 @@ from fluidos_sensors.contract import ContractError, delivery_target
 from fluidos_sensors.flavor import ObservedPerformance
 from fluidos_sensors.kube import REQUEST_TIMEOUT
 from fluidos_sensors.operators import operator_settings, run_operator
+from fluidos_sensors.rates import RateError, held_rate
 from router_manager import kubeedge, observed
+from router_manager.device_rates import DeviceRates
 from router_manager.route import (
     ORIGIN_CONTRACT,
     RouteTarget,
@@ -84,6 +87,7 @@ class RouteOperator:
         self.observed: dict[str, tuple[ObservedPerformance, float]] = {}
         self.ruled: dict[str, Any] = {}  # route name -> spec
         self.delivered: dict[str, tuple[str, str, RouteTarget]] = {}  # Contract name -> target
+        self.rates = DeviceRates(settings.api)
 
     def registry(self) -> kopf.OperatorRegistry:
         """Every handler, bound to this operator; Rules are watched only when kept."""
@@ -323,8 +327,27 @@ class RouteOperator:
         obj = {"metadata": dict(body.get("metadata", {})), "spec": dict(body.get("spec") or {})}
         if event.get("type") == "DELETED":
             self.withdraw_contract(obj)
+            self.rates.release(str(obj["metadata"].get("name")))
         else:
             self.deliver_contract(obj)
+            self.hold_rate(obj)
+
+    def hold_rate(self, contract: Mapping[str, Any]) -> None:
+        """The rate the Contract holds becomes its Device's desired rate."""
+        name = str((contract.get("metadata") or {}).get("name"))
+        try:
+            held = held_rate(contract)
+        except RateError as exc:
+            message = f"Contract {name}: {exc}; its sampling rate is not set"
+            log.error("%s", message)
+            kopf.event(
+                dict(contract),  # type: ignore[arg-type]
+                type="Warning",
+                reason="RateNotSet",
+                message=message[:_EVENT_MESSAGE_MAX],
+            )
+            return
+        self.rates.hold(name, held)
 
     def route_event(
         self,

@@ -19,6 +19,7 @@ from bleak.exc import BleakError
 from fluidos_sensors.backoff import Backoff
 from mapper.ble.scanner import BoardScanner, Sighting
 from mapper.bluest import (
+    CONFIG_CHARACTERISTIC_UUID,
     CONSOLE_TERMINAL_UUID,
     FEATURE_SERVICE_UUID,
     UID_COMMAND,
@@ -32,6 +33,11 @@ from mapper.bluest import (
     feature_mask,
     parse_uid_answer,
     unknown_bits,
+)
+from mapper.bluest.config import (
+    ConfigFrameError,
+    decode_rate_answer,
+    encode_rate_command,
 )
 
 log = logging.getLogger(__name__)
@@ -72,6 +78,10 @@ class BoardListener(Protocol):
         self, mac: str, samples: list[Sample], device_time: float, received_at: float
     ) -> None:
         """One decoded notification: its samples, device seconds, Unix receive time."""
+
+    def board_rate(self, mac: str, mask: int, rate_hz: float, applied: bool) -> None:
+        """The board answered a rate command: characteristic `mask` runs at `rate_hz`
+        (`applied` False: it refused the rate asked and kept this one)."""
 
 
 @dataclass
@@ -122,6 +132,16 @@ class BoardLink:
         self.uid: Stm32Uid | None = None
         self._malformed_logged_at: float | None = None
         self._malformed_since_log = 0
+        self.wanted_rates: dict[int, float] = {}
+        """Feature bit -> the rate (Hz) its characteristic should run; set by `want_rates`."""
+        self._rates_changed = asyncio.Event()
+
+    def want_rates(self, rates: dict[int, float]) -> None:
+        """Run each feature's characteristic at these rates (feature bit -> Hz): written to
+        the board now when connected, else at the next connection (a board may forget)."""
+        if rates != self.wanted_rates:
+            self.wanted_rates = dict(rates)
+            self._rates_changed.set()
 
     async def run(self) -> None:
         """Connect, stream, reconnect with capped exponential backoff; only cancellation ends it."""
@@ -181,13 +201,65 @@ class BoardLink:
                     rssi=sighting.rssi,
                 )
             )
-            await lost.wait()
+            await self._configure_until(client, characteristics, lost)
             self.stats.disconnects += 1
         finally:
             self.connected = False
             if client.is_connected:
                 with contextlib.suppress(Exception):  # going away anyway
                     await client.disconnect()
+
+    async def _configure_until(
+        self,
+        client: BleakClient,
+        characteristics: list[tuple[BleakGATTCharacteristic, int]],
+        lost: asyncio.Event,
+    ) -> None:
+        """Write the wanted rates now and whenever they change, until the link is lost."""
+        config = client.services.get_characteristic(CONFIG_CHARACTERISTIC_UUID)
+        if config is not None and "notify" in config.properties:
+            await client.start_notify(config, self._on_config)
+        self._rates_changed.set()  # a new connection: the board may have rebooted
+        while not lost.is_set():
+            if self._rates_changed.is_set():
+                self._rates_changed.clear()
+                await self._write_rates(client, config, [mask for _, mask in characteristics])
+            waiters = [asyncio.ensure_future(e.wait()) for e in (lost, self._rates_changed)]
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+
+    async def _write_rates(
+        self, client: BleakClient, config: BleakGATTCharacteristic | None, masks: list[int]
+    ) -> None:
+        commands = characteristic_rates(self.wanted_rates, masks)
+        if not commands:
+            return
+        if config is None:
+            log.warning("board=%s has no config characteristic; its rate cannot be set", self.mac)
+            return
+        for mask, rate in sorted(commands.items()):
+            log.info("board=%s: characteristic 0x%08x to %g Hz", self.mac, mask, rate)
+            await client.write_gatt_char(config, encode_rate_command(mask, rate), response=False)
+
+    def _on_config(self, _characteristic: BleakGATTCharacteristic, data: bytearray) -> None:
+        try:
+            answer = decode_rate_answer(bytes(data))
+        except ConfigFrameError as exc:
+            self._malformed(exc)
+            return
+        if answer is None:
+            return
+        if not answer.applied:
+            log.warning(
+                "board=%s refused a rate for characteristic 0x%08x; it runs %g Hz",
+                self.mac,
+                answer.mask,
+                answer.rate_hz,
+            )
+        self._listener.board_rate(self.mac, answer.mask, answer.rate_hz, answer.applied)
 
     def _feature_characteristics(
         self, client: BleakClient
@@ -282,3 +354,17 @@ class BoardLink:
             )
             self._malformed_logged_at = now
             self._malformed_since_log = 0
+
+
+def characteristic_rates(wanted: dict[int, float], masks: list[int]) -> dict[int, float]:
+    """Characteristic mask -> the rate to write, from the rates wanted per feature bit.
+
+    A characteristic carrying features wanted at different rates (a misdeclared Device: its
+    `samplingRateGroup`s split what the board samples together) runs the highest of them.
+    """
+    rates: dict[int, float] = {}
+    for mask in masks:
+        asked = [rate for bit, rate in wanted.items() if mask & bit]
+        if asked:
+            rates[mask] = max(asked)
+    return rates

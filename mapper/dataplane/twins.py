@@ -62,13 +62,17 @@ class TwinState:
     state: str = UNKNOWN
     last_online: float | None = None
     latest: dict[str, Reading] = field(default_factory=dict)
+    rates: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """Rate group -> (the rate the board answered it runs, Unix time of the answer)."""
     extensions: dict[str, Any] = field(default_factory=dict)
     dirty: bool = False
     urgent: bool = False
 
     def status(self, now: float) -> dict[str, Any]:
         """The DeviceStatus `status` for this state at Unix time `now`."""
-        return device_status(self.state, self.last_online, self.latest, self.extensions, now)
+        return device_status(
+            self.state, self.last_online, self.latest, self.extensions, now, self.rates
+        )
 
 
 def merge_observed_desired(
@@ -168,6 +172,14 @@ class TwinReporter:
             return
         twin.latest[reading.sensor] = reading
         twin.dirty = True
+
+    def set_rate(self, key: DeviceKey, group: str, rate_hz: float) -> None:
+        """The board runs rate group `group` at `rate_hz` (reported at once: a buyer waits)."""
+        twin = self._devices.get(key)
+        if twin is None:
+            return
+        twin.rates[group] = (rate_hz, self._wall())
+        twin.dirty = twin.urgent = True
 
     def set_extensions(self, key: DeviceKey, **extensions: Any) -> None:
         twin = self._devices.get(key)

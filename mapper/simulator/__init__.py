@@ -17,6 +17,7 @@ from mapper.simulator.board import (
     INERTIAL_RATES_HZ,
     AdvertisingFormat,
     SimulatedBoard,
+    offered_rates,
     sensortile,
     stwin_box,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "SimulatedRadio",
     "SimulatedScanner",
     "client_backend",
+    "offered_rates",
     "scanner_backend",
     "sensortile",
     "stwin_box",

@@ -22,6 +22,11 @@ from bleak.backends.service import BleakGATTService, BleakGATTServiceCollection
 from bleak.exc import BleakError, BleakGATTProtocolError, BleakGATTProtocolErrorCode
 from bleak.uuids import normalize_uuid_16
 
+from mapper.bluest.config import (
+    ConfigFrameError,
+    decode_rate_command,
+    encode_rate_answer,
+)
 from mapper.bluest.features import (
     CONFIG_CHARACTERISTIC_UUID,
     CONFIG_SERVICE_UUID,
@@ -281,9 +286,32 @@ class SimulatedClient(BaseBleakClient):
             answer = board.console_answer(bytes(data))
             self._send_chunked(characteristic.handle, answer, board.mtu - 3)
         elif attribute.kind == "config":
-            logger.debug("%s ignores config command %s", board.mac, bytes(data).hex())
+            self._configure(board, characteristic.handle, bytes(data))
         else:
             raise BleakGATTProtocolError(BleakGATTProtocolErrorCode.WRITE_NOT_PERMITTED)
+
+    def _configure(self, board: SimulatedBoard, handle: int, frame: bytes) -> None:
+        """A config command, as the firmware takes it: the rate command sets a feature
+        characteristic's rate when the firmware offers it; anything else is ignored."""
+        try:
+            command = decode_rate_command(frame)
+        except ConfigFrameError as exc:
+            logger.debug("%s ignores config command %s (%s)", board.mac, frame.hex(), exc)
+            return
+        if command.mask not in board.characteristics:
+            logger.debug("%s has no characteristic 0x%08x", board.mac, command.mask)
+            return
+        try:
+            board.set_rate(command.mask, command.rate_hz)
+            applied = True
+        except ValueError as exc:
+            logger.info("%s", exc)
+            applied = False
+        answer = encode_rate_answer(
+            board.ticks(), command.mask, applied, board.rate_hz(command.mask)
+        )
+        assert self._loop is not None
+        self._loop.call_soon(self._notify, handle, answer)
 
     def _send_chunked(self, handle: int, payload: bytes, chunk: int) -> None:
         # The firmware answers after the write completes, one notification per MTU chunk;

@@ -49,7 +49,8 @@ def _bits(mask: int) -> list[int]:
     return [1 << bit for bit in range(31, -1, -1) if mask & (1 << bit)]
 
 
-def _allowed_rates(mask: int) -> tuple[float, ...] | None:
+def offered_rates(mask: int) -> tuple[float, ...] | None:
+    """The rates the firmware offers a feature characteristic (None: any positive rate)."""
     if mask & _ENVIRONMENTAL_BITS and not mask & ~_ENVIRONMENTAL_BITS:
         return ENVIRONMENTAL_RATES_HZ
     if mask & _INERTIAL_BITS and not mask & ~_INERTIAL_BITS:
@@ -149,7 +150,7 @@ class SimulatedBoard:
 
     def set_rate(self, mask: int, rate_hz: float) -> None:
         """Change a characteristic's rate; the firmware only offers a few per kind."""
-        allowed = _allowed_rates(mask)
+        allowed = offered_rates(mask)
         if rate_hz <= 0 or (allowed is not None and rate_hz not in allowed):
             choices = ", ".join(f"{r:g}" for r in allowed) if allowed else "any positive rate"
             raise ValueError(

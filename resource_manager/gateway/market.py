@@ -22,9 +22,22 @@ from fluidos_sensors.api import FLUIDOS_NAMESPACE, ROUTE_NAMESPACE
 from fluidos_sensors.contract import CONSUMER_LABEL, DELIVERY_SECRET_ANNOTATION, FLAVOR_LABEL
 from fluidos_sensors.endpoints import DeliveryPolicy, EndpointError
 from fluidos_sensors.filters import SensorFilter
-from fluidos_sensors.flavor import is_sensor_flavor, label_safe
+from fluidos_sensors.flavor import FlavorError, is_sensor_flavor, label_safe, sensor_from_flavor
 from fluidos_sensors.limits import preview
+from fluidos_sensors.rates import (
+    RATE_FIELD,
+    RATE_SCOPE_LABEL,
+    RateError,
+    describe_rate,
+    offer_problem,
+    rate_configuration,
+    rate_group,
+    rate_scope,
+    requested_rate,
+    same_rate,
+)
 from fluidos_sensors.rear.wire import (
+    Configuration,
     ContractAnswer,
     PurchaseRequest,
     ReservationRequest,
@@ -141,6 +154,63 @@ class Marketplace:
             raise bad_input(
                 f'Flavor "{name}" is not a Sensor flavor; this gateway sells sensors', "flavorID"
             )
+        try:
+            rate = requested_rate(request.configuration.wire() if request.configuration else None)
+        except RateError as exc:
+            raise bad_input(f'Flavor "{name}": {exc}', exc.field) from None
+        if rate is None:
+            return self._reserve(consumer, request, None)
+        scope, group = self._rate_scope(name, rate)
+        # Kept in one spelling (Hz, no unit), which the router manager and the mapper read.
+        canonical = Configuration.model_validate(rate_configuration(rate))
+        request = request.model_copy(update={"configuration": canonical})
+        # One rate group spans several flavors: its lock is taken before any flavor's.
+        with self._lock(f"rate-scope:{scope}"):
+            self._check_rate_holders(scope, group, rate)
+            return self._reserve(consumer, request, scope)
+
+    def _rate_scope(self, name: str, rate: float) -> tuple[str, str]:
+        """The rate group a rate asked of a flavor is set in; 409 when the sensor cannot run it."""
+        flavor = self.store.get_flavor(name)
+        try:
+            offered = sensor_from_flavor(flavor)
+        except FlavorError:
+            raise not_found(f'Flavor "{name}"', "flavorID") from None
+        problem = offer_problem(offered.sensor, rate)
+        if problem is not None:
+            raise conflict(f"the sensor {problem}", RATE_FIELD)
+        if not offered.device:
+            raise conflict(f'Flavor "{name}" names no Device; its rate cannot be set', RATE_FIELD)
+        group = rate_group(offered.sensor)
+        return rate_scope(offered.device, group), f'"{group}"'
+
+    def _check_rate_holders(self, scope: str, group: str, rate: float) -> None:
+        """409 when an open reservation or a contract holds a different rate in the rate group
+        (the buyer's own too: one board runs one rate)."""
+        now = self._clock()
+        holders = [
+            t
+            for t in self.store.list_transactions(**{RATE_SCOPE_LABEL: scope})
+            if not objects.expired(t, now)
+        ] + self.store.list_contracts(**{RATE_SCOPE_LABEL: scope})
+        for holder in holders:
+            try:
+                held = requested_rate((holder.get("spec") or {}).get("configuration"))
+            except RateError:
+                continue  # not one the gateway made: it holds no rate
+            if held is not None and not same_rate(held, rate):
+                # Short, rate first: a buyer's status shows it clipped, after the flavor's name.
+                raise conflict(
+                    f"the rate is held at {describe_rate(held)} in its rate group {group} "
+                    f"(sampled together); ask for {describe_rate(held)} or no rate, or wait "
+                    "until that hold ends",
+                    RATE_FIELD,
+                )
+
+    def _reserve(
+        self, consumer: str, request: ReservationRequest, scope: str | None
+    ) -> TransactionAnswer:
+        name = request.flavor_id
         with self._lock(name):
             flavor = self.store.get_flavor(name)
             if flavor is None or not is_sensor_flavor(flavor):
@@ -181,6 +251,8 @@ class Marketplace:
                 now=now,
                 ttl_seconds=self.settings.reservation_ttl,
             )
+            if scope is not None:
+                body["metadata"]["labels"][RATE_SCOPE_LABEL] = scope
             created = self.store.create_transaction(body)
         log.info("reserved %s for %s (transaction %s)", name, consumer, created["metadata"]["name"])
         return objects.transaction_answer(created)

@@ -42,6 +42,7 @@ from fluidos_sensors.contract import (
 from fluidos_sensors.endpoints import AuthType, DeliveryFormat, DeliveryPolicy
 from fluidos_sensors.flavor import DEVICE_ANNOTATION, SENSOR_KEY_ANNOTATION
 from fluidos_sensors.limits import JSONInputError, load_json
+from fluidos_sensors.rates import RATE_SCOPE_LABEL
 from fluidos_sensors.rear.wire import (
     UNKNOWN_TIMESTAMP,
     AuthorizationSummary,
@@ -296,7 +297,8 @@ def contract_body(
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "labels": _managed(consumer, flavor=flavor_name, transaction=transaction_id),
+            "labels": _managed(consumer, flavor=flavor_name, transaction=transaction_id)
+            | _rate_scope(transaction),
             "annotations": contract_annotations(
                 broker_topic=source.broker_topic,
                 node=source.node,
@@ -310,6 +312,12 @@ def contract_body(
         },
         "spec": spec,
     }
+
+
+def _rate_scope(transaction: Mapping[str, Any]) -> dict[str, str]:
+    """The rate-scope label a reservation holding a rate passes on to its Contract."""
+    scope = ((transaction.get("metadata") or {}).get("labels") or {}).get(RATE_SCOPE_LABEL)
+    return {RATE_SCOPE_LABEL: scope} if isinstance(scope, str) and scope else {}
 
 
 def allocation_body(contract: Mapping[str, Any]) -> dict[str, Any]:

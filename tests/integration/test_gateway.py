@@ -44,9 +44,18 @@ from fluidos_sensors.endpoints import DeliveryPolicy
 from fluidos_sensors.filters import SensorFilter
 from fluidos_sensors.flavor import Price, ProviderConfig, build_flavor, sensor_from_flavor
 from fluidos_sensors.kube import get_or_none
+from fluidos_sensors.rates import (
+    RATE_FIELD,
+    RATE_SCOPE_LABEL,
+    HeldRate,
+    held_rate,
+    rate_configuration,
+    rate_scope,
+)
 from fluidos_sensors.rear.client import RearClient, RearError
 from fluidos_sensors.rear.wire import (
     REAR_CONSUMER_LABEL,
+    Configuration,
     ContractAnswer,
     FlavorItem,
     NodeIdentity,
@@ -260,6 +269,8 @@ class Offer:
         manufacturer: str | None = None,
         node: str = "provider-1-edge",
         available: bool = True,
+        rates: tuple[float, ...] = (),
+        rate_group: str = "",
     ) -> dict[str, Any]:
         spec = SensorSpec(
             key=key,
@@ -271,6 +282,8 @@ class Offer:
             types=(kind,),
             latency_ms=float(latency),
             sampling_rate_hz=1.0,
+            sampling_rates_hz=rates,
+            rate_group=rate_group,
         )
         body = build_flavor(
             DeviceRef(f"dev-{self.tag}", "tile"), node, spec, PROVIDER, available=available
@@ -666,6 +679,70 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(
         assert unknown_tx.status_code == 404
         assert admin.get(fs_api.TRANSACTION, tx_id) is not None  # still reserved, no contract
         assert admin.list(fs_api.CONTRACT, f"{CONSUMER_LABEL}={consumer}") == []
+
+
+def test_a_rate_is_granted_only_where_the_sensor_runs_it_and_no_other_hold_differs(
+    gateway: Gateway, consumers: Consumers, offer: Offer, admin: Provider
+) -> None:
+    """Temperature and pressure share one rate (one BlueST characteristic): a rate held on one
+    holds the other. A rate the sensor does not run, or on a fixed-rate sensor, is refused with
+    the reason; a malformed one is a 400 naming the field."""
+    rates, group = (1.0, 10.0, 20.0), "environmental"
+    temperature = offer.add("temp", "temperature", rates=rates, rate_group=group)
+    pressure = offer.add("press", "pressure", rates=rates, rate_group=group)["metadata"]["name"]
+    temperature = temperature["metadata"]["name"]
+    fixed = offer.add("fixed")["metadata"]["name"]
+    visible(gateway, consumers.tokens["a"], offer, 3)
+
+    def at(rate: str) -> Configuration:
+        return Configuration(type="Sensor", data={"samplingRate": rate})
+
+    a, b, c = (gateway.rear(consumers.tokens[name]) for name in "abc")
+    with a, b, c, gateway.http(consumers.tokens["c"]) as http:
+        tx = a.reserve(temperature, consumers.buyer("a"), at("20 Hz"))
+        transaction = admin.get(fs_api.TRANSACTION, tx.transaction_id)
+        assert transaction is not None
+        assert transaction["spec"]["configuration"] == rate_configuration(20)
+        scope = transaction["metadata"]["labels"][RATE_SCOPE_LABEL]
+        assert scope == rate_scope(f"dev-{offer.tag}/tile", "environmental")
+
+        with pytest.raises(RearError) as other:  # same group, another rate
+            b.reserve(pressure, consumers.buyer("b"), at("10"))
+        assert other.value.status == 409 and other.value.field == RATE_FIELD
+        assert "20 Hz" in other.value.message and '"environmental"' in other.value.message
+        b.reserve(pressure, consumers.buyer("b"), at("20"))  # the same rate: granted
+        b.reserve(fixed, consumers.buyer("b"))  # no rate asked: whatever the board runs
+
+        with pytest.raises(RearError) as unsupported:
+            c.reserve(temperature, consumers.buyer("c"), at("30"))
+        assert unsupported.value.status == 409
+        assert "1, 10, 20 Hz only, not 30 Hz" in unsupported.value.message
+        with pytest.raises(RearError) as settled:
+            c.reserve(fixed, consumers.buyer("c"), at("1"))
+        assert settled.value.status == 409 and "cannot be set" in settled.value.message
+        buyer = consumers.buyer("c").wire()
+        for configuration, field in (
+            ({"type": "K8Slice", "data": {}}, "configuration.type"),
+            ({"type": "Sensor", "data": {"samplingRate": "fast"}}, RATE_FIELD),
+            ({"type": "Sensor", "data": {"samplingRate": "-5"}}, RATE_FIELD),
+            ({"type": "Sensor", "data": {"cpu": "2"}}, "configuration.data"),
+        ):
+            bad = http.post(
+                "/api/v2/reservations",
+                json={"flavorID": temperature, "buyerID": buyer, "configuration": configuration},
+            )
+            assert bad.status_code == 400, bad.text
+            assert bad.json()["field"] == field
+        assert admin.list(fs_api.TRANSACTION, f"{CONSUMER_LABEL}={consumers.ids['c']}") == []
+
+        contract = a.purchase(tx.transaction_id, ENDPOINT)
+        made = admin.get(fs_api.CONTRACT, contract.contract_id)
+        assert made is not None
+        assert made["metadata"]["labels"][RATE_SCOPE_LABEL] == scope
+        assert held_rate(made) == HeldRate(f"dev-{offer.tag}/tile", "environmental", 20.0)
+        with pytest.raises(RearError):  # the contract holds the rate as the reservation did
+            c.reserve(temperature, consumers.buyer("c"), at("1"))
+        a.release(contract)
 
 
 def test_the_buyer_is_the_tokens_consumer(

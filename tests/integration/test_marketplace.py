@@ -102,6 +102,7 @@ class Consumer:
         *,
         count: int = 1,
         providers: list[str] | None = None,
+        rate: str | None = None,
     ) -> None:
         spec: dict[str, Any] = {
             "filter": spec_filter,
@@ -114,6 +115,8 @@ class Consumer:
         }
         if providers is not None:
             spec["providers"] = providers
+        if rate is not None:
+            spec["rate"] = rate
         body = {
             "apiVersion": fs_api.SENSOR_REQUEST.api_version,
             "kind": fs_api.SENSOR_REQUEST.kind,
@@ -502,6 +505,91 @@ def test_sharing_driven_by_requests_subscribes_once_at_the_edge(
         DATA,
     )
     assert topics.count(topic_s1) == 1
+
+
+def rate_of(api: client.ApiClient, device: str, group: str) -> tuple[str | None, str | None]:
+    """(desired, reported) rate of a rate group of a testbed Device."""
+    custom = client.CustomObjectsApi(api)
+    found: dict[str, dict[str, Any] | None] = {}
+    for resource in (fs_api.DEVICE, fs_api.DEVICE_STATUS):
+        found[resource.kind] = cast(
+            dict[str, Any] | None,
+            get_or_none(
+                custom.get_namespaced_custom_object,
+                resource.group,
+                resource.version,
+                DEVICES,
+                resource.plural,
+                device,
+            ),
+        )
+    wanted = f"samplingRate.{group}"
+    properties = ((found["Device"] or {}).get("spec") or {}).get("properties") or []
+    desired = next((p["desired"]["value"] for p in properties if p.get("name") == wanted), None)
+    twins = ((found["DeviceStatus"] or {}).get("status") or {}).get("twins") or []
+    reported = next((t["reported"]["value"] for t in twins if t["propertyName"] == wanted), None)
+    return desired, reported
+
+
+def test_a_rate_bought_is_set_on_the_board_and_a_different_one_is_refused(
+    sides: list[Consumer], provider_api: client.ApiClient
+) -> None:
+    """Consumer 1 buys an STWIN.box temperature at 20 Hz (declared 1 Hz; the firmware offers
+    1, 10, 20): the Contract's rate becomes the Device's desired property, the mapper sets the
+    board, the board's answer is the reported twin, and the rate observed on the data path
+    follows on the Flavor. Consumer 2 asks for two STWIN.box pressures at 10 Hz: the one
+    sampled with that temperature is refused (its request says why) and the other board's is
+    bought and set to 10 Hz. Released, each board goes back to the rate its Flavor states."""
+    one, two = sides
+    temperatures = {"node": [EDGE], "sensorType": ["temperature"], "sensorModel": ["STTS22H"]}
+    pressures = {"node": [EDGE], "sensorType": ["pressure"], "sensorModel": ["ILPS22QS"]}
+    fast, other = unique("temp-20hz"), unique("press-10hz")
+    one.request(fast, temperatures, providers=[PROVIDER], rate="20 Hz")
+    status = one.settled(fast)["status"]
+    assert status["phase"] == st.FULFILLED, status["message"]
+    device = status["contracts"][0]["device"]
+    temperature = status["contracts"][0]["flavorID"]
+    eventually(
+        lambda: rate_of(provider_api, device, "environmental") == ("20", "20"),
+        f"{device}: environmental rate desired and reported at 20 Hz",
+        DATA,
+    )
+
+    def observed_rate() -> float | None:
+        obj = client.CustomObjectsApi(provider_api).get_namespaced_custom_object(
+            fs_api.FLAVOR.group,
+            fs_api.FLAVOR.version,
+            fs_api.FLUIDOS_NAMESPACE,
+            fs_api.FLAVOR.plural,
+            temperature,
+        )
+        rate = sensor_from_flavor(obj).observed_rate_hz
+        return rate if rate is not None and rate > 10 else None  # was 1 Hz
+
+    eventually(observed_rate, "the observed rate on the Flavor above 10 Hz", DATA)
+
+    board = device.removeprefix(f"{EDGE}-")
+    shared = board_flavor(provider_api, board, "pressure")
+    two.request(other, pressures, count=2, providers=[PROVIDER], rate="10")
+    partial = two.settled(other)["status"]
+    assert partial["phase"] == st.PARTIALLY_FULFILLED, partial["message"]
+    assert shared in partial["message"] and "20 Hz" in partial["message"], partial["message"]
+    (bought,) = partial["contracts"]
+    assert bought["flavorID"] != shared and bought["device"] != device
+    eventually(
+        lambda: rate_of(provider_api, bought["device"], "environmental") == ("10", "10"),
+        f"{bought['device']}: environmental rate desired and reported at 10 Hz",
+        DATA,
+    )
+
+    one.delete(fast)
+    two.delete(other)
+    for released in (device, bought["device"]):
+
+        def declared(d: str = released) -> bool:
+            return rate_of(provider_api, d, "environmental") == (None, "1")
+
+        eventually(declared, f"{released}: back at its declared 1 Hz", DATA)
 
 
 def test_unsatisfiable_waits_for_a_matching_device_and_a_malformed_filter_fails(

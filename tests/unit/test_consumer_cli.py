@@ -19,6 +19,7 @@ from fluidos_sensors_cli import app
             "min 20 is greater than max 10",
         ),
         (["--endpoint", "http://sink/x", "--auth-type", "basic"], "go together"),
+        (["--endpoint", "http://sink/x", "--rate", "fast"], "--rate"),
     ],
 )
 def test_bad_request_options(args: list[str], message: str) -> None:

@@ -125,6 +125,16 @@ def test_a_shape_is_read_and_a_bad_one_names_its_field() -> None:
     assert refused.value.field == "spec.endpoint.shape.windowMs"
 
 
+def test_a_rate_is_read_with_its_unit_and_a_bad_one_names_its_field() -> None:
+    assert parse_request(request({"endpoint": ENDPOINT, "rate": "1 kHz"})).rate_hz == 1000.0
+    assert parse_request(request({"endpoint": ENDPOINT, "rate": 20})).rate_hz == 20.0
+    assert parse_request(request({"endpoint": ENDPOINT})).rate_hz is None
+    for bad in ("fast", "-1", "10 ms"):
+        with pytest.raises(SpecError) as refused:
+            parse_request(request({"endpoint": ENDPOINT, "rate": bad}))
+        assert refused.value.field == "spec.rate"
+
+
 def test_defaults() -> None:
     spec = parse_request(request({"endpoint": ENDPOINT}))
     assert spec.filter.is_empty and spec.count == 1 and spec.providers == ()

@@ -10,9 +10,12 @@ from typing import Any
 import pytest
 
 from fluidos_sensors.backoff import Backoff
+from fluidos_sensors.rates import with_desired_rate
 from fluidos_sensors.reading import Reading
 from fluidos_sensors.twins import OFFLINE, ONLINE
 from mapper.ble import BleBackends, LinkSettings
+from mapper.ble.link import characteristic_rates
+from mapper.bluest import ACCELEROMETER, BATTERY, GYROSCOPE, MAGNETOMETER, PRESSURE, TEMPERATURE
 from mapper.dataplane.publisher import PublisherStats
 from mapper.dataplane.twins import DeviceKey, TwinReporter
 from mapper.devices import DeviceProblem
@@ -75,9 +78,15 @@ class Devices:
 class Store:
     def __init__(self) -> None:
         self.states: list[tuple[DeviceKey, str]] = []
+        self.latest: dict[DeviceKey, dict[str, Any]] = {}
 
     def write(self, key: DeviceKey, owner_uid: str | None, status: dict[str, Any]) -> None:
         self.states.append((key, status["state"]))
+        self.latest[key] = status
+
+    def reported(self, key: DeviceKey, twin: str) -> str | None:
+        twins = (self.latest.get(key) or {}).get("twins") or []
+        return next((t["reported"]["value"] for t in twins if t["propertyName"] == twin), None)
 
 
 def fast_links() -> LinkSettings:
@@ -289,3 +298,59 @@ async def test_nothing_is_published_while_the_clock_is_before_the_window(
     assert mapper.status()["unsetClock"] == mapper.unset_clock
     warnings = [r.getMessage() for r in caplog.records if "not publishing" in r.getMessage()]
     assert len(warnings) == 1 and "before 2000-01-01" in warnings[0]
+
+
+async def test_the_desired_rate_reaches_the_board_and_its_answer_the_twin(fleet, running) -> None:
+    """A Device's desired `samplingRate.<group>` is written to the board over the BlueST config
+    characteristic; the board's answer is the reported twin. A rate the firmware does not offer
+    is refused and the board keeps its rate; with no desired rate the board goes back to the
+    rate the Device declares."""
+    radio, boards = fleet
+    devices, store = Devices(), Store()
+    bodies = simulated_devices(NODE, "default", boards[:1], report_cycle_seconds=1)
+    mapper = Mapper(
+        MapperSettings(node=NODE, link=fast_links(), resync_seconds=0.2),
+        backends=backends(radio),
+        publisher=Publisher(),  # type: ignore[arg-type]
+        devices=devices,  # type: ignore[arg-type]
+        twins=TwinReporter(store, min_interval=0.05, default_cycle=1.0),
+        register=bodies,
+    )
+    board = boards[0][1]
+    environmental = PRESSURE.mask | TEMPERATURE.mask  # one characteristic: one rate
+    key = DeviceKey("default", bodies[0]["metadata"]["name"])
+    running(mapper)
+    # Declared 20 Hz (the fleet's boards run 20 Hz); said again on connect, and reported.
+    await until(lambda: store.reported(key, "samplingRate.environmental") == "20")
+    assert store.reported(key, "samplingRate.inertial") == "30"
+
+    def desire(rate: str | None) -> None:
+        spec = devices.objects[0]["spec"]
+        spec["properties"] = with_desired_rate(
+            spec["properties"], "environmental", None if rate is None else float(rate)
+        )
+
+    desire("10")
+    await until(lambda: board.rate_hz(environmental) == 10.0)
+    await until(lambda: store.reported(key, "samplingRate.environmental") == "10")
+    assert board.rate_hz(ACCELEROMETER.mask | GYROSCOPE.mask | MAGNETOMETER.mask) == 30.0
+
+    desire("15")  # not offered by the firmware (1, 10, 20 Hz)
+    await until(lambda: mapper.links[board.mac].wanted_rates.get(TEMPERATURE.mask) == 15.0)
+    await asyncio.sleep(0.5)
+    assert board.rate_hz(environmental) == 10.0
+    assert store.reported(key, "samplingRate.environmental") == "10"
+
+    desire(None)
+    await until(lambda: board.rate_hz(environmental) == 20.0)
+    await until(lambda: store.reported(key, "samplingRate.environmental") == "20")
+
+
+def test_characteristic_rates_take_the_highest_of_a_split_characteristic() -> None:
+    inertial = ACCELEROMETER.mask | GYROSCOPE.mask | MAGNETOMETER.mask
+    environmental = PRESSURE.mask | TEMPERATURE.mask
+    wanted = {ACCELEROMETER.mask: 10.0, GYROSCOPE.mask: 30.0, TEMPERATURE.mask: 1.0}
+    assert characteristic_rates(wanted, [inertial, environmental, BATTERY.mask]) == {
+        inertial: 30.0,
+        environmental: 1.0,
+    }
