@@ -9,7 +9,11 @@
    gets board 2's and the second boards 2's and 4's;
 3. shaping: consumer 1 buys S3 as 1 s windows (mean, min, max per axis) while consumer 2 buys
    its raw readings: the edge still reads the magnetometer once, and computes the windows
-   there.
+   there;
+4. sampling rate: consumer 2 buys the temperature of board 3 (the other STWIN.box, 20 ms) at
+   20 Hz, where it runs 1 Hz: the gateway grants it, the router manager sets it as the
+   Device's desired rate, the mapper writes it to the board, and the readings that reach
+   consumer 2 come twenty times as often.
 
 Requests are plain `SensorRequest`s in each consumer cluster (namespace fluidos), resolved by
 that cluster's consumer operator through the providers' REAR gateways; readings go to each
@@ -53,6 +57,7 @@ class DemoRequest:
     filter: dict[str, Any]
     count: int = 1
     shape: dict[str, Any] | None = None  # window aggregates or downsampling at the edge
+    rate: str | None = None  # the sampling rate to set on the sensor bought
 
 
 REQUESTS = (
@@ -97,6 +102,11 @@ REQUESTS = (
             "latency": {"max": "24.9ms"},
         },
         count=2,
+    ),
+    DemoRequest(
+        2, "board-3-temperature-20hz", "rate", "board 3's temperature at 20 Hz (it runs 1 Hz)",
+        {"sensorType": ["temperature"], "sensorModel": ["STTS22H"], "latency": {"min": "11ms"}},
+        rate="20 Hz",
     ),
 )  # fmt: skip
 
@@ -147,7 +157,8 @@ def _request_body(request: DemoRequest, stack: ConsumerStack) -> dict[str, Any]:
             "filter": request.filter,
             "count": request.count,
             "endpoint": endpoint,
-        },
+        }
+        | ({"rate": request.rate} if request.rate else {}),
     }
 
 
@@ -336,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_demo and len(_consumers(state)) < 2:
         say("the scenarios need two consumer clusters (scripts/setup.sh --consumers 2)")
     elif not args.no_demo:
-        say("\nScenario 1 (sharing) and scenario 2 (filtering), as consumer requests:")
+        say("\nThe scenarios (sharing, filtering, shaping, sampling rate) as consumer requests:")
         try:
             ask(state)
         except (ApiException, FilterError, OSError) as exc:
