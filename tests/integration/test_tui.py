@@ -472,12 +472,13 @@ async def test_actions_create_a_request_and_remove_a_route_target(
                 and getattr(app.screen.focused, "id", None) == "endpoint"
             ),
         )
-        await pilot.press(*"http://sink.consumer-1:8186/telegraf", "enter")
+        await pilot.press(*"http://sink.consumer-1:8186/telegraf", "tab", *"every 10", "enter")
         ref = f"{provider.name}/{FLUIDOS}/{humid['metadata']['name']}"
         await wait_for(pilot, "the SensorRequest", lambda: len(deployment.requests_for(ref)) == 1)
         created = deployment.requests_for(ref)[0]
         assert created["spec"]["count"] == 1
         assert created["spec"]["endpoint"]["url"] == "http://sink.consumer-1:8186/telegraf"
+        assert created["spec"]["endpoint"]["shape"] == {"every": 10}
         pinned = from_request_filter(created["spec"]["filter"], "SensorRequest")
         assert pinned.node == (deployment.node,)
         assert pinned.sensor_type == ("humidity",) and pinned.sensor_model == ("HTS221",)

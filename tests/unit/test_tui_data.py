@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from fluidos_sensors.filters import FilterError, SensorFilter, from_request_filter
 from fluidos_sensors.flavor import sensor_from_flavor
+from fluidos_sensors.shaping import Shaping
 from fluidos_sensors.watch import Report, State
 from tui import sample
 from tui.data.actions import (
     REQUESTED_FLAVOR_ANNOTATION,
     ActionError,
     check_endpoint,
+    parse_rate_text,
+    parse_shape_text,
     pinned_filter,
     removal_patch,
     sensor_request_body,
@@ -200,6 +204,38 @@ def test_request_body_is_pinned_to_the_flavor() -> None:
     assert pinned == pinned_filter(flavor)
     others = [r for r in flavor_rows() if r.flavor and pinned.matches(r.flavor)]
     assert [r.key[2] for r in others] == [obj["metadata"]["name"]]
+
+
+def test_the_dialog_shape_and_rate_fields() -> None:
+    assert parse_shape_text("  ") is None
+    assert parse_shape_text("every 10") == Shaping(every=10)
+    assert parse_shape_text("max, mean per 1s") == Shaping(
+        aggregates=("mean", "max"), window_ms=1000
+    )
+    for text, words in (
+        ("every ten", "whole number"),
+        ("mean,max", "'every N' or aggregates per a window"),
+        ("median per 1s", "comma-separated list of mean"),
+        ("mean per 1 fortnight", "fortnight"),
+    ):
+        with pytest.raises(ActionError, match=words):
+            parse_shape_text(text)
+    _, obj = sample_flavor(sample.TILE, "humidity")
+    fixed = sensor_from_flavor(obj)
+    assert parse_rate_text("", fixed) is None
+    with pytest.raises(ActionError, match="fixed rate"):
+        parse_rate_text("10", fixed)
+    settable = replace(fixed, sensor=replace(fixed.sensor, sampling_rates_hz=(1.0, 10.0)))
+    assert parse_rate_text("10 Hz", settable) == 10.0
+    with pytest.raises(ActionError, match="1, 10 Hz only"):
+        parse_rate_text("20", settable)
+    with pytest.raises(ActionError, match="rate:"):
+        parse_rate_text("fast", settable)
+    body = sensor_request_body(
+        settable, "x", "http://sink/t", "team-a", shape=Shaping(every=10), rate_hz=10.0
+    )
+    assert body["spec"]["endpoint"]["shape"] == {"every": 10}
+    assert body["spec"]["rate"] == "10"
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,15 @@ from fluidos_sensors.api import SENSOR_REQUEST, SENSOR_ROUTE
 from fluidos_sensors.filters import SensorFilter, to_request_filter
 from fluidos_sensors.flavor import SENSORS_PREFIX, SensorFlavor
 from fluidos_sensors.kube import get_or_none
+from fluidos_sensors.rates import offer_problem
+from fluidos_sensors.shaping import (
+    Shaping,
+    ShapingError,
+    parse_aggregates,
+    parse_shaping,
+    parse_window,
+)
+from fluidos_sensors.units import QuantityError, format_number, parse_rate_hz
 
 # Which Flavor a request made from the TUI was pinned to ("cluster/namespace/name").
 REQUESTED_FLAVOR_ANNOTATION = f"{SENSORS_PREFIX}/requested-flavor"
@@ -57,16 +66,69 @@ def pinned_filter(flavor: SensorFlavor) -> SensorFilter:
     )
 
 
+def parse_shape_text(text: str) -> Shaping | None:
+    """What the request dialog's shape field says: empty for every reading, "every 10", or
+    aggregates over a window ("mean,max per 1s"); ActionError says what is wrong."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        if text.lower().startswith("every"):
+            count = text[len("every") :].strip()
+            if not count.isdigit():
+                raise ActionError(f"shape: 'every' takes a whole number, got {count!r}")
+            return parse_shaping({"every": int(count)})
+        aggregates, per, window = text.partition(" per ")
+        if not per:
+            raise ActionError(
+                "shape: write 'every N' or aggregates per a window: 'mean,max per 1s'"
+            )
+        return parse_shaping(
+            {"aggregate": parse_aggregates(aggregates), "windowMs": parse_window(window.strip())}
+        )
+    except ShapingError as exc:
+        raise ActionError(f"shape: {str(exc).partition(': ')[2] or exc}") from None
+
+
+def parse_rate_text(text: str, flavor: SensorFlavor) -> float | None:
+    """The dialog's rate field (empty: the board's rate) as the flavor can run it."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        rate = parse_rate_hz(text)
+    except QuantityError as exc:
+        raise ActionError(f"rate: {exc}") from None
+    problem = offer_problem(flavor.sensor, rate)
+    if problem is not None:
+        raise ActionError(f"rate: the sensor {problem}")
+    return rate
+
+
 def sensor_request_body(
     flavor: SensorFlavor,
     flavor_ref: str,
     endpoint: str,
     namespace: str,
     data_format: str = "influx",
+    *,
+    shape: Shaping | None = None,
+    rate_hz: float | None = None,
 ) -> dict[str, Any]:
-    """A SensorRequest for one sensor like `flavor`, delivered to `endpoint`."""
+    """A SensorRequest for one sensor like `flavor`, delivered to `endpoint` (as `shape`
+    says), set to `rate_hz` when given."""
     prefix = re.sub("-+", "-", re.sub(r"[^a-z0-9-]", "-", flavor.sensor.key.lower()))
     prefix = prefix.strip("-")[:40] or "sensor"
+    target: dict[str, Any] = {"url": check_endpoint(endpoint), "format": data_format}
+    if shape is not None:
+        target["shape"] = shape.body()
+    spec: dict[str, Any] = {
+        "filter": to_request_filter(pinned_filter(flavor)),
+        "count": 1,
+        "endpoint": target,
+    }
+    if rate_hz is not None:
+        spec["rate"] = format_number(rate_hz)
     return {
         "apiVersion": SENSOR_REQUEST.api_version,
         "kind": SENSOR_REQUEST.kind,
@@ -75,11 +137,7 @@ def sensor_request_body(
             "namespace": check_namespace(namespace),
             "annotations": {REQUESTED_FLAVOR_ANNOTATION: flavor_ref},
         },
-        "spec": {
-            "filter": to_request_filter(pinned_filter(flavor)),
-            "count": 1,
-            "endpoint": {"url": check_endpoint(endpoint), "format": data_format},
-        },
+        "spec": spec,
     }
 
 

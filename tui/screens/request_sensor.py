@@ -1,7 +1,8 @@
 """Request a sensor like the selected flavor: where to deliver, from which consumer cluster.
 
 The dialog shows the SensorRequest it would create (pinned to the flavor's node, types,
-model and manufacturer; one sensor) and creates nothing until "Create" is pressed.
+model and manufacturer; one sensor; raw readings or a shape; the board's rate or one the
+sensor offers) and creates nothing until "Create" is pressed.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
 from fluidos_sensors.filters import describe, from_request_filter
-from tui.data.actions import ActionError, sensor_request_body
+from fluidos_sensors.rates import describe_rates
+from fluidos_sensors.shaping import describe_shape
+from tui.data.actions import ActionError, parse_rate_text, parse_shape_text, sensor_request_body
 from tui.data.rows.flavor import FlavorRow
 
 DEFAULT_NAMESPACE = "default"
@@ -58,11 +61,20 @@ class RequestSensorScreen(ModalScreen[RequestPlan | None]):
                 value=self.default_cluster,
                 allow_blank=False,
                 id="cluster",
+                compact=True,
             )
             yield Label("Namespace")
-            yield Input(DEFAULT_NAMESPACE, id="namespace")
+            yield Input(DEFAULT_NAMESPACE, id="namespace", compact=True)
             yield Label("Delivery endpoint URL (where the readings are POSTed)")
-            yield Input(placeholder="http://telegraf.example:8186/telegraf", id="endpoint")
+            yield Input(
+                placeholder="http://telegraf.example:8186/telegraf", id="endpoint", compact=True
+            )
+            yield Label("Shape at the edge (empty: every reading)")
+            yield Input(placeholder="mean,max per 1s  |  every 10", id="shape", compact=True)
+            if sensor.sampling_rates_hz:
+                offers = describe_rates(sensor.sampling_rates_hz)
+                yield Label(f"Sampling rate (empty: as it runs; offers {offers})")
+                yield Input(placeholder="e.g. 10Hz", id="rate", compact=True)
             yield Static("", id="dialog-error")
             yield Static("", id="preview")
             with Horizontal(id="dialog-buttons"):
@@ -78,11 +90,14 @@ class RequestSensorScreen(ModalScreen[RequestPlan | None]):
         endpoint = self.query_one("#endpoint", Input).value
         if not endpoint.strip():
             raise ActionError("type the delivery endpoint URL")
+        rates = self.query("#rate")
         body = sensor_request_body(
             self.row.flavor,
             "/".join(self.row.key),
             endpoint,
             self.query_one("#namespace", Input).value,
+            shape=parse_shape_text(self.query_one("#shape", Input).value),
+            rate_hz=parse_rate_text(rates.first(Input).value, self.row.flavor) if rates else None,
         )
         return RequestPlan(str(self.query_one("#cluster", Select).value), body)
 
@@ -102,7 +117,9 @@ class RequestSensorScreen(ModalScreen[RequestPlan | None]):
             f"Creates a SensorRequest in {plan.cluster}, namespace "
             f"{plan.body['metadata']['namespace']}:\n"
             f"  count {spec['count']}, filter {wanted}\n"
-            f"  delivered to {spec['endpoint']['url']} ({spec['endpoint']['format']})"
+            f"  delivered to {spec['endpoint']['url']} ({spec['endpoint']['format']}, "
+            f"{describe_shape(spec['endpoint'].get('shape'))})"
+            + (f"\n  sampling rate set to {spec['rate']} Hz" if "rate" in spec else "")
         )
         return plan
 
