@@ -31,10 +31,10 @@ from fluidos_sensors.limits import clip
 from fluidos_sensors.rates import rate_configuration
 from fluidos_sensors.rear.client import AsyncRearClient, RearError
 from fluidos_sensors.rear.wire import (
-    Configuration,
     ContractAnswer,
     DeliveryAuthorization,
     NodeIdentity,
+    SensorConfiguration,
     TelemetryEndpoint,
     delivery_shape,
 )
@@ -276,7 +276,9 @@ async def buy(
     """Reserve (at `rate_hz`, when given) then purchase one flavor. Refused for this sensor;
     RearError for the provider."""
     configuration = (
-        Configuration.model_validate(rate_configuration(rate_hz)) if rate_hz is not None else None
+        SensorConfiguration.model_validate(rate_configuration(rate_hz))
+        if rate_hz is not None
+        else None
     )
     try:
         transaction = await rear.reserve(flavor_id, buyer, configuration)

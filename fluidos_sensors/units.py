@@ -142,6 +142,19 @@ def parse_latency_ms(value: object, default_unit: str = LATENCY_UNIT) -> float:
     return _quantity(value, units=TIME_UNITS, default_unit=default_unit, hint=TIME_HINT)[0]
 
 
+# Numbers as format_number (so our REAR client) writes them, for OpenAPI patterns: exponents
+# bounded so that every value a pattern admits is a finite number in every unit.
+_EXPONENT = r"([eE][+-]?[0-9]{1,2})?"
+NUMBER_PATTERN = r"[0-9]{1,17}(\.[0-9]{1,17})?" + _EXPONENT
+# A sampling rate is more than zero (parse_rate_hz): a digit 1-9 somewhere.
+POSITIVE_NUMBER_PATTERN = (
+    r"(0{0,16}[1-9][0-9]{0,16}(\.[0-9]{1,17})?|0{1,17}\.0{0,16}[1-9][0-9]{0,16})" + _EXPONENT
+)
+# A sampling rate as a string: a positive number, in Hz unless one of RATE_UNITS' spellings of
+# mHz, Hz, kHz or MHz follows.
+RATE_PATTERN = f"^{POSITIVE_NUMBER_PATTERN}( ?(mHz|Hz|kHz|MHz))?$"
+
+
 def parse_rate_hz(value: object, default_unit: str = SAMPLING_RATE_UNIT) -> float:
     """A sampling rate in Hz from 20, "20", "20 Hz", "1 kHz"; bare numbers are in default_unit."""
     return _quantity(

@@ -13,7 +13,10 @@
 4. sampling rate: consumer 2 buys the temperature of board 3 (the other STWIN.box, 20 ms) at
    20 Hz, where it runs 1 Hz: the gateway grants it, the router manager sets it as the
    Device's desired rate, the mapper writes it to the board, and the readings that reach
-   consumer 2 come twenty times as often.
+   consumer 2 come twenty times as often;
+5. CloudEvents: consumer 1 buys board 3's pressure as CloudEvents (structured mode), received
+   by its CloudEvents receiver (`testbed.cloudevents_sink`, on the SDK's parser), which
+   stores them in its InfluxDB (local testbed only: the KIND consumers have no receiver).
 
 Requests are plain `SensorRequest`s in each consumer cluster (namespace fluidos), resolved by
 that cluster's consumer operator through the providers' REAR gateways; readings go to each
@@ -58,6 +61,7 @@ class DemoRequest:
     count: int = 1
     shape: dict[str, Any] | None = None  # window aggregates or downsampling at the edge
     rate: str | None = None  # the sampling rate to set on the sensor bought
+    format: str = "influx"  # "cloudevents": to the consumer's CloudEvents receiver
 
 
 REQUESTS = (
@@ -108,6 +112,11 @@ REQUESTS = (
         {"sensorType": ["temperature"], "sensorModel": ["STTS22H"], "latency": {"min": "11ms"}},
         rate="20 Hz",
     ),
+    DemoRequest(
+        1, "board-3-pressure-cloudevents", "cloudevents", "board 3's pressure as CloudEvents",
+        {"sensorType": ["pressure"], "sensorModel": ["ILPS22QS"], "latency": {"min": "11ms"}},
+        format="cloudevents",
+    ),
 )  # fmt: skip
 
 
@@ -137,10 +146,28 @@ def _delivery_secret(core: client.CoreV1Api, stack: ConsumerStack) -> None:
         core.replace_namespaced_secret(ENDPOINT_SECRET, FLUIDOS_NAMESPACE, body)  # type: ignore[arg-type]
 
 
+def _served(request: DemoRequest, stack: ConsumerStack) -> bool:
+    """Whether the consumer has where the request's format goes."""
+    return request.format == "influx" or bool(stack.cloudevents_url)
+
+
+def _demo(state: TestbedState) -> list[tuple[int, ClusterAccess, DemoRequest]]:
+    """(consumer index, consumer, request) of every request this testbed can serve."""
+    consumers = _consumers(state)
+    found = []
+    for request in REQUESTS:
+        if request.consumer > len(consumers):
+            continue
+        consumer = consumers[request.consumer - 1]
+        if _served(request, ConsumerStack.load(state.directory / consumer.name)):
+            found.append((request.consumer, consumer, request))
+    return found
+
+
 def _request_body(request: DemoRequest, stack: ConsumerStack) -> dict[str, Any]:
     endpoint: dict[str, Any] = {
-        "url": stack.telegraf_url,
-        "format": "influx",
+        "url": stack.telegraf_url if request.format == "influx" else stack.cloudevents_url,
+        "format": request.format,
         "auth": {"type": "basic", "secretName": ENDPOINT_SECRET},
     }
     if request.shape:
@@ -173,11 +200,7 @@ def _custom(api: client.ApiClient) -> tuple[client.CustomObjectsApi, tuple[str, 
 
 def ask(state: TestbedState) -> None:
     """Create the demo's requests (those missing) in each consumer cluster."""
-    consumers = _consumers(state)
-    for request in REQUESTS:
-        if request.consumer > len(consumers):
-            continue
-        consumer = consumers[request.consumer - 1]
+    for _, consumer, request in _demo(state):
         stack = ConsumerStack.load(state.directory / consumer.name)
         with bootstrap.api_client(Path(consumer.kubeconfig)) as api:
             _delivery_secret(client.CoreV1Api(api), stack)
@@ -203,8 +226,7 @@ def _status(consumer: ClusterAccess, name: str) -> dict[str, Any]:
 
 def wait_fulfilled(state: TestbedState, timeout: float = WAIT_SECONDS) -> bool:
     """Until every demo request holds its contracts and saw its first reading."""
-    consumers = _consumers(state)
-    pending = [(consumers[r.consumer - 1], r) for r in REQUESTS if r.consumer <= len(consumers)]
+    pending = [(consumer, request) for _, consumer, request in _demo(state)]
     deadline = time.monotonic() + timeout
     started = time.monotonic()
     while pending and time.monotonic() < deadline:
@@ -253,7 +275,7 @@ def report(state: TestbedState) -> None:
     for index, consumer in enumerate(consumers, start=1):
         stack = ConsumerStack.load(state.directory / consumer.name)
         say(f"\n{consumer.name} bought:")
-        for request in (r for r in REQUESTS if r.consumer == index):
+        for request in (r for i, _, r in _demo(state) if i == index):
             status = _status(consumer, request.name)
             for contract in status.get("contracts") or []:
                 say(
@@ -278,7 +300,7 @@ def check(state: TestbedState) -> bool:
         counts = _recent_counts(
             ConsumerStack.load(state.directory / consumer.name), COUNT_WINDOW_SECONDS
         )
-        for request in (r for r in REQUESTS if r.consumer == index):
+        for request in (r for i, _, r in _demo(state) if i == index):
             status = _status(consumer, request.name)
             contracts = status.get("contracts") or []
             if status.get("phase") != "Fulfilled" or not contracts:
@@ -347,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_demo and len(_consumers(state)) < 2:
         say("the scenarios need two consumer clusters (scripts/setup.sh --consumers 2)")
     elif not args.no_demo:
-        say("\nThe scenarios (sharing, filtering, shaping, sampling rate) as consumer requests:")
+        say("\nThe scenarios (sharing, filtering, shaping, rate, CloudEvents) as requests:")
         try:
             ask(state)
         except (ApiException, FilterError, OSError) as exc:

@@ -19,7 +19,7 @@ import httpx
 from influxdb_client import InfluxDBClient
 
 from fluidos_sensors.api import DEVICE_NAMESPACES
-from testbed import bootstrap, credentials, paths
+from testbed import bootstrap, cloudevents_sink, credentials, paths
 from testbed.pki import ClusterPKI
 from testbed.processes import PortPool, ProcessSpec, port_open
 from testbed.topology import CONSUMER, PROVIDER, ClusterSpec, Topology
@@ -34,13 +34,15 @@ GATEWAY_PORT = "rear-gateway"
 INFLUX_HTTP_PORT = "influxdb-http"
 INFLUX_RPC_PORT = "influxdb-rpc"
 TELEGRAF_PORT = "telegraf-listener"
+CLOUDEVENTS_PORT = "cloudevents-receiver"
 # Named ports per cluster role; add a name when a cluster process needs one.
 CLUSTER_PORTS: dict[str, list[str]] = {
     PROVIDER: [GATEWAY_PORT],
-    CONSUMER: [INFLUX_HTTP_PORT, INFLUX_RPC_PORT, TELEGRAF_PORT],
+    CONSUMER: [INFLUX_HTTP_PORT, INFLUX_RPC_PORT, TELEGRAF_PORT, CLOUDEVENTS_PORT],
 }
 DATABASE = "telegraf"
 TELEGRAF_PATH = "/telegraf"
+CLOUDEVENTS_PATH = cloudevents_sink.PATH
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,9 @@ class ConsumerStack:
     telegraf_username: str
     telegraf_password: str = field(repr=False)
     database: str = DATABASE
+    cloudevents_url: str = ""
+    """The consumer's CloudEvents receiver (`testbed.cloudevents_sink`; same credentials as
+    Telegraf's listener); "" where there is none (KIND clusters)."""
 
     @property
     def bucket(self) -> str:
@@ -117,9 +122,8 @@ class ConsumerStack:
     def delivery_hosts(self) -> list[str]:
         """The hosts readings may be delivered to (Telegraf's and InfluxDB's): the delivery
         policy a provider grants this consumer in the testbed."""
-        return sorted(
-            {urlsplit(url).hostname or "" for url in (self.telegraf_url, self.influx_url)}
-        )
+        urls = (self.telegraf_url, self.influx_url, self.cloudevents_url)
+        return sorted({urlsplit(url).hostname or "" for url in urls if url})
 
     def seq_times(self, device: str, sensor: str, since: float | None = None) -> dict[int, float]:
         """seq -> time (the mapper's receive time, Unix seconds) of every point of one sensor
@@ -166,6 +170,7 @@ def consumer_stack(ctx: ClusterContext) -> ConsumerStack:
         telegraf_url=f"http://127.0.0.1:{ctx.ports[TELEGRAF_PORT]}{TELEGRAF_PATH}",
         telegraf_username="fluidos-sensors",
         telegraf_password=secrets.token_urlsafe(18),
+        cloudevents_url=f"http://127.0.0.1:{ctx.ports[CLOUDEVENTS_PORT]}{CLOUDEVENTS_PATH}",
     )
     stack.save(ctx.directory)
     return stack
@@ -385,6 +390,42 @@ def telegraf(ctx: ClusterContext) -> ProcessSpec:
     )
 
 
+def cloudevents_receiver(ctx: ClusterContext) -> ProcessSpec:
+    """The consumer's CloudEvents receiver -> its InfluxDB (Telegraf has no CloudEvents input)."""
+    folder = ctx.folder("cloudevents")
+    stack = consumer_stack(ctx)
+    port = ctx.ports[CLOUDEVENTS_PORT]
+    login, token = folder / "credentials.json", folder / "influx-token"
+    credentials.write_secret_file(
+        login,
+        json.dumps({"username": stack.telegraf_username, "password": stack.telegraf_password}),
+    )
+    credentials.write_secret_file(token, stack.influx_token)
+    return ProcessSpec(
+        name=ctx.process_name("cloudevents"),
+        argv=[
+            sys.executable,
+            "-m",
+            "testbed.cloudevents_sink",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--credentials",
+            str(login),
+            "--influx-url",
+            stack.influx_url,
+            "--influx-token-file",
+            str(token),
+            "--bucket",
+            stack.bucket,
+        ],
+        log=folder / "cloudevents.log",
+        ready=lambda: port_open(port),
+        ready_timeout=60.0,
+        ports=[port],
+        cwd=_REPO,
+    )
+
+
 def consumer_operator(ctx: ClusterContext) -> ProcessSpec:
     """SensorRequests -> REAR purchases, as its ServiceAccount; the cluster's own InfluxDB
     tells it when a request's first reading arrived."""
@@ -424,7 +465,7 @@ def consumer_operator(ctx: ClusterContext) -> ProcessSpec:
 
 SERVICES: dict[str, list[ServiceFactory]] = {
     PROVIDER: [resource_manager, router_manager, rear_gateway],
-    CONSUMER: [influxdb, telegraf, consumer_operator],
+    CONSUMER: [influxdb, telegraf, cloudevents_receiver, consumer_operator],
 }
 # Binaries those processes need, resolved by `testbed up` before anything starts.
 SERVICE_BINARIES: list[str] = ["influxd", "telegraf"]

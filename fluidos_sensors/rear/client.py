@@ -23,12 +23,12 @@ from fluidos_sensors.rear.wire import (
     PURCHASE_PATH,
     RESERVATIONS_PATH,
     SENSOR_FLAVORS_PATH,
-    Configuration,
     ContractAnswer,
     FlavorItem,
     NodeIdentity,
     PurchaseRequest,
     ReservationRequest,
+    SensorConfiguration,
     TelemetryEndpoint,
     TelemetryEndpointAnswer,
     TransactionAnswer,
@@ -166,7 +166,7 @@ def _telemetry(endpoint: TelemetryEndpoint | str) -> TelemetryEndpoint:
 
 
 def _reservation(
-    flavor_id: str, buyer: NodeIdentity, configuration: Configuration | None
+    flavor_id: str, buyer: NodeIdentity, configuration: SensorConfiguration | None
 ) -> dict[str, Any]:
     return ReservationRequest(
         flavor_id=flavor_id, buyer=with_liqo_id(buyer), configuration=configuration
@@ -232,7 +232,7 @@ class RearClient(_Calls):
         self,
         flavor_id: str,
         buyer: NodeIdentity,
-        configuration: Configuration | None = None,
+        configuration: SensorConfiguration | None = None,
     ) -> TransactionAnswer:
         """Reserve a flavor; purchase the answered transaction before it expires."""
         data, where = self._call(
@@ -315,7 +315,7 @@ class AsyncRearClient(_Calls):
         self,
         flavor_id: str,
         buyer: NodeIdentity,
-        configuration: Configuration | None = None,
+        configuration: SensorConfiguration | None = None,
     ) -> TransactionAnswer:
         """Reserve a flavor; purchase the answered transaction before it expires."""
         data, where = await self._call(

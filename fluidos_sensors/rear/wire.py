@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -43,6 +43,7 @@ from fluidos_sensors.shaping import (
     Aggregate,
     Shaping,
 )
+from fluidos_sensors.units import RATE_PATTERN
 
 API_PREFIX = "/api/v2"
 FLAVORS_PATH = f"{API_PREFIX}/flavors"
@@ -139,12 +140,30 @@ class Configuration(_Wire):
 # ------------------------------------------------------------------------------- reserve
 
 
+class SensorConfigurationData(_Wire):
+    """What a buyer sets on a sensor: its sampling rate (`fluidos_sensors.rates`)."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
+    sampling_rate: Annotated[str, Field(max_length=64, pattern=RATE_PATTERN)] | None = Field(
+        default=None, alias="samplingRate"
+    )
+
+
+class SensorConfiguration(_Wire):
+    """A reservation's ``configuration`` for a Sensor flavor (strict: the gateway reads every
+    key, so a key it does not know is refused, not ignored)."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
+    type: Literal["Sensor"]
+    data: SensorConfigurationData
+
+
 class ReservationRequest(_Wire):
     """``POST /api/v2/reservations``."""
 
     flavor_id: Identifier = Field(alias="flavorID")
     buyer: NodeIdentity = Field(alias="buyerID")
-    configuration: Configuration | None = None
+    configuration: SensorConfiguration | None = None
 
 
 class TransactionAnswer(_Wire):

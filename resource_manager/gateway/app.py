@@ -42,6 +42,7 @@ from fluidos_sensors.rear.wire import (
     ReservationRequest,
     TransactionAnswer,
 )
+from fluidos_sensors.units import NUMBER_PATTERN, POSITIVE_NUMBER_PATTERN
 from resource_manager.gateway.auth import ConsumerTokens
 from resource_manager.gateway.errors import GatewayError, Unavailable
 from resource_manager.gateway.market import Marketplace
@@ -237,14 +238,6 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorAnswer, "description": texts[code]} for code in codes}
 
 
-# What format_number (so our REAR client) writes, with exponents bounded so that every value
-# the pattern admits is a finite number in every unit.
-_EXPONENT = r"([eE][+-]?[0-9]{1,2})?"
-_NUMBER = r"[0-9]{1,17}(\.[0-9]{1,17})?" + _EXPONENT
-# A sampling rate is more than zero (fluidos_sensors.sensor.parse_rate_hz): a digit 1-9 somewhere.
-_POSITIVE_NUMBER = (
-    r"(0{0,16}[1-9][0-9]{0,16}(\.[0-9]{1,17})?|0{1,17}\.0{0,16}[1-9][0-9]{0,16})" + _EXPONENT
-)
 _UNITS = {  # the units each range filter takes after its number (fluidos_sensors.sensor)
     "latency": ("ns", "us", "µs", "ms", "s", "sec", "min"),
     "observed_latency": ("ns", "us", "µs", "ms", "s", "sec", "min"),
@@ -271,7 +264,7 @@ def _filter_parameters() -> list[dict[str, Any]]:
         )
     for name in RANGE_FILTERS:
         units = _UNITS[name]
-        number = _POSITIVE_NUMBER if name == "sampling_rate" else _NUMBER
+        number = POSITIVE_NUMBER_PATTERN if name == "sampling_rate" else NUMBER_PATTERN
         pattern = f"^{number}" + (f"( ?({'|'.join(units)}))?$" if units else "$")
         unit_note = f" in {_DEFAULT_UNITS[name]} unless a unit follows" if units else ""
         if name == "sampling_rate":

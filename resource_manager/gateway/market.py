@@ -37,10 +37,10 @@ from fluidos_sensors.rates import (
     same_rate,
 )
 from fluidos_sensors.rear.wire import (
-    Configuration,
     ContractAnswer,
     PurchaseRequest,
     ReservationRequest,
+    SensorConfiguration,
     TransactionAnswer,
 )
 from resource_manager.gateway import objects
@@ -162,7 +162,7 @@ class Marketplace:
             return self._reserve(consumer, request, None)
         scope, group = self._rate_scope(name, rate)
         # Kept in one spelling (Hz, no unit), which the router manager and the mapper read.
-        canonical = Configuration.model_validate(rate_configuration(rate))
+        canonical = SensorConfiguration.model_validate(rate_configuration(rate))
         request = request.model_copy(update={"configuration": canonical})
         # One rate group spans several flavors: its lock is taken before any flavor's.
         with self._lock(f"rate-scope:{scope}"):
