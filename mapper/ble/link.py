@@ -218,7 +218,12 @@ class BoardLink:
         """Write the wanted rates now and whenever they change, until the link is lost."""
         config = client.services.get_characteristic(CONFIG_CHARACTERISTIC_UUID)
         if config is not None and "notify" in config.properties:
-            await client.start_notify(config, self._on_config)
+            try:
+                await client.start_notify(config, self._on_config)
+            except BleakError as exc:  # rates are still written; only their answers are lost
+                log.warning(
+                    "board=%s: no answers from its config characteristic (%s)", self.mac, exc
+                )
         self._rates_changed.set()  # a new connection: the board may have rebooted
         while not lost.is_set():
             if self._rates_changed.is_set():
@@ -242,7 +247,15 @@ class BoardLink:
             return
         for mask, rate in sorted(commands.items()):
             log.info("board=%s: characteristic 0x%08x to %g Hz", self.mac, mask, rate)
-            await client.write_gatt_char(config, encode_rate_command(mask, rate), response=False)
+            try:
+                await client.write_gatt_char(
+                    config, encode_rate_command(mask, rate), response=False
+                )
+            except BleakError as exc:
+                # A board that takes no config writes keeps streaming at its own rate (the
+                # twin says which); a lost link ends the session through `lost` anyway.
+                log.warning("board=%s: rate not written (%s)", self.mac, exc)
+                return
 
     def _on_config(self, _characteristic: BleakGATTCharacteristic, data: bytearray) -> None:
         try:
