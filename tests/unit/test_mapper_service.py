@@ -360,3 +360,33 @@ def test_characteristic_rates_take_the_highest_of_a_split_characteristic() -> No
         inertial: 30.0,
         environmental: 1.0,
     }
+
+
+async def test_a_board_that_refuses_config_writes_keeps_streaming(
+    fleet, running, monkeypatch, caplog
+) -> None:
+    """Bad input from a board costs only the rate: no reconnect loop, readings flow."""
+    from bleak.exc import BleakError
+
+    from mapper.simulator import backend
+
+    def refuse(self: Any, board: Any, handle: int, frame: bytes) -> None:
+        raise BleakError("write not permitted")
+
+    monkeypatch.setattr(backend.SimulatedClient, "_configure", refuse)
+    radio, boards = fleet
+    publisher = Publisher()
+    bodies = simulated_devices(NODE, "default", boards[:1], report_cycle_seconds=1)
+    mapper = Mapper(
+        MapperSettings(node=NODE, link=fast_links()),
+        backends=backends(radio),
+        publisher=publisher,  # type: ignore[arg-type]
+        devices=Devices(),  # type: ignore[arg-type]
+        twins=TwinReporter(Store(), min_interval=0.05, default_cycle=1.0),
+        register=bodies,
+    )
+    running(mapper)
+    name = bodies[0]["metadata"]["name"]
+    await until(lambda: len(publisher.of(name, "acceleration")) >= 30)
+    assert mapper.links[boards[0][1].mac].stats.connects == 1
+    assert "rate not written" in caplog.text
