@@ -120,7 +120,7 @@ def settable_rates(
         if sensor.sampling_rate_hz is not None:
             declared.setdefault(group, sensor.sampling_rate_hz)
     groups = {group: tuple(keys) for group, keys in members.items()}
-    rates = {group: rate for group, rate in declared.items()}
+    rates = dict(declared)
     rates |= {group: rate for group, rate in desired_rates(device).items() if group in groups}
     return groups, rates
 

@@ -6,28 +6,11 @@ import json
 from typing import Any
 
 import pytest
+from test_router_encoding import reading  # the same reading the encoder's tests use
 
 from fluidos_sensors.endpoints import DeliveryFormat
-from fluidos_sensors.reading import Reading
 from router_manager.encoding import LineProtocolEncoder, batch_body, json_payload
 from testbed.cloudevents_sink import EventError, event_point, read_events, source_tags
-
-
-def reading(**changes: Any) -> Reading:
-    values: dict[str, Any] = dict(
-        namespace="default",
-        device="stwin-1",
-        sensor="acceleration",
-        quantity="acceleration",
-        unit="mg",
-        values={"x": -3.0, "y": 12.0, "z": 1001.5},
-        node="provider-1-edge",
-        seq=41,
-        received_at=1767225600.123456,
-        device_time=12.34,
-        provider="provider-1",
-    )
-    return Reading(**(values | changes))
 
 
 def parsed(line: bytes | str) -> tuple[str, dict[str, str], dict[str, str], str]:

@@ -160,9 +160,10 @@ async def test_registered_devices_stream_one_message_per_sensor(fleet, running) 
     await until(lambda: (DeviceKey("default", stwin), ONLINE) in store.states)
 
 
-async def test_disconnect_reconnect_keeps_sequence_and_reports_offline(fleet, running) -> None:
-    radio, boards = fleet
-    publisher, store = Publisher(), Store()
+def first_board_mapper(
+    radio: SimulatedRadio, boards: list[tuple[str, Any]], publisher: Publisher, store: Store
+) -> tuple[Mapper, list[dict[str, Any]]]:
+    """A mapper serving the fleet's first board through its registered Device."""
     bodies = simulated_devices(NODE, "default", boards[:1], report_cycle_seconds=1)
     mapper = Mapper(
         MapperSettings(node=NODE, link=fast_links()),
@@ -172,6 +173,13 @@ async def test_disconnect_reconnect_keeps_sequence_and_reports_offline(fleet, ru
         twins=TwinReporter(store, min_interval=0.05, default_cycle=1.0),
         register=bodies,
     )
+    return mapper, bodies
+
+
+async def test_disconnect_reconnect_keeps_sequence_and_reports_offline(fleet, running) -> None:
+    radio, boards = fleet
+    publisher, store = Publisher(), Store()
+    mapper, bodies = first_board_mapper(radio, boards, publisher, store)
     running(mapper)
     name = bodies[0]["metadata"]["name"]
     key = DeviceKey("default", name)
@@ -376,15 +384,7 @@ async def test_a_board_that_refuses_config_writes_keeps_streaming(
     monkeypatch.setattr(backend.SimulatedClient, "_configure", refuse)
     radio, boards = fleet
     publisher = Publisher()
-    bodies = simulated_devices(NODE, "default", boards[:1], report_cycle_seconds=1)
-    mapper = Mapper(
-        MapperSettings(node=NODE, link=fast_links()),
-        backends=backends(radio),
-        publisher=publisher,  # type: ignore[arg-type]
-        devices=Devices(),  # type: ignore[arg-type]
-        twins=TwinReporter(Store(), min_interval=0.05, default_cycle=1.0),
-        register=bodies,
-    )
+    mapper, bodies = first_board_mapper(radio, boards, publisher, Store())
     running(mapper)
     name = bodies[0]["metadata"]["name"]
     await until(lambda: len(publisher.of(name, "acceleration")) >= 30)
